@@ -1,0 +1,58 @@
+"""open_clip as an oracle: reference models with random (perturbed, seeded) weights for tests and benchmarks.
+
+open_clip is never a runtime dependency of miniclip; it is installed with the `test` extra. Weights are
+perturbed after open_clip's init because its init leaves many tensors at exactly 0 or 1 (biases, LayerNorm
+gains, BatchNorm statistics, the last BatchNorm of every ResNet block), where a wrong formula or a swapped
+name could still give the right answer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _open_clip():
+    try:
+        import open_clip
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("this needs open_clip, the reference implementation: pip install -e '.[test]'") from e
+    return open_clip
+
+
+@torch.no_grad()
+def perturb_(model: nn.Module, scale: float = 0.02, seed: int = 0) -> nn.Module:
+    """Add seeded noise to every parameter and BatchNorm statistic (variances kept positive), in place."""
+    g = torch.Generator().manual_seed(seed)
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if not t.is_floating_point() or name.endswith("attn_mask"):
+            continue
+        noise = torch.randn(t.shape, generator=g, dtype=torch.float32).to(t)
+        if name.endswith("running_var"):
+            t.mul_(1 + 0.1 * noise.abs())
+        else:
+            t.add_(scale * noise)
+    return model
+
+
+def open_clip_model(name: str, seed: int = 0) -> nn.Module:
+    """An open_clip model by name (e.g. "ViT-B-32-quickgelu", "RN50-quickgelu"), random weights, eval mode."""
+    torch.manual_seed(seed)
+    model = _open_clip().create_model(name, pretrained=None)
+    return perturb_(model, seed=seed).eval()
+
+
+def small_vit_open_clip(quick_gelu: bool = True, seed: int = 0, image_size: int = 64, width: int = 256,
+                        vision_layers: int = 6, text_layers: int = 4, patch_size: int = 8) -> nn.Module:
+    """The small ViT the CPU benchmarks use: 64 px, patch 8, width 256, 6 vision + 4 text layers."""
+    oc = _open_clip()
+    torch.manual_seed(seed)
+    model = oc.model.CLIP(
+        embed_dim=width,
+        vision_cfg=oc.model.CLIPVisionCfg(layers=vision_layers, width=width, patch_size=patch_size,
+                                          image_size=image_size, head_width=64),
+        text_cfg=oc.model.CLIPTextCfg(context_length=77, vocab_size=49408, width=width, heads=width // 64,
+                                      layers=text_layers),
+        quick_gelu=quick_gelu,
+    )
+    return perturb_(model, seed=seed).eval()

@@ -1,0 +1,169 @@
+"""Our CLIP against open_clip's, on shared random weights: same features, same state-dict layout."""
+
+import math
+
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+
+from miniclip.model import CLIP, CLIPConfig, LayerNorm, build_model, capture_attention
+from miniclip.reference import open_clip_model, perturb_, small_vit_open_clip
+
+CAPTIONS = [
+    "a dog runs across the grass .",
+    "",
+    "Two children, one in a red coat, play in the snow near a wooden fence & a frozen lake!",
+    "word " * 100,  # longer than the context: truncated, EOT last
+    "a photo of a cat",
+]
+
+
+def _compare(reference: torch.nn.Module, image_size: int, quick_gelu: bool, batch: int = 3):
+    ours = build_model(reference.state_dict(), quick_gelu=quick_gelu)
+    torch.manual_seed(1)
+    images = torch.randn(batch, 3, image_size, image_size)
+    text = open_clip.tokenize(CAPTIONS)
+    with torch.no_grad():
+        diffs = {}
+        for name, x in (("image", images), ("text", text)):
+            theirs = getattr(reference, f"encode_{name}")(x)
+            mine = getattr(ours, f"encode_{name}")(x)
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
+            diffs[name] = (mine - theirs).abs().max().item()
+    return ours, diffs
+
+
+@pytest.mark.parametrize("name,image_size", [("ViT-B-32-quickgelu", 224), ("RN50-quickgelu", 224)])
+def test_matches_open_clip_pretrained_architectures(name, image_size):
+    reference = open_clip_model(name)
+    ours, diffs = _compare(reference, image_size, quick_gelu=True, batch=2)
+    assert ours.config.is_vit == name.startswith("ViT")
+    print(name, diffs)
+
+
+def test_matches_open_clip_small_vit_with_gelu():
+    reference = small_vit_open_clip(quick_gelu=False)
+    ours, diffs = _compare(reference, 64, quick_gelu=False)
+    assert ours.config == CLIPConfig(embed_dim=256, image_size=64, vision_layers=6, vision_width=256, patch_size=8,
+                                     text_width=256, text_layers=4, quick_gelu=False)
+
+
+def test_gradients_match_open_clip_in_training_mode():
+    reference = small_vit_open_clip(quick_gelu=True).train()
+    ours = build_model(reference.state_dict()).train()
+    torch.manual_seed(2)
+    images, text = torch.randn(4, 3, 64, 64), open_clip.tokenize(CAPTIONS[:4])
+
+    def loss_of(model):
+        logits = model.logit_scale.exp() * F.normalize(model.encode_image(images), dim=-1) @ F.normalize(
+            model.encode_text(text), dim=-1).t()
+        labels = torch.arange(4)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+
+    loss_of(reference).backward()
+    loss_of(ours).backward()
+    theirs = dict(reference.named_parameters())
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_state_dict_round_trips_and_loads_strictly():
+    reference = small_vit_open_clip(quick_gelu=True)
+    ours = build_model(reference.state_dict())
+    assert set(ours.state_dict()) == set(reference.state_dict())
+    again = build_model(ours.state_dict())
+    for k, v in ours.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    # DDP checkpoints carry a "module." prefix; OpenAI's JIT archives carry three metadata entries.
+    wrapped = {f"module.{k}": v for k, v in ours.state_dict().items()}
+    wrapped.update(input_resolution=torch.tensor(64), context_length=torch.tensor(77), vocab_size=torch.tensor(49408))
+    build_model(wrapped)
+    broken = dict(ours.state_dict())
+    broken["visual.extra"] = torch.zeros(1)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        build_model(broken)
+
+
+def test_resnet_config_is_inferred():
+    sd = open_clip_model("RN50-quickgelu").state_dict()
+    cfg = build_model(sd).config
+    assert (cfg.vision_layers, cfg.vision_width, cfg.image_size, cfg.embed_dim) == ((3, 4, 6, 3), 64, 224, 1024)
+
+
+def test_forward_returns_symmetric_logits_and_initial_temperature():
+    torch.manual_seed(0)
+    model = CLIP(CLIPConfig(embed_dim=32, image_size=32, vision_layers=2, vision_width=64, patch_size=8,
+                            text_width=64, text_layers=2))
+    assert math.isclose(model.logit_scale.exp().item(), 1 / 0.07, rel_tol=1e-6)
+    per_image, per_text = model(torch.randn(3, 3, 32, 32), open_clip.tokenize(CAPTIONS[:2]))
+    assert per_image.shape == (3, 2) and torch.equal(per_text, per_image.t())
+
+
+def test_text_padding_beyond_the_longest_eot_is_never_computed():
+    """Running only up to the longest EOT (rounded up to 8) gives the features of the full 77 positions."""
+    torch.manual_seed(0)
+    model = CLIP(CLIPConfig(embed_dim=32, image_size=32, vision_layers=1, vision_width=64, patch_size=8,
+                            text_width=64, text_layers=2)).eval()
+    text = open_clip.tokenize(["a dog", "a dog on a beach"])
+    seen = []
+    handle = model.transformer.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    with torch.no_grad():
+        trimmed = model.encode_text(text)
+        full = model.ln_final(model.transformer(model.token_embedding(text) + model.positional_embedding))
+        full = full[torch.arange(2), text.argmax(-1)] @ model.text_projection
+    handle.remove()
+    assert seen[0] == 8
+    torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-6)
+
+
+def test_captured_attention_weights_equal_a_direct_softmax():
+    torch.manual_seed(0)
+    model = CLIP(CLIPConfig(embed_dim=32, image_size=32, vision_layers=2, vision_width=128, patch_size=8,
+                            text_width=128, text_layers=2)).eval()
+    perturb_(model)
+    images, text = torch.randn(2, 3, 32, 32), open_clip.tokenize(CAPTIONS[:2])
+    block = model.visual.transformer.resblocks[1]
+    inputs = []
+    handle = block.ln_1.register_forward_hook(lambda m, i, o: inputs.append(o))
+    with torch.no_grad():
+        plain_image, plain_text = model.encode_image(images), model.encode_text(text)
+        with capture_attention(model) as attns:
+            image_features, text_features = model.encode_image(images), model.encode_text(text)
+    handle.remove()
+    torch.testing.assert_close(image_features, plain_image, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(text_features, plain_text, rtol=1e-5, atol=1e-5)
+    assert all(not a.keep_weights for a in attns)
+
+    x = inputs[-1]  # the normalised input of the block's attention
+    q, k, _ = F.linear(x, block.attn.in_proj_weight, block.attn.in_proj_bias).chunk(3, dim=-1)
+    q, k = (t.view(2, -1, 2, 64).transpose(1, 2) for t in (q, k))  # 128 wide = 2 heads of 64
+    direct = torch.softmax(q @ k.transpose(-1, -2) / 8.0, dim=-1)
+    torch.testing.assert_close(block.attn.weights, direct, rtol=1e-5, atol=1e-6)
+    assert block.attn.weights.shape == (2, 2, 17, 17)  # 16 patches + class token
+    text_weights = model.transformer.resblocks[0].attn.weights
+    assert torch.all(text_weights.triu(1) == 0)  # causal: no token attends to the future
+
+
+def test_layernorm_computes_in_fp32_under_autocast():
+    ln = LayerNorm(64)
+    torch.nn.init.normal_(ln.weight)
+    x = (torch.randn(4, 64) * 50 + 1000).bfloat16()
+    expected = F.layer_norm(x.float(), (64,), ln.weight, ln.bias).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ln(x)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    config = CLIPConfig(embed_dim=32, image_size=32, vision_layers=2, vision_width=64, patch_size=8,
+                        text_width=64, text_layers=2)
+    plain, ckpt = CLIP(config), CLIP(config)
+    ckpt.load_state_dict(plain.state_dict())
+    ckpt.set_grad_checkpointing(True)
+    images, text = torch.randn(2, 3, 32, 32), open_clip.tokenize(CAPTIONS[:2])
+    for m in (plain, ckpt):
+        m(images, text)[0].sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
