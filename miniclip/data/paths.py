@@ -1,0 +1,30 @@
+"""Where real data lives, and the one error raised when it is not there.
+
+Real datasets are looked up under ``$MINICLIP_DATA`` (default ``~/.cache/miniclip``), in the layouts a user
+gets when downloading them by hand. A missing dataset is never a crash deep inside a loader: it is a
+:class:`MissingDataError` that names the path looked in and the exact command that fetches it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_DATA_ROOT = Path("~/.cache/miniclip")
+
+
+def data_root() -> Path:
+    """The folder real datasets are read from: ``$MINICLIP_DATA`` or ``~/.cache/miniclip``."""
+    return Path(os.environ.get("MINICLIP_DATA") or DEFAULT_DATA_ROOT).expanduser()
+
+
+class MissingDataError(FileNotFoundError):
+    """A dataset was asked for but is not on disk. The message says where we looked and how to fetch it."""
+
+    def __init__(self, name: str, looked_in: Path | str, fetch_command: str):
+        self.name, self.looked_in, self.fetch_command = name, Path(looked_in), fetch_command
+        super().__init__(
+            f"{name} not found: looked in {self.looked_in} "
+            f"(MINICLIP_DATA={os.environ.get('MINICLIP_DATA', '<unset>')}). "
+            f"Fetch it with:  {fetch_command}"
+        )

@@ -1,0 +1,229 @@
+"""Flickr8k: the shared real copy (exact counts, captions per epoch, decoding) and tiny fixtures for the
+original and Kaggle layouts, from folders and zips."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from miniclip.data.flickr8k import FETCH_COMMAND, Flickr8k, benchmark_flickr8k, derived_split
+from miniclip.data.paths import MissingDataError, data_root
+from miniclip.data.transforms import PairCollator, eval_transform, train_transform
+
+# --- the shared real copy ------------------------------------------------------------------------------
+
+REAL = data_root() / "flickr8k.zip"
+needs_real = pytest.mark.skipif(
+    not REAL.exists(), reason=f"real Flickr8k zip not at {REAL} (set MINICLIP_DATA to the shared data folder)"
+)
+
+# What the shared copy holds (measured, and as its README says): split -> (present images, listed, absent).
+EXPECTED = {"train": (6000, 6074, 74), "dev": (1000, 1013, 13), "test": (1000, 1013, 13), "all": (8091, 8195, 104)}
+
+
+@pytest.fixture(scope="module")
+def real():
+    """Each split built once, with the warnings its construction raised."""
+    built = {}
+    for split in EXPECTED:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = Flickr8k(REAL, split, train_transform(64) if split == "train" else eval_transform(64))
+        built[split] = (ds, [str(w.message) for w in caught])
+    return built
+
+
+@pytest.mark.data
+@needs_real
+@pytest.mark.parametrize("split", list(EXPECTED))
+def test_real_counts(real, split):
+    ds, caught = real[split]
+    present, listed, absent = EXPECTED[split]
+    assert (len(ds), ds.listed, len(ds.missing)) == (present, listed, absent)
+    assert ds.layout == "original" and ds.official_split and not ds.uncaptioned
+    assert all(len(c) == 5 for c in ds.captions)  # every present image has its five captions
+    assert len(ds.caption_texts()) == 5 * present
+    index = ds.caption_image_index()
+    assert len(index) == 5 * present and index[:6] == [0, 0, 0, 0, 0, 1]
+    # One warning per construction, with the numbers in it.
+    assert len(caught) == 1 and f"{absent:,} of {listed:,} listed images are absent" in caught[0]
+
+
+@pytest.mark.data
+@needs_real
+def test_real_splits_are_disjoint(real):
+    ids = {s: set(real[s][0].image_ids) for s in ("train", "dev", "test")}
+    assert not (ids["train"] & ids["dev"] or ids["train"] & ids["test"] or ids["dev"] & ids["test"])
+    assert set().union(*ids.values()) <= set(real["all"][0].image_ids)
+
+
+@pytest.mark.data
+@needs_real
+def test_real_caption_choice_per_epoch(real):
+    ds = real["train"][0]
+    n = 600
+    epoch0 = [ds.caption_for(i, epoch=0) for i in range(n)]
+    assert epoch0 == [ds.caption_for(i, epoch=0) for i in range(n)]  # deterministic
+    assert all(c in ds.captions[i] for i, c in enumerate(epoch0))
+    epoch1 = [ds.caption_for(i, epoch=1) for i in range(n)]
+    changed = sum(a != b for a, b in zip(epoch0, epoch1)) / n
+    assert 0.7 < changed < 0.9  # a fresh 1-in-5 draw changes the caption 80% of the time
+    # Over 20 epochs one image sees most of its captions.
+    assert len({ds.caption_for(7, epoch=e) for e in range(20)}) >= 4
+    # set_epoch drives __getitem__; a second instance with the same seed agrees.
+    ds.set_epoch(3)
+    try:
+        assert ds[7][1] == ds.caption_for(7, epoch=3)
+        twin = _quiet(REAL, "dev", train=True)
+        twin.set_epoch(3)
+        dev = real["dev"][0]
+        assert [twin.caption_for(i) for i in range(50)] == [dev.caption_for(i, epoch=3) for i in range(50)]
+    finally:
+        ds.set_epoch(0)
+
+
+@pytest.mark.data
+@needs_real
+def test_real_items_decode(real):
+    x, caption = real["train"][0][11]
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and caption in real["train"][0].captions[11]
+    ds = real["test"][0]
+    x, caption = ds[0]
+    assert x.shape == (3, 64, 64) and caption == ds.captions[0][0]  # evaluation: the first caption
+    assert ds.pil_image(0).size == (160, 160)  # this copy's resolution
+    assert ds.failed == 0
+
+
+# --- tiny fixtures ---------------------------------------------------------------------------------------
+
+IDS = [f"{1000 + k}_abc.jpg" for k in range(16)]
+
+
+def _jpeg(k: int, size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (15 * k, 100, 200 - 10 * k)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _captions(image_id: str) -> list[str]:
+    return [f"picture {image_id} caption {n}, with a comma" for n in range(5)]
+
+
+def _write_original(top: Path) -> Path:
+    """Original layout: 16 listed images, 15 present (the last is absent), one of them corrupt."""
+    (top / "Flicker8k_Dataset").mkdir(parents=True)
+    (top / "Flickr8k_text").mkdir()
+    for k, image_id in enumerate(IDS[:-1]):
+        (top / "Flicker8k_Dataset" / image_id).write_bytes(_jpeg(k) if k != 3 else b"\xff\xd8 not a jpeg")
+    lines = [f"{i}#{n}\t{c}" for i in IDS for n, c in enumerate(_captions(i))]
+    (top / "Flickr8k_text" / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
+    for name, ids in (("train", IDS[:10] + IDS[-1:]), ("dev", IDS[10:13]), ("test", IDS[13:15])):
+        (top / "Flickr8k_text" / f"Flickr_8k.{name}Images.txt").write_text("\n".join(ids) + "\n")
+    return top
+
+
+def _write_kaggle(top: Path) -> Path:
+    (top / "Images").mkdir(parents=True)
+    for k, image_id in enumerate(IDS):
+        (top / "Images" / image_id).write_bytes(_jpeg(k))
+    with open(top / "captions.txt", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "caption"])
+        writer.writerows([i, c] for i in IDS for c in _captions(i))
+    return top
+
+
+def _zip(folder: Path, zip_path: Path) -> Path:
+    with zipfile.ZipFile(zip_path, "w") as z:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(folder.parent).as_posix())  # a top-level folder inside the zip
+    return zip_path
+
+
+def _quiet(*args, **kwargs) -> Flickr8k:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Flickr8k(*args, **kwargs)
+
+
+def test_original_layout_folder_and_zip_agree(tmp_path):
+    folder = _write_original(tmp_path / "Flickr8k")
+    zipped = _zip(folder, tmp_path / "flickr8k.zip")
+    with pytest.warns(UserWarning, match="1 of 11 listed images are absent"):
+        from_folder = Flickr8k(folder, "train")
+    from_zip = _quiet(zipped, "train")
+    for ds in (from_folder, from_zip):
+        assert ds.layout == "original" and ds.official_split
+        assert ds.image_ids == IDS[:10] and ds.missing == [IDS[-1]] and ds.listed == 11
+        assert ds.captions[0] == _captions(IDS[0])
+    assert len(_quiet(zipped, "val")) == 3 and len(_quiet(zipped, "test")) == 2
+    raw = list(from_zip.iter_raw())  # what shards store: one row per caption, the file's own bytes
+    first_file = (folder / "Flicker8k_Dataset" / IDS[0]).read_bytes()
+    assert len(raw) == 50 and raw[0] == (IDS[0], _captions(IDS[0])[0], first_file)
+    everything = _quiet(zipped, "all")
+    assert (everything.listed, len(everything), everything.missing) == (16, 15, [IDS[-1]])
+
+
+def test_found_under_data_root(tmp_path, monkeypatch):
+    _zip(_write_original(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    assert _quiet(split="test").source == tmp_path / "flickr8k.zip"
+
+
+def test_undecodable_image_is_none_counted_and_dropped(tmp_path):
+    ds = _quiet(_write_original(tmp_path / "f8k"), "train", eval_transform(16))
+    collate = PairCollator()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ds[3] is None
+        images, captions = collate([ds[i] for i in range(5)])
+    assert images.shape == (4, 3, 16, 16) and len(captions) == 4
+    assert ds.failed == 2 and collate.dropped.value == 1
+
+
+def test_kaggle_layout_and_derived_split(tmp_path):
+    folder = _write_kaggle(tmp_path / "archive")
+    zipped = _zip(folder, tmp_path / "kaggle.zip")
+    splits = {s: _quiet(zipped, s) for s in ("train", "dev", "test")}
+    assert [len(splits[s]) for s in ("train", "dev", "test")] == [12, 2, 2]  # 6:1:1 of 16
+    assert not splits["train"].official_split and splits["train"].layout == "kaggle"
+    assert set().union(*(d.image_ids for d in splits.values())) == set(IDS)
+    assert splits["dev"].captions[0] == _captions(splits["dev"].image_ids[0])  # the csv's quoted commas
+    assert _quiet(folder, "train").image_ids == splits["train"].image_ids  # folder and zip agree
+    assert _quiet(folder, "train", split_seed=1).image_ids != splits["train"].image_ids
+    x, caption = _quiet(folder, "train", train_transform(16))[0]
+    assert x.shape == (3, 16, 16) and caption in _captions(splits["train"].image_ids[0])
+
+
+def test_derived_split_standard_sizes_and_stability():
+    ids = [f"{k:05d}.jpg" for k in range(8091)]
+    splits = derived_split(ids)
+    assert {s: len(v) for s, v in splits.items()} == {"train": 6000, "dev": 1000, "test": 1000}
+    assert derived_split(list(reversed(ids))) == splits  # depends on the ids, not their order
+    assert len(set(splits["train"]) | set(splits["dev"]) | set(splits["test"])) == 8000
+
+
+def test_missing_data_errors_name_the_fetch_command(tmp_path, monkeypatch):
+    with pytest.raises(MissingDataError, match=FETCH_COMMAND):
+        Flickr8k(tmp_path / "nowhere")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    with pytest.raises(MissingDataError, match=FETCH_COMMAND):
+        Flickr8k()
+    (tmp_path / "flickr8k").mkdir()  # a folder with no caption file in it
+    with pytest.raises(MissingDataError, match="Flickr8k.token.txt or captions.txt"):
+        Flickr8k()
+    with pytest.raises(ValueError, match="unknown Flickr8k split"):
+        Flickr8k(tmp_path / "flickr8k", "holdout")
+
+
+def test_benchmark_returns_a_rate(tmp_path):
+    result = benchmark_flickr8k(image_size=16, batch_size=4, seconds=0.05, root=_write_kaggle(tmp_path / "k"))
+    assert result["samples"] >= 4 and result["samples_per_s"] > 0 and result["image_size"] == 16

@@ -1,0 +1,168 @@
+"""ImageFolder test sets from folders and zips, readable class names, the CIFAR wrapper, open_test_set."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import warnings
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from miniclip.data.folders import (
+    CIFAR10_CLASSES,
+    FileTree,
+    ImageFolderDataset,
+    TorchvisionCIFAR,
+    open_test_set,
+    readable_class_name,
+    torchvision_cifar,
+)
+from miniclip.data.paths import MissingDataError, data_root
+from miniclip.data.transforms import PairCollator, eval_transform
+
+CLASSES = ["aquarium_fish", "cat", "dog"]
+
+
+def _jpeg(colour) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 10), colour).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def tiny_folder(tmp_path) -> Path:
+    """pets/test/<class>/<n>.jpg, 2 images per class; pets/train/cat/0.jpg; one corrupt test image."""
+    root = tmp_path / "pets"
+    for k, name in enumerate(CLASSES):
+        (root / "test" / name).mkdir(parents=True)
+        for n in range(2):
+            (root / "test" / name / f"{n}.jpg").write_bytes(_jpeg((80 * k, 40 * n, 0)))
+    (root / "test" / "dog" / "broken.jpg").write_bytes(_jpeg((0, 0, 0))[:60])
+    (root / "test" / "notes.txt").write_text("not an image")
+    (root / "train" / "cat").mkdir(parents=True)
+    (root / "train" / "cat" / "0.jpg").write_bytes(_jpeg((1, 2, 3)))
+    return root
+
+
+def _zip_folder(folder: Path, zip_path: Path) -> Path:
+    with zipfile.ZipFile(zip_path, "w") as z:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(folder.parent).as_posix())  # keeps a top-level folder inside
+    return zip_path
+
+
+def test_readable_class_names():
+    assert readable_class_name("aquarium_fish") == "aquarium fish"
+    assert readable_class_name("automobile") == "automobile"
+    assert readable_class_name("aeroplane") == "airplane"
+    assert [readable_class_name(c) for c in CIFAR10_CLASSES] == list(CIFAR10_CLASSES)
+
+
+def test_folder_and_zip_give_the_same_dataset(tiny_folder, tmp_path):
+    zipped = _zip_folder(tiny_folder, tmp_path / "pets.zip")
+    sets = [
+        ImageFolderDataset(tiny_folder / "test"),
+        ImageFolderDataset(zipped / "pets" / "test"),  # a folder inside a zip
+        ImageFolderDataset(tiny_folder, prefer="test"),  # two roots (train, test): take test
+        ImageFolderDataset(zipped, prefer="test"),
+    ]
+    for ds in sets:
+        assert ds.classes == CLASSES and ds.class_names == ["aquarium fish", "cat", "dog"]
+        assert len(ds) == 7 and Counter(ds.targets) == {0: 2, 1: 2, 2: 3}
+    assert [Path(f).name for f in sets[0].files] == [Path(f).name for f in sets[1].files]
+
+
+def test_several_roots_without_preference_is_an_error_naming_them(tiny_folder):
+    with pytest.raises(ValueError, match="train.*test|test.*train"):
+        ImageFolderDataset(tiny_folder)
+
+
+def test_items_and_undecodable_images(tiny_folder):
+    ds = ImageFolderDataset(tiny_folder / "test", eval_transform(8))
+    x, label = ds[0]
+    assert x.shape == (3, 8, 8) and label == 0
+    broken = [i for i, f in enumerate(ds.files) if f.endswith("broken.jpg")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ds[broken[0]] is None
+    assert ds.failed == 1
+
+
+def test_dataloader_workers_read_a_zip_and_share_counts(tiny_folder, tmp_path):
+    # Two forked workers reading one zip: each must open its own handle, and the failure they hit must
+    # show up in the main process's counts.
+    ds = ImageFolderDataset(_zip_folder(tiny_folder, tmp_path / "pets.zip") / "pets" / "test", eval_transform(8))
+    collate = PairCollator()
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate, multiprocessing_context="fork")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batches = list(loader)
+    # The last batch held only the broken image: it comes back empty, and the contract is to skip it.
+    assert len(batches[-1][0]) == 0
+    labels = torch.cat([labels for images, labels in batches if len(images)])
+    assert sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert ds.failed == 1 and collate.dropped.value == 1
+
+
+class _FakeCIFAR100:
+    """Stands in for torchvision.datasets.CIFAR100: the wrapper only uses classes, len, getitem, targets."""
+
+    classes = ["apple", "aquarium_fish", "maple_tree"]
+    targets = [1, 2]
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return Image.new("RGB", (32, 32), (i * 100, 0, 0)), self.targets[i]
+
+
+def test_torchvision_wrapper_interface():
+    ds = TorchvisionCIFAR(_FakeCIFAR100(), eval_transform(16))
+    assert ds.classes == ["apple", "aquarium_fish", "maple_tree"]
+    assert ds.class_names == ["apple", "aquarium fish", "maple tree"]
+    x, label = ds[1]
+    assert x.shape == (3, 16, 16) and label == 2 and len(ds) == 2 and ds.targets == [1, 2]
+
+
+def test_torchvision_cifar_missing_is_a_clear_error(tmp_path):
+    # download=False never touches the network; an empty root must say how to fetch the data.
+    with pytest.raises(MissingDataError, match="python -m miniclip data download cifar100"):
+        torchvision_cifar("cifar100", root=tmp_path)
+
+
+def test_open_test_set_specs(tiny_folder, tmp_path, monkeypatch):
+    assert len(open_test_set(f"imagefolder:{tiny_folder / 'test'}")) == 7
+    with pytest.raises(ValueError):
+        open_test_set("mnist")
+    empty = tmp_path / "empty-root"
+    empty.mkdir()
+    monkeypatch.setenv("MINICLIP_DATA", str(empty))
+    with pytest.raises(MissingDataError, match="python -m miniclip data download cifar10"):
+        open_test_set("cifar10")
+    # A local copy under the data root wins over torchvision's download location.
+    shutil.copytree(tiny_folder / "test", empty / "cifar10" / "test")
+    assert open_test_set("cifar10").classes == CLASSES
+
+
+# --- the shared real copy ------------------------------------------------------------------------------
+
+REAL_CIFAR = data_root() / "cifar10-test.zip"
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not REAL_CIFAR.exists(), reason=f"real CIFAR-10 test zip not at {REAL_CIFAR} (set MINICLIP_DATA)")
+def test_real_cifar10_test_zip():
+    ds = open_test_set("cifar10", transform=eval_transform(32))
+    assert isinstance(ds.tree, FileTree) and ds.tree.zip_path == REAL_CIFAR
+    assert ds.classes == list(CIFAR10_CLASSES) and ds.class_names == list(CIFAR10_CLASSES)
+    assert len(ds) == 10_000 and Counter(ds.targets) == {k: 1000 for k in range(10)}
+    x, label = ds[6_500]  # sorted classes: index 6 is frog
+    assert x.shape == (3, 32, 32) and ds.classes[label] == "frog"
