@@ -1,0 +1,110 @@
+"""`python -m miniclip <command>`: the project's command line.
+
+Commands that take `--json` print one JSON object on the last line of stdout, for scripts and the book.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from miniclip import bench
+
+    if args.what == "model":
+        result = bench.run_model_bench(precisions=args.precision, batch_sizes=args.batch_size, arch=args.arch,
+                                       rounds=args.rounds, device=args.device, compile=args.compile)
+    else:  # pragma: no cover - argparse restricts choices
+        raise ValueError(args.what)
+    print(f"results written to {result['path']}")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from miniclip.checkpoint import CheckpointError, read_metadata
+    from miniclip.config import ConfigError, load_config
+    from miniclip.train import Trainer, TrainingDiverged, run_dir
+
+    try:
+        config = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = run_dir(config, args.out)
+    if args.if_changed and (out / "final.json").exists():
+        try:
+            done = read_metadata(out / "final")["config"] == json.loads(json.dumps(config.to_dict()))
+        except CheckpointError:
+            done = False
+        if done:
+            print(f"{out}/final.safetensors is up to date with {args.config}; not retraining")
+            return 0
+        args.resume = False  # the config changed: start over
+    try:
+        result = Trainer(config, out, resume=args.resume, progress=not args.no_progress).run()
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result["out"] = str(out)
+    if result["status"].startswith("interrupted"):
+        print(f"{result['status']} at step {result['step']}; state saved in {out}/last.*. "
+              f"Continue with: python -m miniclip train --config {args.config} --resume", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if result["status"] == f"interrupted by {sig.name}":
+            return 128 + sig.value
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m miniclip", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a CLIP from a YAML config (runs/<profile>/<name>/)")
+    train.add_argument("--config", required=True, help="a profile in configs/, e.g. configs/ci.yaml")
+    train.add_argument("--out", help="run directory (default: runs/<profile>/<name>)")
+    train.add_argument("--resume", action="store_true", help="continue from <out>/last.* if it exists")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value, e.g. --set optim.lr=1e-3 (repeatable)")
+    train.add_argument("--if-changed", action="store_true",
+                       help="skip training when <out>/final.* was trained with this exact config")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
+    train.set_defaults(func=_train)
+
+    bench = commands.add_parser("bench", help="time miniclip against open_clip (results under runs/bench/)")
+    bench.add_argument("what", choices=["model"], help="model: one training step, ours vs open_clip")
+    bench.add_argument("--arch", default="small",
+                       help="'small' (64 px ViT, width 256, 6+4 layers) or an open_clip model name, "
+                            "e.g. ViT-B-32-quickgelu")
+    bench.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    bench.add_argument("--batch-size", nargs="+", type=int, default=[128])
+    bench.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per contender")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--compile", action="store_true", help="torch.compile both models first")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
+    bench.set_defaults(func=_bench)
+
+    from miniclip.data.commands import add_data_commands
+
+    add_data_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
