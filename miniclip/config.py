@@ -1,0 +1,219 @@
+"""Training configuration: dataclasses loaded from YAML profiles in `configs/`, checked before anything runs.
+
+A config has four sections: `model` (a `CLIPConfig`), `data`, `optim` and `train`. Every key is typed by its
+dataclass field; an unknown key, a value of the wrong type or an impossible value fails at start with a
+message that names the key, never halfway through a run. `--set section.key=value` overrides any key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from miniclip.model import CLIPConfig
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the offending key."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "shapes"  # shapes | flickr8k | shards:<glob or brace pattern>
+    num_workers: int = 0
+    augment: bool = True  # random-resized-crop + flip on real photos
+    val_size: int = 512  # held-out pairs for the validation loss
+    zeroshot: str = "auto"  # periodic zero-shot check: auto | none | shapes | cifar10
+    zeroshot_size: int = 500
+    shapes: dict = field(default_factory=dict)  # ShapesConfig overrides, e.g. {lang_rates: {fr: 0.1}}
+    shuffle_buffer: int = 2000  # shards only
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 128
+    grad_cache_chunks: int = 1  # >1: the batch's negatives in k chunks of batch_size/k (GradCache)
+    lr: float = 5e-4
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    steps: int = 1000
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    max_logit_scale: float = 100.0
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA, with a GradScaler)
+    grad_checkpointing: bool = False
+    compile: bool = False
+    log_every: int = 10
+    val_every: int = 200
+    save_every: int = 200
+    max_bad_steps: int = 5  # stop after this many non-finite losses in a row
+    tensorboard: bool = False
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    profile: str = "ci"  # runs land in runs/<profile>/<name>/
+    model: CLIPConfig = field(default_factory=CLIPConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "Config":
+        checks = [
+            ("profile", self.profile in ("ci", "cpu", "gpu-1m"), "must be ci, cpu or gpu-1m"),
+            ("name", bool(self.name) and "/" not in self.name, "must be a non-empty name without '/'"),
+            ("optim.batch_size", self.optim.batch_size >= 2, "must be at least 2 (a contrastive batch needs negatives)"),
+            ("optim.grad_cache_chunks", self.optim.grad_cache_chunks >= 1
+             and self.optim.batch_size % self.optim.grad_cache_chunks == 0, "must be >= 1 and divide optim.batch_size"),
+            ("optim.lr", self.optim.lr > 0, "must be positive"),
+            ("optim.weight_decay", self.optim.weight_decay >= 0, "must be >= 0"),
+            ("optim.betas", all(0 <= b < 1 for b in self.optim.betas), "must lie in [0, 1)"),
+            ("optim.eps", self.optim.eps > 0, "must be positive"),
+            ("optim.steps", self.optim.steps >= 1, "must be >= 1"),
+            ("optim.warmup_steps", 0 <= self.optim.warmup_steps <= self.optim.steps, "must lie in [0, optim.steps]"),
+            ("optim.min_lr_ratio", 0 <= self.optim.min_lr_ratio <= 1, "must lie in [0, 1]"),
+            ("optim.max_logit_scale", self.optim.max_logit_scale > 1, "must be > 1"),
+            ("train.precision", self.train.precision in ("fp32", "bf16", "fp16"), "must be fp32, bf16 or fp16"),
+            ("train.device", self.train.device in ("auto", "cpu", "cuda") or self.train.device.startswith("cuda:"),
+             "must be auto, cpu or cuda[:N]"),
+            ("train.max_bad_steps", self.train.max_bad_steps >= 1, "must be >= 1"),
+            ("data.dataset", self.data.dataset in ("shapes", "flickr8k") or self.data.dataset.startswith("shards:"),
+             "must be shapes, flickr8k or shards:<pattern>"),
+            ("data.zeroshot", self.data.zeroshot in ("auto", "none", "shapes", "cifar10"),
+             "must be auto, none, shapes or cifar10"),
+            ("data.num_workers", self.data.num_workers >= 0, "must be >= 0"),
+            ("model.image_size", not self.model.is_vit or self.model.image_size % self.model.patch_size == 0,
+             "must be a multiple of model.patch_size"),
+            ("model.vision_width", self.model.vision_width % self.model.head_width == 0,
+             "must be a multiple of model.head_width"),
+            ("model.text_width", self.model.text_width % self.model.head_width == 0,
+             "must be a multiple of model.head_width"),
+        ]
+        for key, ok, why in checks:
+            if not ok:
+                raise ConfigError(f"{key} = {_get(self, key)!r} {why}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _get(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _coerce(value, tp, key: str):
+    """Check (and gently convert) one YAML value against its field's type annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. int | tuple[int, int, int, int]
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key} = {value!r} matches none of {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key} = {value!r} must be a list of {len(args)} values")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:  # YAML reads "5e-4" (no dot) as a string
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+    raise ConfigError(f"{key} = {value!r} is not a valid {getattr(tp, '__name__', tp)}")
+
+
+def _build(cls, values: dict, prefix: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} (known keys: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, value in values.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, tp, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """`section.key=value` strings into the raw mapping; values are parsed as YAML (so `2`, `true`, `[1, 2]`)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        dotted, text = item.split("=", 1)
+        *parents, leaf = dotted.strip().split(".")
+        node = raw
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a section")
+        node[leaf] = yaml.safe_load(text)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from the defaults), apply `--set` overrides, type-check and validate."""
+    raw = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist (profiles live in configs/)")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    raw = apply_overrides(raw, overrides or [])
+    return _build(Config, raw, "").validate()
+
+
+def dump_config(config: Config) -> str:
+    def plain(x):
+        if isinstance(x, tuple):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+
+    return yaml.safe_dump(plain(config.to_dict()), sort_keys=False)

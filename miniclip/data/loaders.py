@@ -1,0 +1,159 @@
+"""From a config's `data` section to training batches that are a pure function of the step.
+
+Batch `s` of a run is the same on every run with the same config, and the same whether the run was
+interrupted and resumed or not. That is what makes resume exact: the trainer asks for the batches from
+step `s` onwards, and gets exactly what the uninterrupted run saw.
+
+- **Shapes**: global step `s` holds samples `s*B … (s+1)*B - 1` of the world's training stream.
+- **Flickr8k**: each epoch is a seeded permutation of the training images; step `s` is slice
+  `s mod steps_per_epoch` of epoch `s // steps_per_epoch`'s permutation. The caption an image carries and
+  its random crop and flip are seeded by (seed, epoch, index), not by whichever worker decodes it.
+- **Shards** (web data): a resampled webdataset stream seeded by (seed, start step). Restarting it at a
+  step gives a valid stream but not the same samples; the docs say so.
+
+With `W` data-parallel ranks each rank takes its contiguous `B/W` slice of the global batch, in rank order,
+so the gathered batch is the single-process batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from miniclip.data.transforms import eval_transform, train_transform
+
+Batch = tuple[torch.Tensor, list[str]]
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed from integers, stable across processes and Python versions (unlike `hash`)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+# ----------------------------------------------------------------------------- Shapes
+
+
+def shapes_config(data_cfg, image_size: int, seed: int):
+    from miniclip.data.shapes import ShapesConfig
+
+    options = dict(data_cfg.shapes)
+    options.setdefault("image_size", image_size)
+    options.setdefault("seed", seed)
+    return ShapesConfig(**options)
+
+
+def shapes_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
+                   world_size: int) -> Iterator[Batch]:
+    from miniclip.data.shapes import ShapesDataset
+
+    local = batch_size // world_size
+    dataset = ShapesDataset(shapes_config(data_cfg, image_size, seed), split="train", batch_size=local,
+                            start=start_step * batch_size, rank=rank, world_size=world_size)
+    loader = DataLoader(dataset, batch_size=None, num_workers=data_cfg.num_workers,
+                        persistent_workers=data_cfg.num_workers > 0)
+    yield from loader
+
+
+# ----------------------------------------------------------------------------- Flickr8k
+
+
+class StepBatchSampler(Sampler):
+    """Yields, from `start_step` on, this rank's list of (epoch, index) keys for every step, forever."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, rank: int, world_size: int):
+        if n < batch_size:
+            raise ValueError(f"a batch of {batch_size} needs at least that many training items, got {n}")
+        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start_step
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = n // batch_size  # the last partial batch of an epoch is dropped
+
+    def __iter__(self):
+        local = self.batch_size // self.world_size
+        step = self.start
+        while True:
+            epoch, k = divmod(step, self.steps_per_epoch)
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
+            lo = k * self.batch_size + self.rank * local
+            yield [(epoch, i) for i in order[lo:lo + local].tolist()]
+            step += 1
+
+
+class SeededPairs(Dataset):
+    """Wraps Flickr8k so item (epoch, index) has its caption and augmentation fixed by (seed, epoch, index).
+
+    An image that cannot be decoded is replaced by the next decodable one and counted in `.replaced`, so a
+    batch keeps its size (a data-parallel gather needs equal batches on every rank)."""
+
+    def __init__(self, base, seed: int):
+        self.base, self.seed, self.replaced = base, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        for attempt in range(len(self.base)):
+            i = (index + attempt) % len(self.base)
+            image = self.base.pil_image(i, draft_size=self.base.decode_size)
+            if image is not None:
+                break
+            self.replaced += 1
+        else:
+            raise RuntimeError("no image of the training set could be decoded")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed(self.seed, epoch, i))
+            return self.base.transform(image), self.base.caption_for(i, epoch)
+
+
+def _collate(batch) -> Batch:
+    return torch.stack([image for image, _ in batch]), [caption for _, caption in batch]
+
+
+def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
+                     world_size: int) -> Iterator[Batch]:
+    from miniclip.data.flickr8k import Flickr8k
+
+    transform = train_transform(image_size) if data_cfg.augment else eval_transform(image_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if rank else "default")  # the missing-files warning, once
+        base = Flickr8k(split="train", transform=transform, seed=seed)
+    sampler = StepBatchSampler(len(base), batch_size, seed, start_step, rank, world_size)
+    loader = DataLoader(SeededPairs(base, seed), batch_sampler=sampler, collate_fn=_collate,
+                        num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0)
+    yield from loader
+
+
+def flickr8k_steps_per_epoch(batch_size: int) -> int:
+    from miniclip.data.flickr8k import Flickr8k
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return len(Flickr8k(split="train")) // batch_size
+
+
+# ----------------------------------------------------------------------------- webdataset shards
+
+
+def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
+                  world_size: int) -> Iterator[Batch]:
+    from miniclip.data.shards import ShardDataset
+
+    transform = train_transform(image_size) if data_cfg.augment else eval_transform(image_size)
+    dataset = ShardDataset(data_cfg.dataset.removeprefix("shards:"), transform=transform,
+                           shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=_seed(seed, start_step))
+    loader = DataLoader(dataset, batch_size=batch_size // world_size, collate_fn=_collate,
+                        num_workers=data_cfg.num_workers, drop_last=True)
+    yield from loader
+
+
+def train_batches(config, start_step: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+    """This rank's (images, captions) batches for steps start_step, start_step + 1, … of `config`."""
+    data = config.data
+    make = {"shapes": shapes_batches, "flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)
+    return make(data, config.model.image_size, config.train.seed, config.optim.batch_size, start_step, rank,
+                world_size)

@@ -1,0 +1,140 @@
+"""Periodic validation during training: a held-out contrastive loss and a small zero-shot check.
+
+The validation sets are built once (decoded or rendered into memory) and reused at every check, so the
+numbers along a run are comparable and cheap. They are deliberately small: this is a training-curve
+monitor, not the book's evaluation (that lives in `zeroshot.py` and `probes.py`, on the full test sets).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from miniclip.data.paths import MissingDataError
+from miniclip.data.transforms import eval_transform
+from miniclip.loss import ClipLoss
+from miniclip.tokenizer import tokenize
+from miniclip.zeroshot import SIMPLE_TEMPLATES, encode_images, encode_texts, topk_accuracy
+
+
+def _stratified(labels: list[int], n: int) -> list[int]:
+    """About n indices with every class equally represented (the first ones of each class)."""
+    classes = sorted(set(labels))
+    per_class = max(1, n // len(classes))
+    picked, seen = [], dict.fromkeys(classes, 0)
+    for i, y in enumerate(labels):
+        if seen[y] < per_class:
+            picked.append(i)
+            seen[y] += 1
+    return picked
+
+
+class Validator:
+    def __init__(self, config, device: torch.device):
+        self.config, self.device = config, device
+        self.image_size = config.model.image_size
+        self.last: dict = {}
+        self._val = None  # (images, captions)
+        self._zeroshot = None  # (images, labels, prompts or class names, kind)
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------------- data, built on first use
+
+    def _val_set(self):
+        if self._val is None:
+            d = self.config.data
+            if d.dataset == "shapes":
+                from miniclip.data.loaders import shapes_config
+                from miniclip.data.shapes import ShapesDataset
+
+                stream = ShapesDataset(shapes_config(d, self.image_size, self.config.train.seed), split="val",
+                                       batch_size=d.val_size, num_samples=d.val_size, rank=0, world_size=1)
+                self._val = next(iter(stream))
+            else:
+                self._val = self._flickr8k_dev()
+        return self._val
+
+    def _flickr8k_dev(self):
+        from miniclip.data.flickr8k import Flickr8k
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dev = Flickr8k(split="dev", transform=eval_transform(self.image_size))
+        except MissingDataError as e:
+            self.notes.append(f"no validation loss: {e}")
+            return (torch.empty(0), [])
+        items = [dev[i] for i in range(min(self.config.data.val_size, len(dev)))]
+        items = [it for it in items if it is not None]
+        return torch.stack([im for im, _ in items]), [c for _, c in items]
+
+    def _zeroshot_set(self):
+        if self._zeroshot is None:
+            d = self.config.data
+            kind = d.zeroshot if d.zeroshot != "auto" else ("shapes" if d.dataset == "shapes" else "cifar10")
+            if kind == "shapes":
+                self._zeroshot = self._shapes_heldout(d)
+            elif kind == "cifar10":
+                self._zeroshot = self._cifar10(d)
+            else:
+                self._zeroshot = ()
+        return self._zeroshot
+
+    def _shapes_heldout(self, d):
+        """Single objects whose (colour, shape) pair training never showed, classified among all pairs."""
+        from miniclip.data.loaders import shapes_config
+        from miniclip.data.shapes import ShapesWorld
+        from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
+
+        world = ShapesWorld(shapes_config(d, self.image_size, self.config.train.seed))
+        batch = world.render(range(d.zeroshot_size), split="heldout", n_objects=1)
+        mean, std = torch.tensor(OPENAI_MEAN)[:, None, None], torch.tensor(OPENAI_STD)[:, None, None]
+        images = (batch.images - mean) / std
+        return images, world.labels(batch, "colour_shape"), world.class_prompts("colour_shape"), "shapes_heldout"
+
+    def _cifar10(self, d):
+        from miniclip.data.folders import open_test_set
+
+        try:
+            test = open_test_set("cifar10", eval_transform(self.image_size))
+        except MissingDataError as e:
+            self.notes.append(f"no zero-shot check: {e}")
+            return ()
+        idx = _stratified(list(test.targets), d.zeroshot_size)
+        items = [test[i] for i in idx]
+        keep = [i for i, it in enumerate(items) if it is not None]
+        images = torch.stack([items[i][0] for i in keep])
+        labels = torch.tensor([items[i][1] for i in keep])
+        return images, labels, [SIMPLE_TEMPLATES[0].format(c) for c in test.class_names], "cifar10"
+
+    # ------------------------------------------------------------------------- the check
+
+    @torch.no_grad()
+    def __call__(self, model) -> dict:
+        was_training = model.training
+        model.eval()
+        metrics = {}
+        images, captions = self._val_set()
+        if len(images):
+            loss_fn, bs, losses = ClipLoss(gather=False), min(self.config.optim.batch_size, len(images)), []
+            for i in range(0, len(images) - bs + 1, bs):  # equal batches: the loss depends on batch size
+                img = F.normalize(model.encode_image(images[i:i + bs].to(self.device)).float(), dim=-1)
+                txt = F.normalize(model.encode_text(tokenize(captions[i:i + bs], model.config.context_length)
+                                                    .to(self.device)).float(), dim=-1)
+                losses.append(loss_fn(img, txt, model.logit_scale.exp().float()).item())
+            metrics["val_loss"] = sum(losses) / len(losses)
+        zs = self._zeroshot_set()
+        if zs:
+            images, labels, prompts, kind = zs
+            classifier = encode_texts(model, prompts)
+            scores = encode_images(model, images) @ classifier.t()
+            acc = topk_accuracy(scores, labels)
+            metrics.update({f"zeroshot_{kind}_top1": acc["top1"], f"zeroshot_{kind}_top5": acc["top5"],
+                            f"zeroshot_{kind}_chance": 1 / len(prompts)})
+        if was_training:
+            model.train()
+        self.last = metrics
+        return metrics
+

@@ -1,0 +1,341 @@
+"""The trainer: CLIP's recipe (§2.5) with what a long run on small hardware needs.
+
+One step: encode a batch of images and captions, compute the symmetric contrastive loss over the batch
+(gathered across data-parallel ranks), backpropagate, take an AdamW step at the scheduled learning rate,
+and clamp the temperature. Around it: bf16/fp16 autocast, gradient checkpointing, GradCache for batches
+larger than memory, periodic validation and checkpoints, exact resume, clean stops on SIGINT/SIGTERM, and
+a guard against non-finite losses.
+
+Run it with `python -m miniclip train --config configs/NAME.yaml` (add `torchrun --nproc_per_node N -m`
+for data parallelism).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from miniclip import checkpoint as ckpt
+from miniclip.config import Config, dump_config
+from miniclip.data.loaders import train_batches
+from miniclip.distributed import cleanup_distributed, is_distributed, setup_distributed
+from miniclip.evaluate import Validator
+from miniclip.loss import ClipLoss
+from miniclip.model import CLIP
+from miniclip.tokenizer import tokenize
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite losses in a row; the last good state was checkpointed."""
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices (and conv kernels) only. Gains, biases, the token, position and
+    class embeddings and the temperature are left alone: shrinking them towards 0 has no regularising
+    meaning, and decaying the temperature would fight the loss that sets it."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_embedding = "embedding" in name or name == "logit_scale"
+        (decay if p.ndim >= 2 and not is_embedding else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def learning_rate(step: int, optim) -> float:
+    """Linear warmup over `warmup_steps`, then cosine decay to `lr * min_lr_ratio` at `steps` (§2.5)."""
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    progress = (step - optim.warmup_steps) / max(1, optim.steps - optim.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return optim.lr * (optim.min_lr_ratio + (1 - optim.min_lr_ratio) * cosine)
+
+
+class Towers(nn.Module):
+    """Both encoders behind one forward, so DistributedDataParallel sees every parameter a step uses
+    (its gradient hooks only fire for outputs of the wrapped module's forward)."""
+
+    def __init__(self, model: CLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor):
+        return self.model.encode_image(images), self.model.encode_text(text), self.model.logit_scale.exp()
+
+
+def _pick_device(name: str, dist_device: torch.device) -> torch.device:
+    if name == "auto":
+        return dist_device
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name} but CUDA is not available; use train.device=cpu")
+    return torch.device(name)
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (commit + ("-dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _machine() -> dict:
+    from miniclip.bench import environment
+
+    return environment()
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class Trainer:
+    def __init__(self, config: Config, out_dir: str | Path, resume: bool = False, progress: bool = True):
+        self.config, self.out_dir, self.progress = config, Path(out_dir), progress
+        self.dist = setup_distributed()
+        self.is_main = self.dist.rank == 0
+        self.device = _pick_device(config.train.device, self.dist.device)
+        t = config.train
+        if t.precision == "fp16" and self.device.type != "cuda":
+            raise RuntimeError("train.precision=fp16 needs CUDA (its GradScaler); use bf16 on CPU")
+
+        torch.manual_seed(t.seed)  # every rank builds identical initial weights
+        self.model = CLIP(config.model).to(self.device)
+        self.model.set_grad_checkpointing(t.grad_checkpointing)
+        towers = self.ddp = Towers(self.model)
+        if is_distributed():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            towers = self.ddp = nn.parallel.DistributedDataParallel(towers, device_ids=ids)
+        self.towers = torch.compile(towers) if t.compile else towers
+        o = config.optim
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas,
+                                           eps=o.eps)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
+        self.autocast = (torch.autocast(self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}
+                                        [t.precision]) if t.precision != "fp32" else nullcontext())
+        self.loss_fn = ClipLoss()
+        self.step, self.bad_steps, self.bad_in_a_row, self.stop_signal = 0, 0, 0, None
+        if resume and (self.out_dir / "last.json").exists():
+            self._restore(self.out_dir / "last")
+        self.validator = Validator(config, self.device) if self.is_main else None
+
+    # ------------------------------------------------------------------------- one step
+
+    def _loss(self, image_features, text_features, logit_scale) -> torch.Tensor:
+        # The loss itself runs in fp32 whatever the autocast: a softmax over the batch at temperature 1/100
+        # is where bf16's 8 bits of mantissa would show.
+        return self.loss_fn(F.normalize(image_features.float(), dim=-1), F.normalize(text_features.float(), dim=-1),
+                            logit_scale.float())
+
+    def train_step(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Gradients of one batch's loss (in `.grad`); returns the loss. GradCache when chunks > 1."""
+        k = self.config.optim.grad_cache_chunks
+        self.optimizer.zero_grad(set_to_none=True)
+        if k == 1:
+            with self.autocast:
+                loss = self._loss(*self.towers(images, tokens))
+            self.scaler.scale(loss).backward()
+            return loss.detach()
+        return self._grad_cache_step(images.chunk(k), tokens.chunk(k))
+
+    def _grad_cache_step(self, image_chunks, token_chunks) -> torch.Tensor:
+        """GradCache (Gao et al. 2021): the loss of a batch of k*b pairs, in memory for b.
+
+        1. Encode every chunk without a graph, keeping only the features.
+        2. Compute the loss on all features at once, so every pair has all k*b - 1 negatives, and
+           backpropagate it as far as the features (and the temperature).
+        3. Re-encode each chunk with a graph and push the cached feature gradients through it.
+        The parameter gradients are those of the full batch; the price is a second forward pass."""
+        with torch.no_grad(), self.autocast:
+            feats = [self.towers(i, t)[:2] for i, t in zip(image_chunks, token_chunks)]
+        image_features = torch.cat([f[0] for f in feats]).float().requires_grad_()
+        text_features = torch.cat([f[1] for f in feats]).float().requires_grad_()
+        loss = self._loss(image_features, text_features, self.model.logit_scale.exp())
+        self.scaler.scale(loss).backward()
+        # Under DDP the chunks' backward passes run unsynchronised and gradients are averaged once at the end.
+        no_sync = self.ddp.no_sync if is_distributed() else nullcontext
+        offset = 0
+        with no_sync():
+            for images, tokens in zip(image_chunks, token_chunks):
+                rows = slice(offset, offset + len(images))
+                offset += len(images)
+                with self.autocast:
+                    fi, ft, _ = self.towers(images, tokens)
+                torch.autograd.backward([fi.float(), ft.float()],
+                                        [image_features.grad[rows], text_features.grad[rows]])
+        if is_distributed():
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= self.dist.world_size
+        return loss.detach()
+
+    def optimizer_step(self, loss: torch.Tensor) -> bool:
+        """Apply the step at the scheduled LR, unless the loss is not finite (then skip and count it)."""
+        if not torch.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_steps += 1
+            self.bad_in_a_row += 1
+            return False
+        self.bad_in_a_row = 0
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.step, self.config.optim)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        with torch.no_grad():  # §2.5: the temperature is clipped so logits are scaled by at most 100
+            self.model.logit_scale.clamp_(0, math.log(self.config.optim.max_logit_scale))
+        return True
+
+    # ------------------------------------------------------------------------- the run
+
+    def run(self, max_steps: int | None = None) -> dict:
+        """Train until `optim.steps` (or `max_steps` steps from here, used by tests to simulate a crash)."""
+        c = self.config
+        start_step, start_time = self.step, time.time()
+        if self.is_main:
+            self._write_start()
+        handlers = self._catch_signals()
+        batches = train_batches(c, self.step, self.dist.rank, self.dist.world_size)
+        bar = tqdm(total=c.optim.steps, initial=self.step, desc=c.name, disable=not (self.is_main and self.progress),
+                   dynamic_ncols=True)
+        status, last_log, samples = "completed", time.time(), 0
+        try:
+            while self.step < c.optim.steps:
+                if max_steps is not None and self.step - start_step >= max_steps:
+                    return {"status": "stopped", "step": self.step}
+                if self.stop_signal is not None:
+                    status = f"interrupted by {signal.Signals(self.stop_signal).name}"
+                    break
+                images, captions = next(batches)
+                tokens = tokenize(captions, c.model.context_length)
+                loss = self.train_step(images.to(self.device, non_blocking=True), tokens.to(self.device))
+                took_step = self.optimizer_step(loss)
+                self.step += 1
+                samples += len(images) * self.dist.world_size
+                bar.update(1)
+                if self.bad_in_a_row >= c.train.max_bad_steps:
+                    self._save("last")
+                    raise TrainingDiverged(
+                        f"{self.bad_in_a_row} non-finite losses in a row at step {self.step} "
+                        f"({self.bad_steps} in all); the state before them is in {self.out_dir}/last.*. "
+                        "Lower optim.lr, raise optim.warmup_steps or use train.precision=fp32.")
+                if self.is_main and (self.step % c.train.log_every == 0 or self.step == c.optim.steps):
+                    now = time.time()
+                    record = {"step": self.step, "loss": loss.item(), "lr": learning_rate(self.step - 1, c.optim),
+                              "logit_scale": self.model.logit_scale.exp().item(),
+                              "samples_per_s": samples / (now - last_log), "skipped": not took_step,
+                              "bad_steps": self.bad_steps, "peak_memory_mb": _peak_memory_mb(self.device)}
+                    self._log(record)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", T=f"{record['logit_scale']:.1f}")
+                    last_log, samples = now, 0
+                if self.is_main and (self.step % c.train.val_every == 0 or self.step == c.optim.steps):
+                    self._log({"step": self.step, "kind": "val", **self.validator(self.model)})
+                if self.step % c.train.save_every == 0:
+                    self._save("last")
+            self._save("last")
+            if status == "completed" and self.is_main:
+                metrics = self.validator.last if self.validator else {}
+                ckpt.save_checkpoint(self.out_dir, "final", self.model, step=self.step, run_config=c.to_dict(),
+                                     metrics=metrics)
+        except TrainingDiverged:
+            status = "diverged"
+            raise
+        finally:
+            bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            if self.is_main:
+                self._write_end(status, time.time() - start_time)
+            cleanup_distributed()
+        return {"status": status, "step": self.step, "bad_steps": self.bad_steps}
+
+    # ------------------------------------------------------------------------- bookkeeping
+
+    def _catch_signals(self) -> dict:
+        """On SIGINT/SIGTERM, finish the current step, save, and stop (the loop checks `stop_signal`)."""
+        def request_stop(signum, frame):
+            if self.stop_signal is not None:  # a second Ctrl-C means now
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[sig] = signal.signal(sig, request_stop)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return handlers
+
+    def _training_state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": ckpt.rng_state(), "bad_steps": self.bad_steps}
+
+    def _save(self, tag: str):
+        if self.is_main:
+            ckpt.save_checkpoint(self.out_dir, tag, self.model, step=self.step, run_config=self.config.to_dict(),
+                                 training_state=self._training_state())
+
+    def _restore(self, path: Path):
+        meta = ckpt.read_metadata(path)
+        ours = json.loads(json.dumps(self.config.to_dict()))  # as JSON has it: tuples become lists
+        if meta["config"] != ours:
+            changed = sorted(k for k in ours if meta["config"].get(k) != ours[k])
+            raise ckpt.CheckpointError(f"cannot resume from {path}: the config changed (sections: {changed})")
+        weights = ckpt.load_model(path, self.device)
+        self.model.load_state_dict(weights.state_dict())
+        state = ckpt.load_training_state(path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        self.step, self.bad_steps = state["step"], state["bad_steps"]
+        if self.is_main:
+            print(f"resuming {self.config.name} from step {self.step} ({path})", file=sys.stderr)
+
+    def _log(self, record: dict):
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _write_start(self):
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(dump_config(self.config))
+        path = self.out_dir / "provenance.json"
+        prov = json.loads(path.read_text()) if path.exists() else {"segments": []}
+        prov.update(config=self.config.to_dict(), git_commit=_git_commit(), machine=_machine(),
+                    seed=self.config.train.seed, command=" ".join(sys.argv), world_size=self.dist.world_size,
+                    device=str(self.device))
+        prov["segments"].append({"start_step": self.step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        path.write_text(json.dumps(prov, indent=2))
+
+    def _write_end(self, status: str, seconds: float):
+        path = self.out_dir / "provenance.json"
+        prov = json.loads(path.read_text())
+        prov["segments"][-1].update(end_step=self.step, wall_s=seconds, status=status)
+        prov.update(status=status, final_step=self.step, wall_s=sum(s.get("wall_s", 0) for s in prov["segments"]),
+                    bad_steps=self.bad_steps, python=platform.python_version())
+        path.write_text(json.dumps(prov, indent=2))
+
+
+def run_dir(config: Config, out: str | Path | None = None) -> Path:
+    """runs/<profile>/<name>/ unless `--out` says otherwise."""
+    from miniclip.book import runs_dir
+
+    return Path(out) if out else runs_dir(config.profile) / config.name

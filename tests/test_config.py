@@ -1,0 +1,50 @@
+"""Config files fail at start, naming the key, when they cannot run."""
+
+import pytest
+
+from miniclip.config import Config, ConfigError, dump_config, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    config = load_config(write(tmp_path, dump_config(Config())))
+    assert config == Config()
+
+
+def test_types_are_coerced_and_overrides_apply(tmp_path):
+    path = write(tmp_path, "optim:\n  lr: 5e-4\n  betas: [0.9, 0.98]\nmodel:\n  vision_layers: [3, 4, 6, 3]\n")
+    config = load_config(path, ["optim.batch_size=64", "train.precision=bf16", "data.shapes={lang_rates: {fr: 0.1}}"])
+    assert config.optim.lr == 5e-4 and config.optim.betas == (0.9, 0.98)
+    assert config.model.vision_layers == (3, 4, 6, 3) and not config.model.is_vit
+    assert config.optim.batch_size == 64 and config.train.precision == "bf16"
+    assert config.data.shapes == {"lang_rates": {"fr": 0.1}}
+
+
+@pytest.mark.parametrize("text,overrides,message", [
+    ("optim:\n  lrr: 0.1\n", [], "unknown key optim.lrr"),
+    ("modle:\n  embed_dim: 3\n", [], "unknown key modle"),
+    ("", ["optim.lr=-1"], "optim.lr = -1.0 must be positive"),
+    ("", ["optim.batch_size=ten"], "optim.batch_size = 'ten' is not a valid int"),
+    ("", ["optim.batch_size=96", "optim.grad_cache_chunks=5"], "optim.grad_cache_chunks"),
+    ("", ["train.precision=fp8"], "train.precision"),
+    ("", ["model.image_size=70"], "model.image_size = 70 must be a multiple of model.patch_size"),
+    ("", ["optim.warmup_steps=5000"], "optim.warmup_steps"),
+    ("", ["data.dataset=imagenet"], "data.dataset"),
+    ("", ["optim.betas=[0.9]"], "optim.betas"),
+    ("optim: 3\n", [], "optim must be a mapping"),
+    ("optim: [1,\n", [], "not valid YAML"),
+    ("", ["optim"], "expected section.key=value"),
+])
+def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(write(tmp_path, text), overrides)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")

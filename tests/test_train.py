@@ -1,0 +1,174 @@
+"""The trainer's promises: GradCache = full batch, DDP = single process, exact resume, clean stops, NaN guard."""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from miniclip.config import load_config
+from miniclip.data.loaders import train_batches
+from miniclip.tokenizer import tokenize
+from miniclip.train import Trainer, TrainingDiverged, learning_rate, param_groups
+
+ROOT = Path(__file__).resolve().parent.parent
+CI = ROOT / "configs" / "ci.yaml"
+
+
+def ci_config(*overrides):
+    return load_config(CI, ["data.zeroshot=none", "data.val_size=32", *overrides])
+
+
+def weights(run_dir, tag="last"):
+    return load_file(str(Path(run_dir) / f"{tag}.safetensors"))
+
+
+def test_weight_decay_skips_gains_biases_embeddings_and_temperature(tmp_path):
+    trainer = Trainer(ci_config(), tmp_path, progress=False)
+    decay, no_decay = param_groups(trainer.model, 0.2)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert "visual.transformer.resblocks.0.attn.in_proj_weight" in decayed and "text_projection" in decayed
+    assert "visual.conv1.weight" in decayed
+    for name in ("logit_scale", "token_embedding.weight", "positional_embedding", "visual.class_embedding",
+                 "visual.positional_embedding", "ln_final.weight", "transformer.resblocks.0.mlp.c_fc.bias"):
+        assert name not in decayed, name
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
+    optim = ci_config("optim.lr=1.0", "optim.warmup_steps=4", "optim.steps=12").optim
+    lrs = [learning_rate(s, optim) for s in range(12)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert lrs[4] == 1.0 and math.isclose(lrs[8], 0.5) and lrs[11] < 0.05
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+
+
+def test_grad_cache_chunks_give_the_full_batch_gradients(tmp_path):
+    full = Trainer(ci_config(), tmp_path / "a", progress=False)
+    chunked = Trainer(ci_config("optim.grad_cache_chunks=4"), tmp_path / "b", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(full.model.parameters(), chunked.model.parameters()))
+    images, captions = next(train_batches(full.config))
+    tokens = tokenize(captions)
+    loss_full = full.train_step(images, tokens)
+    loss_chunked = chunked.train_step(images, tokens)
+    assert torch.allclose(loss_full, loss_chunked, atol=1e-6)
+    worst = 0.0
+    for (name, a), b in zip(full.model.named_parameters(), chunked.model.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=1e-5, msg=name)
+        worst = max(worst, (a.grad - b.grad).abs().max().item())
+    print(f"GradCache max grad difference: {worst:.2e}")
+
+
+def test_resume_after_a_crash_is_bit_exact(tmp_path):
+    overrides = ["optim.steps=9", "train.save_every=4", "train.val_every=100"]
+    Trainer(ci_config(*overrides), tmp_path / "straight", progress=False).run()
+    # A run "killed" at step 6: its last checkpoint is from step 4, steps 5-6 are lost and redone.
+    first = Trainer(ci_config(*overrides), tmp_path / "resumed", progress=False)
+    assert first.run(max_steps=6) == {"status": "stopped", "step": 6}
+    resumed = Trainer(ci_config(*overrides), tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.step == 4
+    resumed.run()
+    a, b = weights(tmp_path / "straight", "final"), weights(tmp_path / "resumed", "final")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    Trainer(ci_config("optim.steps=2", "optim.warmup_steps=1"), tmp_path, progress=False).run()
+    with pytest.raises(Exception, match="config changed"):
+        Trainer(ci_config("optim.steps=3", "optim.warmup_steps=1"), tmp_path, resume=True, progress=False)
+
+
+def test_non_finite_losses_are_skipped_counted_and_stop_the_run(tmp_path):
+    trainer = Trainer(ci_config("optim.steps=10", "train.max_bad_steps=3"), tmp_path, progress=False)
+    real_loss = trainer._loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args):
+        calls["n"] += 1
+        loss = real_loss(*args)
+        return loss * float("nan") if calls["n"] == 2 or calls["n"] >= 4 else loss
+
+    trainer._loss = sometimes_nan
+    with pytest.raises(TrainingDiverged, match="3 non-finite losses in a row"):
+        trainer.run()
+    assert trainer.bad_steps == 4  # step 2, then steps 4, 5, 6
+    state = json.loads((tmp_path / "last.json").read_text())
+    assert state["step"] == 6
+    assert json.loads((tmp_path / "provenance.json").read_text())["status"] == "diverged"
+    for name, p in trainer.model.named_parameters():  # skipped steps left the weights finite
+        assert torch.isfinite(p).all(), name
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_saves_and_exits_cleanly(tmp_path, sig):
+    cmd = [sys.executable, "-m", "miniclip", "train", "--config", str(CI), "--out", str(tmp_path),
+           "--set", "optim.steps=100000", "--set", "train.log_every=1", "--set", "data.zeroshot=none",
+           "--set", "train.val_every=100000", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "metrics.jsonl").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig.value, err
+    assert f"interrupted by {sig.name}" in err and "--resume" in err
+    assert "Traceback" not in err
+    saved = json.loads((tmp_path / "last.json").read_text())["step"]
+    assert saved >= 1 and not (tmp_path / "final.json").exists()
+    assert json.loads((tmp_path / "provenance.json").read_text())["status"] == f"interrupted by {sig.name}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_one_step(out, overrides, rank=0):
+    trainer = Trainer(ci_config(*overrides), out, progress=False)
+    trainer.run()
+    if rank == 0:  # the gradients of the step just taken are still in .grad
+        save_file({n: p.grad.contiguous() for n, p in trainer.model.named_parameters()}, str(Path(out) / "grads.st"))
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, overrides: list[str]):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"))
+    torch.set_num_threads(1)
+    _run_one_step(out, overrides, rank)
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_one_ddp_step_equals_one_single_process_step(tmp_path, chunks):
+    # Adam's first update is g / (|g| + eps): with the default eps of 1e-6, float noise in a near-zero gradient
+    # becomes a full-size difference in the weights. A larger eps keeps the weight comparison well-posed; the
+    # gradients are compared directly as well.
+    overrides = ["optim.steps=1", "optim.warmup_steps=1", "optim.batch_size=16", "optim.eps=1e-3",
+                 f"optim.grad_cache_chunks={chunks}"]
+    ctx = torch.multiprocessing.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tmp_path / "ddp"), overrides)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+        if p.is_alive():
+            p.kill()
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    _run_one_step(tmp_path / "single", overrides)
+    for kind, a, b in (("gradient", load_file(str(tmp_path / "ddp" / "grads.st")),
+                        load_file(str(tmp_path / "single" / "grads.st"))),
+                       ("weight", weights(tmp_path / "ddp"), weights(tmp_path / "single"))):
+        assert a.keys() == b.keys()
+        print(f"DDP vs single process, largest {kind} difference: {max((a[k] - b[k]).abs().max().item() for k in a):.2e}")
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=f"{kind} of {k}")
