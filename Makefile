@@ -9,7 +9,7 @@ export MINICLIP_DATA ?= $(HOME)/.cache/miniclip
 # Torch is pinned to the release this project is tested with.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-unit test-notebooks book book-ci bench clean
+.PHONY: install test test-unit test-notebooks book book-ci train bench bench-data clean
 
 install: $(VENV)/.installed
 
@@ -36,8 +36,17 @@ book: install
 book-ci: install
 	MINICLIP_PROFILE=ci $(VENV)/bin/jupyter-book build . -W --keep-going --path-output _build/ci
 
+## make train: the cpu-profile models (Shapes, then Flickr8k), trained once and cached in runs/cpu/<name>/.
+## A finished run is kept until its config changes; an interrupted one resumes where it stopped.
+train: install
+	$(PY) -m miniclip train --config configs/cpu-shapes.yaml --if-changed
+	$(PY) -m miniclip train --config configs/cpu-flickr8k.yaml --if-changed
+
 bench: install
 	$(PY) -m miniclip bench model
+
+bench-data: install
+	$(PY) -m miniclip bench data
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+import torch
+
 
 def _bench(args: argparse.Namespace) -> int:
     from miniclip import bench
@@ -16,8 +18,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "model":
         result = bench.run_model_bench(precisions=args.precision, batch_sizes=args.batch_size, arch=args.arch,
                                        rounds=args.rounds, device=args.device, compile=args.compile)
-    else:  # pragma: no cover - argparse restricts choices
-        raise ValueError(args.what)
+    else:
+        result = bench.run_data_bench()
     print(f"results written to {result['path']}")
     if args.json:
         print(json.dumps(result))
@@ -35,15 +37,19 @@ def _train(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = run_dir(config, args.out)
-    if args.if_changed and (out / "final.json").exists():
-        try:
-            done = read_metadata(out / "final")["config"] == json.loads(json.dumps(config.to_dict()))
-        except CheckpointError:
-            done = False
-        if done:
+    if args.if_changed:
+        # A finished run with this exact config is kept; an unfinished one with it is resumed; anything
+        # else is trained from scratch.
+        def same_config(tag):
+            try:
+                return read_metadata(out / tag)["config"] == json.loads(json.dumps(config.to_dict()))
+            except CheckpointError:
+                return False
+
+        if same_config("final"):
             print(f"{out}/final.safetensors is up to date with {args.config}; not retraining")
             return 0
-        args.resume = False  # the config changed: start over
+        args.resume = same_config("last")
     try:
         result = Trainer(config, out, resume=args.resume, progress=not args.no_progress).run()
     except TrainingDiverged as e:
@@ -66,6 +72,56 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from miniclip.checkpoint import load_model, read_metadata
+    from miniclip.data.transforms import eval_transform
+
+    model = load_model(args.checkpoint, args.device)
+    run_config = read_metadata(args.checkpoint).get("config") or {}
+    size = model.config.image_size
+    kind, _, rest = args.data.partition(":")
+    if args.what == "zeroshot":
+        from miniclip.zeroshot import TEMPLATE_SETS, evaluate_zeroshot
+
+        templates = TEMPLATE_SETS[args.templates]
+        if kind == "shapes":
+            from miniclip.data.shapes import ShapesConfig, ShapesWorld
+            from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
+
+            # Single objects of the held-out (colour, shape) pairs, classified among all 64 pairs, in the
+            # world the checkpoint was trained on (its held-out pairs, languages and seed).
+            options = {"image_size": size, "seed": run_config.get("train", {}).get("seed", 0),
+                       **run_config.get("data", {}).get("shapes", {})}
+            world = ShapesWorld(ShapesConfig(**options))
+            batch = world.render(range(int(rest or 1000)), split="heldout", n_objects=1)
+            mean, std = torch.tensor(OPENAI_MEAN)[:, None, None], torch.tensor(OPENAI_STD)[:, None, None]
+            dataset = list(zip((batch.images - mean) / std, world.labels(batch, "colour_shape").tolist()))
+            names = world.class_names("colour_shape")
+        else:
+            from miniclip.data.folders import open_test_set
+
+            dataset = open_test_set(args.data, eval_transform(size))
+            names = dataset.class_names
+        result = evaluate_zeroshot(model, dataset, names, templates)
+        summary = f"zero-shot on {args.data}: top-1 {result['top1']:.2%}, top-5 {result['top5']:.2%} " \
+                  f"(n={result['n']}, {result['classes']} classes, chance {result['chance']:.2%})"
+    else:
+        from miniclip.data.flickr8k import Flickr8k
+        from miniclip.probes import evaluate_retrieval
+
+        if kind != "flickr8k":
+            raise SystemExit(f"error: retrieval needs --data flickr8k[:PATH], got {args.data!r}")
+        dataset = Flickr8k(rest or None, split=args.split, transform=eval_transform(size), train=False)
+        result = evaluate_retrieval(model, dataset)
+        summary = f"retrieval on Flickr8k {args.split} ({result['images']} images, {result['captions']} captions): " + \
+            ", ".join(f"{k} {v:.2%}" for k, v in result.items() if "@" in k)
+    result.update(checkpoint=str(args.checkpoint), data=args.data)
+    print(summary)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m miniclip", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,8 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
     train.set_defaults(func=_train)
 
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint: zero-shot classification or retrieval")
+    evaluate.add_argument("what", choices=["zeroshot", "retrieval"])
+    evaluate.add_argument("--checkpoint", required=True, help="a run's final.safetensors (or last.safetensors)")
+    evaluate.add_argument("--data", required=True,
+                          help="zeroshot: imagefolder:PATH | cifar10 | cifar100 | shapes[:N]; retrieval: flickr8k[:PATH]")
+    evaluate.add_argument("--templates", default="simple", choices=["simple", "cifar"],
+                          help="prompt templates for zero-shot (cifar: the paper's 18, ensembled)")
+    evaluate.add_argument("--split", default="test", help="Flickr8k split for retrieval")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
+    evaluate.set_defaults(func=_eval)
+
     bench = commands.add_parser("bench", help="time miniclip against open_clip (results under runs/bench/)")
-    bench.add_argument("what", choices=["model"], help="model: one training step, ours vs open_clip")
+    bench.add_argument("what", choices=["model", "data"],
+                       help="model: one training step, ours vs open_clip; data: data-path throughput vs training")
     bench.add_argument("--arch", default="small",
                        help="'small' (64 px ViT, width 256, 6+4 layers) or an open_clip model name, "
                             "e.g. ViT-B-32-quickgelu")

@@ -97,8 +97,10 @@ class Config:
             ("data.num_workers", self.data.num_workers >= 0, "must be >= 0"),
             ("model.image_size", not self.model.is_vit or self.model.image_size % self.model.patch_size == 0,
              "must be a multiple of model.patch_size"),
-            ("model.vision_width", self.model.vision_width % self.model.head_width == 0,
-             "must be a multiple of model.head_width"),
+            ("model.vision_width", (self.model.vision_width * (1 if self.model.is_vit else 32)) % self.model.head_width
+             == 0, "must give whole attention heads (ViT: width, ResNet: 32 x width, a multiple of model.head_width)"),
+            ("model.image_size", self.model.is_vit or self.model.image_size % 32 == 0,
+             "must be a multiple of 32 for a ResNet (it downsamples 32x)"),
             ("model.text_width", self.model.text_width % self.model.head_width == 0,
              "must be a multiple of model.head_width"),
         ]

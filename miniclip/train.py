@@ -38,6 +38,11 @@ from miniclip.model import CLIP
 from miniclip.tokenizer import tokenize
 
 
+# What a run writes into its directory (and a fresh run in the same directory replaces).
+RUN_FILES = ("config.yaml", "provenance.json", "metrics.jsonl", "last.safetensors", "last.json", "last.state.pt",
+             "final.safetensors", "final.json")
+
+
 class TrainingDiverged(RuntimeError):
     """Too many non-finite losses in a row; the last good state was checkpointed."""
 
@@ -136,6 +141,9 @@ class Trainer:
         self.step, self.bad_steps, self.bad_in_a_row, self.stop_signal = 0, 0, 0, None
         if resume and (self.out_dir / "last.json").exists():
             self._restore(self.out_dir / "last")
+        elif self.is_main:  # a fresh run: clear what an earlier run left here, so no file mixes two runs
+            for name in RUN_FILES:
+                (self.out_dir / name).unlink(missing_ok=True)
         self.validator = Validator(config, self.device) if self.is_main else None
 
     # ------------------------------------------------------------------------- one step

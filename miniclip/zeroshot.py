@@ -58,3 +58,37 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict
     ranked = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hits = ranked == labels.to(ranked.device)[:, None]
     return {f"top{k}": hits[:, :k].any(dim=1).float().mean().item() for k in ks}
+
+
+TEMPLATE_SETS = {"simple": SIMPLE_TEMPLATES, "cifar": CIFAR_TEMPLATES}
+
+
+@torch.no_grad()
+def encode_dataset(model, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised image features of every (image, label) item of `dataset`, and the labels. Items that
+    fail to decode (None) are dropped by the collate function and counted there."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from miniclip.data.transforms import PairCollator
+
+    collate = PairCollator()
+    feats, labels = [], []
+    for images, y in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collate), desc="encoding images",
+                          leave=False):
+        if len(images):
+            feats.append(encode_images(model, images, batch_size))
+            labels.append(torch.as_tensor(y))
+    return torch.cat(feats), torch.cat(labels)
+
+
+def evaluate_zeroshot(model, dataset, class_names: list[str], templates=SIMPLE_TEMPLATES) -> dict:
+    """Top-1/top-5 accuracy and per-class top-1 of zero-shot classification on a labelled image dataset."""
+    image_features, labels = encode_dataset(model, dataset)
+    logits = image_features @ classifier_weights(model, class_names, templates).t()
+    result = topk_accuracy(logits, labels)
+    hits = logits.argmax(1) == labels
+    result["per_class"] = {name: hits[labels == c].float().mean().item() for c, name in enumerate(class_names)
+                           if (labels == c).any()}
+    result.update(n=len(labels), classes=len(class_names), templates=len(templates), chance=1 / len(class_names))
+    return result

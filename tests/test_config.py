@@ -1,5 +1,7 @@
 """Config files fail at start, naming the key, when they cannot run."""
 
+from pathlib import Path
+
 import pytest
 
 from miniclip.config import Config, ConfigError, dump_config, load_config
@@ -48,3 +50,10 @@ def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_config_is_valid(path):
+    config = load_config(path)
+    assert config.profile in path.stem or path.stem == config.profile

@@ -1,4 +1,4 @@
-"""ImageFolder test sets from folders and zips, readable class names, the CIFAR wrapper, open_test_set."""
+"""ImageFolder test sets from folders and zips, readable class names, open_test_set (CIFAR included)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,8 @@ from miniclip.data.folders import (
     CIFAR10_CLASSES,
     FileTree,
     ImageFolderDataset,
-    TorchvisionCIFAR,
     open_test_set,
     readable_class_name,
-    torchvision_cifar,
 )
 from miniclip.data.paths import MissingDataError, data_root
 from miniclip.data.transforms import PairCollator, eval_transform
@@ -111,31 +109,13 @@ def test_dataloader_workers_read_a_zip_and_share_counts(tiny_folder, tmp_path):
     assert ds.failed == 1 and collate.dropped.value == 1
 
 
-class _FakeCIFAR100:
-    """Stands in for torchvision.datasets.CIFAR100: the wrapper only uses classes, len, getitem, targets."""
-
-    classes = ["apple", "aquarium_fish", "maple_tree"]
-    targets = [1, 2]
-
-    def __len__(self):
-        return 2
-
-    def __getitem__(self, i):
-        return Image.new("RGB", (32, 32), (i * 100, 0, 0)), self.targets[i]
-
-
-def test_torchvision_wrapper_interface():
-    ds = TorchvisionCIFAR(_FakeCIFAR100(), eval_transform(16))
-    assert ds.classes == ["apple", "aquarium_fish", "maple_tree"]
-    assert ds.class_names == ["apple", "aquarium fish", "maple tree"]
-    x, label = ds[1]
-    assert x.shape == (3, 16, 16) and label == 2 and len(ds) == 2 and ds.targets == [1, 2]
-
-
-def test_torchvision_cifar_missing_is_a_clear_error(tmp_path):
-    # download=False never touches the network; an empty root must say how to fetch the data.
-    with pytest.raises(MissingDataError, match="python -m miniclip data download cifar100"):
-        torchvision_cifar("cifar100", root=tmp_path)
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_missing_cifar_names_the_download_command(name, tmp_path, monkeypatch):
+    # No local copy, and nothing else is tried (torchvision's pickled batches are never read).
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    with pytest.raises(MissingDataError, match=f"python -m miniclip data download {name}$") as err:
+        open_test_set(name)
+    assert err.value.looked_in == tmp_path
 
 
 def test_open_test_set_specs(tiny_folder, tmp_path, monkeypatch):
@@ -147,7 +127,7 @@ def test_open_test_set_specs(tiny_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("MINICLIP_DATA", str(empty))
     with pytest.raises(MissingDataError, match="python -m miniclip data download cifar10"):
         open_test_set("cifar10")
-    # A local copy under the data root wins over torchvision's download location.
+    # The folder `data download cifar10` writes is found under the data root.
     shutil.copytree(tiny_folder / "test", empty / "cifar10" / "test")
     assert open_test_set("cifar10").classes == CLASSES
 

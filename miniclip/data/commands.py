@@ -18,6 +18,8 @@ from typing import Iterator
 
 from PIL import Image
 
+from .download import DATASETS
+
 # --------------------------------------------------------------------------------------------------
 # Adapters: our datasets as (image, caption, metadata) streams
 # --------------------------------------------------------------------------------------------------
@@ -172,8 +174,8 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=cmd_web_subset)
 
-    p = commands.add_parser("download", help="download Flickr8k or CIFAR-10 into the data root")
-    p.add_argument("dataset", choices=["flickr8k", "cifar10"])
+    p = commands.add_parser("download", help="download Flickr8k, CIFAR-10 or CIFAR-100 (test) into the data root")
+    p.add_argument("dataset", choices=sorted(DATASETS))
     p.add_argument("--dest", type=Path, default=None, help="data root to fill (default: $MINICLIP_DATA)")
     p.add_argument("--url", default=None,
                    help="base URL of a mirror holding the same files (also $MINICLIP_DOWNLOAD_BASE_URL)")

@@ -1,20 +1,28 @@
 """Fetch the real-small tier's public datasets: checked, resumable, atomic.
 
-``python -m miniclip data download flickr8k`` (or ``cifar10``) puts the files where the loaders look,
-under :func:`~miniclip.data.paths.data_root`:
+``python -m miniclip data download flickr8k`` (or ``cifar10``, ``cifar100``) puts the files where the
+loaders look, under :func:`~miniclip.data.paths.data_root`:
 
 - **flickr8k** -> ``<root>/flickr8k/Flicker8k_Dataset/*.jpg`` and ``<root>/flickr8k/Flickr8k_text/*.txt``,
   the original distribution's layout (including its "Flicker" spelling), from the two zips that Jason
   Brownlee's public ``Datasets`` GitHub release mirrors.
-- **cifar10** -> ``<root>/cifar-10-python.tar.gz`` unpacked to ``<root>/cifar-10-batches-py/``: exactly
-  what ``torchvision.datasets.CIFAR10(root=data_root(), train=False)`` reads. We do not convert the
-  batches to image files ourselves: they are Python pickles, and reading them is torchvision's job (it
-  checks each batch's MD5 first). The published MD5 of the tarball is checked here before unpacking.
+- **cifar10** / **cifar100** -> ``<root>/cifar10/test/<class>/<nnnn>.png`` (``cifar100`` likewise): the test
+  split as lossless PNGs in the ImageFolder layout that :func:`~miniclip.data.folders.open_test_set` already
+  reads, numbered per class like the shared ``cifar10-test.zip``.
+
+Why CIFAR's *binary* version: the dataset page offers a Python, a Matlab and a binary tarball. The Python
+one (what torchvision downloads) stores its batches as pickles, and unpickling a file can run any code in
+it; this project unpickles nothing. The binary version holds the same images as fixed-size records
+(label byte(s), then 1024 red, 1024 green and 1024 blue bytes, each a row-major 32x32 plane) and plain-text
+class names, which a few lines of NumPy read. We read the two members we need straight out of the tarball
+instead of unpacking it, so no path inside the archive is ever written to disk. Only the test split is
+converted: it is all that zero-shot evaluation uses.
 
 Every file is streamed into ``<name>.part``; an interrupted download continues from where it stopped with
 an HTTP ``Range`` request; the checksum is verified before the file is renamed into place, so a file
 without ``.part`` is always complete and correct. A mismatch deletes the bad file and says what was
-expected and what arrived.
+expected and what arrived. Converted folders are written next to their final place under a temporary name
+and renamed at the end, so ``<root>/cifar10/test`` is either absent or complete.
 
 Checksums: only values that are *published* are stored. Where none is published (the Flickr8k mirror),
 the entry is ``None`` and the downloader prints the SHA-256 it computed so the user can record it.
@@ -54,12 +62,39 @@ DATASETS: dict[str, list[Resource]] = {
         Resource("Flickr8k_Dataset.zip", "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/Flickr8k_Dataset.zip"),
         Resource("Flickr8k_text.zip", "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/Flickr8k_text.zip"),
     ],
+    # The binary versions (not the pickled Python ones); URLs and MD5s as published in the download tables
+    # of https://www.cs.toronto.edu/~kriz/cifar.html.
     "cifar10": [
-        # URL and MD5 as published on https://www.cs.toronto.edu/~kriz/cifar.html and used by torchvision.
-        Resource("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                 md5="c58f30108f718f92721af3b95e74349a"),
+        Resource("cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+                 md5="c32a1d4ab5d03f1284b67883e8d87530"),
+    ],
+    "cifar100": [
+        Resource("cifar-100-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+                 md5="03b5dce01913d631647c71ecec9e9cb8"),
     ],
 }
+
+
+@dataclass(frozen=True)
+class CifarBinary:
+    """Where a CIFAR binary tarball keeps its test split and class names, and how its records look."""
+
+    test_member: str  # the test records, a path inside the tarball
+    names_member: str  # class names, one per line; line i names label i
+    label_bytes: int  # label bytes before each image's 3072 pixel bytes
+    label_index: int  # which of those bytes is the label we classify by
+    num_classes: int
+
+
+CIFAR_BINARY = {
+    "cifar10": CifarBinary("cifar-10-batches-bin/test_batch.bin", "cifar-10-batches-bin/batches.meta.txt",
+                           label_bytes=1, label_index=0, num_classes=10),
+    # CIFAR-100 records carry the coarse (superclass) label, then the fine one: the 100 classes are the fine.
+    "cifar100": CifarBinary("cifar-100-binary/test.bin", "cifar-100-binary/fine_label_names.txt",
+                            label_bytes=2, label_index=1, num_classes=100),
+}
+CIFAR_SIDE = 32
+CIFAR_PIXELS = 3 * CIFAR_SIDE * CIFAR_SIDE  # 3072: the R, G and B planes, 1024 bytes each
 
 
 class ChecksumError(RuntimeError):
@@ -183,6 +218,105 @@ def extract_zip_into(archive: Path, dest: Path, folder: str) -> Path:
     return target
 
 
+def _tar_member_bytes(tf: tarfile.TarFile, name: str) -> bytes:
+    """The bytes of one regular-file member, read in memory: nothing from the archive touches the disk."""
+    try:
+        member = tf.getmember(name)
+    except KeyError:
+        raise DownloadError(f"{tf.name}: no member {name!r}; is this the CIFAR binary version?") from None
+    if not member.isfile():  # a link or device where a data file should be: refuse rather than follow it
+        raise DownloadError(f"{tf.name}: {name!r} is not a regular file")
+    with tf.extractfile(member) as f:
+        return f.read()
+
+
+def _class_names(text: bytes, expected: int, source: str) -> list[str]:
+    """Class names from a CIFAR names file: one per line, blank lines (the files end with some) skipped.
+
+    The names become folder names, so anything that could leave the output folder is refused.
+    """
+    names = [line.strip() for line in text.decode("ascii").splitlines() if line.strip()]
+    if len(names) != expected or len(set(names)) != expected:
+        raise DownloadError(f"{source}: expected {expected} distinct class names, found {len(names)}")
+    for name in names:
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise DownloadError(f"{source}: {name!r} is not usable as a folder name")
+    return names
+
+
+def cifar_records(raw: bytes, spec: CifarBinary, source: str = "CIFAR records"):
+    """Decode binary CIFAR records into ``(labels, images)``: shapes ``(n,)`` and ``(n, 32, 32, 3)``, uint8.
+
+    A record is ``spec.label_bytes`` label bytes, then the red, green and blue planes, each 32 rows of 32
+    bytes. Reshaped to ``(n, 3, 32, 32)`` the planes are channels; moving the channel axis last gives the
+    height x width x RGB layout that PIL (and every image file) uses.
+    """
+    import numpy as np
+
+    record = spec.label_bytes + CIFAR_PIXELS
+    if not raw or len(raw) % record:
+        raise DownloadError(f"{source}: {len(raw)} bytes is not a whole number of {record}-byte records")
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
+    labels = rows[:, spec.label_index]
+    images = rows[:, spec.label_bytes:].reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE).transpose(0, 2, 3, 1)
+    return labels, images
+
+
+def convert_cifar_test(archive: Path, dataset: str, root: Path) -> dict:
+    """Write the test split of a CIFAR binary tarball as ``<root>/<dataset>/test/<class>/<nnnn>.png``.
+
+    Images are numbered per class in the order the test file lists them (the file's first cat is
+    ``cat/0000.png``), as in the shared ``cifar10-test.zip``. PNG, not JPEG: the files must hold exactly the
+    published pixels.
+
+    Everything is written into a temporary folder beside ``test`` and renamed into place at the end, so an
+    interrupted run never leaves a half-filled ``test`` folder for the loaders to find.
+    """
+    from PIL import Image
+
+    spec = CIFAR_BINARY[dataset]
+    with tarfile.open(archive, "r:gz") as tf:
+        names = _class_names(_tar_member_bytes(tf, spec.names_member), spec.num_classes, spec.names_member)
+        labels, images = cifar_records(_tar_member_bytes(tf, spec.test_member), spec, spec.test_member)
+    if labels.max() >= len(names):
+        raise DownloadError(f"{spec.test_member}: label {labels.max()} but only {len(names)} class names")
+    # The loader numbers classes by the folders that hold images, so a class with no test image would shift
+    # every later label. The real test sets hold every class (1,000 or 100 images each); anything else is
+    # not the published file.
+    if len(set(labels.tolist())) != len(names):
+        raise DownloadError(f"{spec.test_member}: not every one of the {len(names)} classes has a test image")
+
+    home = root / dataset
+    home.mkdir(parents=True, exist_ok=True)
+    final = home / "test"
+    # Beside `final`, so on the same file system, where a rename is atomic. Made with mkdir rather than
+    # tempfile.mkdtemp, whose private 0700 mode would stay on the renamed folder and hide it from other users.
+    staging = home / f".test-partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for name in names:
+            (staging / name).mkdir()
+        counts = [0] * len(names)
+        for label, pixels in zip(labels.tolist(), images):
+            # A uint8 height x width x 3 array becomes an RGB image; PNG stores it losslessly.
+            Image.fromarray(pixels).save(staging / names[label] / f"{counts[label]:04d}.png")
+            counts[label] += 1
+        if final.exists():
+            # A previous conversion: move it aside first (a folder cannot be renamed onto a non-empty one).
+            old = home / f".test-old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(staging, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return {"path": str(final), "images": len(labels), "classes": names}
+
+
 def _resources(dataset: str, base_url: str | None) -> list[Resource]:
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
@@ -201,8 +335,7 @@ def download_dataset(dataset: str, dest: str | os.PathLike | None = None, base_u
     archives = root / "downloads"
     fetched = []
     for resource in _resources(dataset, base_url):
-        # CIFAR's tarball sits in the root itself, where torchvision expects it.
-        target = (root if dataset == "cifar10" else archives) / resource.filename
+        target = archives / resource.filename
         download_file(resource.url, target, sha256=resource.sha256, md5=resource.md5, progress=progress)
         fetched.append(target)
 
@@ -213,11 +346,8 @@ def download_dataset(dataset: str, dest: str | os.PathLike | None = None, base_u
         result = {"dataset": dataset, "path": str(home),
                   "images": sum(1 for _ in images.glob("*.jpg")),
                   "text_files": sorted(p.name for p in texts.glob("*.txt"))}
-    else:  # cifar10
-        with tarfile.open(fetched[0]) as tf:
-            tf.extractall(root, filter="data")  # "data" refuses absolute paths, links out, devices
-        result = {"dataset": dataset, "path": str(root / "cifar-10-batches-py"),
-                  "files": sorted(p.name for p in (root / "cifar-10-batches-py").iterdir())}
+    else:  # cifar10, cifar100: the checksum has passed, so the records are the published ones
+        result = {"dataset": dataset, **convert_cifar_test(fetched[0], dataset, root)}
     if not keep_archives:
         for path in fetched:
             path.unlink(missing_ok=True)

@@ -1,9 +1,14 @@
-"""Labelled test sets: ``<root>/<class>/<image>`` folders (plain or zipped) and torchvision's CIFAR.
+"""Labelled test sets: ``<root>/<class>/<image>`` folders, plain or zipped (CIFAR-10/100 included).
 
 Zero-shot classification needs three things from a test set: images, integer labels, and class *names* a
 prompt can be built from ("a photo of a {name}."). Folder names are close to that but not quite
-("aquarium_fish"), so every set here carries both ``.classes`` (the folder or torchvision names, which define
-the label order) and ``.class_names`` (readable, for prompts).
+("aquarium_fish"), so every set here carries both ``.classes`` (the folder names, which define the label
+order) and ``.class_names`` (readable, for prompts).
+
+CIFAR is read as image files too, never through torchvision's ``CIFAR10``/``CIFAR100``: those read the
+"python version" batches, which are pickles, and unpickling a file can run code hidden in it. This project
+unpickles nothing; ``python -m miniclip data download cifar10`` instead converts the binary version's test
+split into ``<root>/cifar10/test/<class>/<nnnn>.png``, which :func:`open_test_set` finds like any other copy.
 
 This module also holds :class:`FileTree`, the read-only view of "a folder or a zip" that the Flickr8k loader
 shares: users keep downloads zipped, and reading them in place saves unpacking 10,000 small files.
@@ -213,68 +218,12 @@ class ImageFolderDataset(Dataset):
 
 
 # --------------------------------------------------------------------------------------------------------
-# torchvision's CIFAR, for users with internet
-# --------------------------------------------------------------------------------------------------------
-
-_TORCHVISION_CIFAR = {"cifar10": ("CIFAR10", "CIFAR-10"), "cifar100": ("CIFAR100", "CIFAR-100")}
-
-
-class TorchvisionCIFAR(Dataset):
-    """torchvision's CIFAR-10 / CIFAR-100 with the interface of :class:`ImageFolderDataset`.
-
-    It adds ``.class_names`` (readable: CIFAR-100's ``aquarium_fish`` -> ``aquarium fish``) and applies our
-    transform to the RGB PIL images torchvision returns. Use :func:`torchvision_cifar` to build one; it downloads
-    only when asked. (torchvision reads the official "python version" batches, which are pickle files: fetch
-    them only from the official source, as torchvision's download does, with its checksum.)
-    """
-
-    def __init__(self, base, transform: Callable | None = None):
-        self.base = base  # anything with .classes, __len__ and __getitem__ -> (PIL image, int)
-        self.classes: list[str] = list(base.classes)
-        self.class_names: list[str] = [readable_class_name(c) for c in self.classes]
-        self.targets: list[int] = list(getattr(base, "targets", []))
-        self.transform = transform
-
-    @property
-    def failed(self) -> int:
-        return 0  # decoded from arrays in memory: nothing can fail to decode
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        image, label = self.base[i]
-        return (self.transform(image) if self.transform else image), int(label)
-
-
-def torchvision_cifar(
-    name: str = "cifar10",
-    root: str | os.PathLike | None = None,
-    train: bool = False,
-    transform: Callable | None = None,
-    download: bool = False,
-) -> TorchvisionCIFAR:
-    """torchvision's CIFAR-10 or CIFAR-100 (``name``), stored under ``root`` (default ``data_root()``).
-
-    Without ``download=True`` nothing is fetched: a missing copy raises :class:`MissingDataError` naming the
-    command that downloads it.
-    """
-    import torchvision.datasets
-
-    if name not in _TORCHVISION_CIFAR:
-        raise ValueError(f"unknown CIFAR variant {name!r}; expected one of {sorted(_TORCHVISION_CIFAR)}")
-    class_name, pretty = _TORCHVISION_CIFAR[name]
-    root = Path(root) if root is not None else data_root()
-    try:
-        base = getattr(torchvision.datasets, class_name)(str(root), train=train, download=download)
-    except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
-        raise MissingDataError(pretty, root, f"python -m miniclip data download {name}") from exc
-    return TorchvisionCIFAR(base, transform)
-
-
-# --------------------------------------------------------------------------------------------------------
 # One entry point for evaluation code: a spec string -> a labelled test set
 # --------------------------------------------------------------------------------------------------------
+
+
+# The test sets that ``cifar10`` / ``cifar100`` name, with the names their error messages use.
+_CIFAR = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 
 def _local_test_copy(name: str) -> Path | None:
@@ -291,9 +240,9 @@ def open_test_set(spec: str, transform: Callable | None = None):
     """A labelled test set from a spec string, as the CLI's ``--data`` takes it.
 
     - ``imagefolder:PATH``: a folder or zip (or folder inside a zip) in ImageFolder layout;
-    - ``cifar10`` / ``cifar100``: the test split, from a local ImageFolder copy under ``data_root()``
-      (``cifar10-test.zip``, ``cifar10/test`` or ``cifar10-test``) if there is one, otherwise torchvision's
-      download under ``data_root()``; neither -> :class:`MissingDataError` with the download command.
+    - ``cifar10`` / ``cifar100``: the test split, from an ImageFolder copy under ``data_root()``
+      (``cifar10-test.zip``, ``cifar10/test`` or ``cifar10-test``, the first that exists; the download command
+      writes ``cifar10/test``); none -> :class:`MissingDataError` naming the download command.
     - ``cifar10:PATH`` / ``cifar100:PATH``: that ImageFolder copy.
 
     Every set returned has ``.classes``, ``.class_names``, ``.targets`` and yields ``(image, label)``.
@@ -304,11 +253,11 @@ def open_test_set(spec: str, transform: Callable | None = None):
         if not path:
             raise ValueError("imagefolder needs a path: imagefolder:PATH")
         return ImageFolderDataset(path, transform)
-    if kind in _TORCHVISION_CIFAR:
+    if kind in _CIFAR:
         local = Path(path) if path else _local_test_copy(kind)
-        if local is not None:
-            return ImageFolderDataset(local, transform, prefer="test")
-        return torchvision_cifar(kind, train=False, transform=transform, download=False)
+        if local is None:
+            raise MissingDataError(_CIFAR[kind], data_root(), f"python -m miniclip data download {kind}")
+        return ImageFolderDataset(local, transform, prefer="test")
     raise ValueError(f"unknown test set spec {spec!r}: expected imagefolder:PATH, cifar10 or cifar100")
 
 
@@ -316,8 +265,6 @@ __all__ = [
     "CIFAR10_CLASSES",
     "FileTree",
     "ImageFolderDataset",
-    "TorchvisionCIFAR",
     "open_test_set",
     "readable_class_name",
-    "torchvision_cifar",
 ]

@@ -18,12 +18,14 @@ so the gathered batch is the single-process batch.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from miniclip.data.paths import data_root
 from miniclip.data.transforms import eval_transform, train_transform
 
 Batch = tuple[torch.Tensor, list[str]]
@@ -139,12 +141,21 @@ def flickr8k_steps_per_epoch(batch_size: int) -> int:
 # ----------------------------------------------------------------------------- webdataset shards
 
 
+def shard_location(spec: str) -> str:
+    """`shards:PATTERN`: a directory, glob or brace pattern; `~` and $VARS expand, and a relative path is
+    taken under the data root ($MINICLIP_DATA), where `data web-subset --out` puts it by default."""
+    pattern = os.path.expandvars(os.path.expanduser(spec.removeprefix("shards:")))
+    if "://" in pattern or os.path.isabs(pattern):
+        return pattern
+    return str(data_root() / pattern)
+
+
 def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
                   world_size: int) -> Iterator[Batch]:
     from miniclip.data.shards import ShardDataset
 
     transform = train_transform(image_size) if data_cfg.augment else eval_transform(image_size)
-    dataset = ShardDataset(data_cfg.dataset.removeprefix("shards:"), transform=transform,
+    dataset = ShardDataset(shard_location(data_cfg.dataset), transform=transform,
                            shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=_seed(seed, start_step))
     loader = DataLoader(dataset, batch_size=batch_size // world_size, collate_fn=_collate,
                         num_workers=data_cfg.num_workers, drop_last=True)
