@@ -96,7 +96,8 @@ def _eval(args: argparse.Namespace) -> int:
             batch = world.render(range(int(rest or 1000)), split="heldout", n_objects=1)
             mean, std = torch.tensor(OPENAI_MEAN)[:, None, None], torch.tensor(OPENAI_STD)[:, None, None]
             dataset = list(zip((batch.images - mean) / std, world.labels(batch, "colour_shape").tolist()))
-            names = world.class_names("colour_shape")
+            # Shapes has its own prompt grammar ("a photo of a red circle"), the same the trainer's check uses.
+            names, templates = world.class_prompts("colour_shape"), ("{}",)
         else:
             from miniclip.data.folders import open_test_set
 

@@ -59,7 +59,7 @@ class TrainConfig:
     val_every: int = 200
     save_every: int = 200
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
-    tensorboard: bool = False
+    tensorboard: bool = False  # also write metrics to <run>/tensorboard/ (needs the tensorboard package)
 
 
 @dataclass

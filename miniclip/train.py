@@ -145,6 +145,13 @@ class Trainer:
             for name in RUN_FILES:
                 (self.out_dir / name).unlink(missing_ok=True)
         self.validator = Validator(config, self.device) if self.is_main else None
+        self.tensorboard = None
+        if t.tensorboard and self.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise RuntimeError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from e
+            self.tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
 
     # ------------------------------------------------------------------------- one step
 
@@ -273,6 +280,8 @@ class Trainer:
                 signal.signal(sig, handler)
             if self.is_main:
                 self._write_end(status, time.time() - start_time)
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
             cleanup_distributed()
         return {"status": status, "step": self.step, "bad_steps": self.bad_steps}
 
@@ -321,6 +330,11 @@ class Trainer:
     def _log(self, record: dict):
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            prefix = "val/" if record.get("kind") == "val" else "train/"
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+                    self.tensorboard.add_scalar(prefix + key, value, record["step"])
 
     def _write_start(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -167,3 +167,13 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         m(images, text)[0].sum().backward()
     for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_the_stable_interfaces_are_importable_from_the_package():
+    import miniclip
+
+    assert miniclip.tokenize("a dog").shape == (1, 77)
+    assert torch.equal(miniclip.tokenize(["a dog"], context_length=32), open_clip.tokenize(["a dog"], 32))
+    f = F.normalize(torch.randn(4, 8), dim=-1)
+    assert miniclip.ClipLoss()(f, f, torch.tensor(10.0)).ndim == 0
+    assert miniclip.build_model is build_model

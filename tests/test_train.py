@@ -172,3 +172,17 @@ def test_one_ddp_step_equals_one_single_process_step(tmp_path, chunks):
         print(f"DDP vs single process, largest {kind} difference: {max((a[k] - b[k]).abs().max().item() for k in a):.2e}")
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=f"{kind} of {k}")
+
+
+def test_tensorboard_receives_the_same_metrics(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(ci_config("optim.steps=4", "optim.warmup_steps=1", "train.log_every=2", "train.val_every=4",
+                      "train.tensorboard=true"), tmp_path, progress=False).run()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "val/val_loss"} <= set(events.Tags()["scalars"])
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert [round(e.value, 5) for e in events.Scalars("train/loss")] == [round(v, 5) for v in losses]
