@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-
-import torch
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -64,8 +63,6 @@ def _train(args: argparse.Namespace) -> int:
               f"Continue with: python -m miniclip train --config {args.config} --resume", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         if result["status"] == f"interrupted by {sig.name}":
             return 128 + sig.value
@@ -85,19 +82,16 @@ def _eval(args: argparse.Namespace) -> int:
 
         templates = TEMPLATE_SETS[args.templates]
         if kind == "shapes":
-            from miniclip.data.shapes import ShapesConfig, ShapesWorld
-            from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
+            from miniclip.data.loaders import shapes_config
+            from miniclip.data.shapes import ShapesWorld
 
             # Single objects of the held-out (colour, shape) pairs, classified among all 64 pairs, in the
-            # world the checkpoint was trained on (its held-out pairs, languages and seed).
-            options = {"image_size": size, "seed": run_config.get("train", {}).get("seed", 0),
-                       **run_config.get("data", {}).get("shapes", {})}
-            world = ShapesWorld(ShapesConfig(**options))
-            batch = world.render(range(int(rest or 1000)), split="heldout", n_objects=1)
-            mean, std = torch.tensor(OPENAI_MEAN)[:, None, None], torch.tensor(OPENAI_STD)[:, None, None]
-            dataset = list(zip((batch.images - mean) / std, world.labels(batch, "colour_shape").tolist()))
-            # Shapes has its own prompt grammar ("a photo of a red circle"), the same the trainer's check uses.
-            names, templates = world.class_prompts("colour_shape"), ("{}",)
+            # world the checkpoint was trained on (its held-out pairs, languages and seed), with that world's
+            # own prompt grammar ("a photo of a red circle"), as the trainer's check does.
+            world = ShapesWorld(shapes_config(run_config.get("data", {}).get("shapes", {}), size,
+                                              run_config.get("train", {}).get("seed", 0)))
+            images, labels, names = world.heldout_zeroshot(int(rest or 1000))
+            dataset, templates = list(zip(images, labels.tolist())), ("{}",)
         else:
             from miniclip.data.folders import open_test_set
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 from miniclip.data.paths import MissingDataError
 from miniclip.data.transforms import eval_transform
 from miniclip.loss import ClipLoss
-from miniclip.tokenizer import tokenize
 from miniclip.zeroshot import SIMPLE_TEMPLATES, encode_images, encode_texts, topk_accuracy
 
 
@@ -49,7 +47,7 @@ class Validator:
                 from miniclip.data.loaders import shapes_config
                 from miniclip.data.shapes import ShapesDataset
 
-                stream = ShapesDataset(shapes_config(d, self.image_size, self.config.train.seed), split="val",
+                stream = ShapesDataset(shapes_config(d.shapes, self.image_size, self.config.train.seed), split="val",
                                        batch_size=d.val_size, num_samples=d.val_size, rank=0, world_size=1)
                 self._val = next(iter(stream))
             else:
@@ -86,13 +84,9 @@ class Validator:
         """Single objects whose (colour, shape) pair training never showed, classified among all pairs."""
         from miniclip.data.loaders import shapes_config
         from miniclip.data.shapes import ShapesWorld
-        from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
 
-        world = ShapesWorld(shapes_config(d, self.image_size, self.config.train.seed))
-        batch = world.render(range(d.zeroshot_size), split="heldout", n_objects=1)
-        mean, std = torch.tensor(OPENAI_MEAN)[:, None, None], torch.tensor(OPENAI_STD)[:, None, None]
-        images = (batch.images - mean) / std
-        return images, world.labels(batch, "colour_shape"), world.class_prompts("colour_shape"), "shapes_heldout"
+        world = ShapesWorld(shapes_config(d.shapes, self.image_size, self.config.train.seed))
+        return (*world.heldout_zeroshot(d.zeroshot_size), "shapes_heldout")
 
     def _cifar10(self, d):
         from miniclip.data.folders import open_test_set
@@ -118,12 +112,10 @@ class Validator:
         metrics = {}
         images, captions = self._val_set()
         if len(images):
+            img, txt = encode_images(model, images), encode_texts(model, captions)
             loss_fn, bs, losses = ClipLoss(gather=False), min(self.config.optim.batch_size, len(images)), []
             for i in range(0, len(images) - bs + 1, bs):  # equal batches: the loss depends on batch size
-                img = F.normalize(model.encode_image(images[i:i + bs].to(self.device)).float(), dim=-1)
-                txt = F.normalize(model.encode_text(tokenize(captions[i:i + bs], model.config.context_length)
-                                                    .to(self.device)).float(), dim=-1)
-                losses.append(loss_fn(img, txt, model.logit_scale.exp().float()).item())
+                losses.append(loss_fn(img[i:i + bs], txt[i:i + bs], model.logit_scale.exp().float()).item())
             metrics["val_loss"] = sum(losses) / len(losses)
         zs = self._zeroshot_set()
         if zs:

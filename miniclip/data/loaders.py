@@ -40,10 +40,11 @@ def _seed(*parts: int) -> int:
 # ----------------------------------------------------------------------------- Shapes
 
 
-def shapes_config(data_cfg, image_size: int, seed: int):
+def shapes_config(shapes_options: dict, image_size: int, seed: int):
+    """The ShapesConfig of a run: its `data.shapes` options, at the model's resolution and the run's seed."""
     from miniclip.data.shapes import ShapesConfig
 
-    options = dict(data_cfg.shapes)
+    options = dict(shapes_options)
     options.setdefault("image_size", image_size)
     options.setdefault("seed", seed)
     return ShapesConfig(**options)
@@ -54,7 +55,7 @@ def shapes_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_
     from miniclip.data.shapes import ShapesDataset
 
     local = batch_size // world_size
-    dataset = ShapesDataset(shapes_config(data_cfg, image_size, seed), split="train", batch_size=local,
+    dataset = ShapesDataset(shapes_config(data_cfg.shapes, image_size, seed), split="train", batch_size=local,
                             start=start_step * batch_size, rank=rank, world_size=world_size)
     loader = DataLoader(dataset, batch_size=None, num_workers=data_cfg.num_workers,
                         persistent_workers=data_cfg.num_workers > 0)

@@ -44,7 +44,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from miniclip.data import shapes_text as text
 from miniclip.data.shapes_text import COLOURS, LANGUAGES, POSITIONS, SHAPES, SIZES, STYLES
-from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
+from miniclip.data.transforms import normalize
 
 __all__ = [
     "SHAPES", "COLOURS", "SIZES", "STYLES", "POSITIONS", "LANGUAGES", "SPLITS", "COLOUR_RGB", "DEFAULT_HOLDOUT",
@@ -702,6 +702,12 @@ class ShapesWorld:
             raise ValueError(f"unknown class kind {kind!r}; choose from {tuple(per_kind)}")
         return per_kind[kind].clone()
 
+    def heldout_zeroshot(self, n: int, lang: str = "en") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """True zero-shot: ``n`` single objects of held-out (colour, shape) pairs, normalised for the model,
+        their labels among all colour_shape classes, and one prompt per class in this world's own grammar."""
+        batch = self.render(range(n), split="heldout", n_objects=1)
+        return normalize(batch.images), self.labels(batch, "colour_shape"), self.class_prompts("colour_shape", lang)
+
     def heldout_classes(self) -> list[int]:
         """Indices of the held-out pairs among ``class_names("colour_shape")``."""
         return [COLOURS.index(c) * len(SHAPES) + SHAPES.index(s) for c, s in self.config.holdout]
@@ -764,8 +770,6 @@ class ShapesDataset(IterableDataset):
     def __iter__(self):
         world = ShapesWorld(self.config, self.device)  # built here, inside each worker process
         shard, num_shards = self._shard()
-        mean = torch.tensor(OPENAI_MEAN, device=world.device)[:, None, None]
-        std = torch.tensor(OPENAI_STD, device=world.device)[:, None, None]
         end = None if self.num_samples is None else self.start + self.num_samples
         b = shard
         while True:
@@ -774,7 +778,7 @@ class ShapesDataset(IterableDataset):
             if hi <= lo:
                 return
             batch = world.render(range(lo, hi), self.split)
-            images = (batch.images - mean) / std if self.normalize else batch.images
+            images = normalize(batch.images) if self.normalize else batch.images
             yield images, batch.captions
             b += num_shards
 

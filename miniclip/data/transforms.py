@@ -246,6 +246,13 @@ class ToNormalizedTensor:
         return "ToNormalizedTensor(mean={}, std={})".format(*self.mean_std)
 
 
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1], [..., 3, H, W], normalised with CLIP's mean and std (on their device)."""
+    mean = torch.tensor(OPENAI_MEAN, device=images.device)[:, None, None]
+    std = torch.tensor(OPENAI_STD, device=images.device)[:, None, None]
+    return (images - mean) / std
+
+
 class RandomResizedCrop:
     """Crop a random region (area fraction in ``scale``, aspect ratio in ``ratio``) and resize it to a square.
 
@@ -380,6 +387,7 @@ __all__ = [
     "decode_failures",
     "eval_transform",
     "load_image",
+    "normalize",
     "to_rgb",
     "train_transform",
 ]
