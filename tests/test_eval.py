@@ -57,3 +57,15 @@ def test_topk_accuracy_matches_numpy():
         expected = np.mean([labels[i] in order[i, :k] for i in range(50)])
         got = topk_accuracy(torch.tensor(logits), torch.tensor(labels), ks=(k,))[f"top{k}"]
         assert np.isclose(got, expected)
+
+
+def test_eval_has_nested_zeroshot_and_retrieval_subcommands():
+    from miniclip.cli import build_parser
+    from miniclip.eval_commands import run_retrieval, run_zeroshot
+
+    parser = build_parser()
+    args = parser.parse_args(["eval", "retrieval", "--checkpoint", "c.safetensors", "--data", "flickr8k"])
+    assert args.func is run_retrieval and args.split == "test" and not args.json
+    args = parser.parse_args(["eval", "zeroshot", "--checkpoint", "openai:ViT-B-32", "--data", "cifar100",
+                              "--templates", "cifar", "--lang", "en+fr+de", "--json"])
+    assert args.func is run_zeroshot and args.lang == "en+fr+de" and args.templates == "cifar" and args.json

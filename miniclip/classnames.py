@@ -1,0 +1,184 @@
+"""Class names of CIFAR-10 and CIFAR-100 in English, French and German, for zero-shot prompts.
+
+**English** names are the datasets' own labels made readable (``aquarium_fish`` -> ``aquarium fish``), in the
+datasets' label order: for CIFAR-10 the order of ``batches.meta.txt``, for CIFAR-100 the alphabetical order
+of ``fine_label_names.txt``. These are also the folder names ``python -m miniclip data download cifar100``
+writes, and :class:`~miniclip.data.folders.ImageFolderDataset` sorts folders alphabetically, so label ``i`` of
+a test set and ``CIFAR100["en"][i]`` name the same class. They go into the paper's English templates as they
+are ("a photo of a {}."), as OpenAI's evaluation does.
+
+**French and German** names are written with their indefinite article, in the form every French or German
+template of :mod:`miniclip.zeroshot` needs. Why store the article rather than per-gender templates: the
+article is a property of the noun (its gender), and German also declines the noun itself in places that a
+template cannot know about (the weak masculine nouns: *der Bär*, but *von einem Bären*; likewise *Löwe*,
+*Elefant*, *Schimpanse*, *Leopard*, *Junge*, *Waschbär*). Writing each phrase out once, by hand, is shorter
+and easier to check than a morphology table, and any template of the agreed shape comes out grammatical:
+
+* French names carry *un*/*une* and every French template ends its noun slot after *de* ("une photo de
+  {}."); :func:`miniclip.zeroshot.fill_template` then elides *de un* -> *d'un* ("une photo d'un chat").
+* German names carry the **dative** article (*einem* for masculine and neuter, *einer* for feminine) and the
+  dative form of the noun, because every German template puts the noun after *von*, which governs the
+  dative ("ein Foto von einem Hund", "ein Foto von einer Katze", "ein Foto von einem Bären").
+
+Choices worth knowing when reading results: CIFAR-100's *cattle* is rendered by the count noun for one
+animal (*une vache*, *einem Rind*); *willow tree* in German is *Weidenbaum*, because *Weide* alone also means
+a pasture; *sweet pepper* is *poivron* / *Paprika*; *tank* is the armoured vehicle (*char d'assaut*,
+*Panzer*), as the CIFAR images show. The translations were written for this project and checked by
+reading, not taken from a published list.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------------------------
+# CIFAR-10 (label order of batches.meta.txt)
+# ---------------------------------------------------------------------------------------------------------
+
+CIFAR10 = {
+    "en": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "fr": ("un avion", "une voiture", "un oiseau", "un chat", "un cerf", "un chien", "une grenouille",
+           "un cheval", "un bateau", "un camion"),
+    "de": ("einem Flugzeug", "einem Auto", "einem Vogel", "einer Katze", "einem Hirsch", "einem Hund",
+           "einem Frosch", "einem Pferd", "einem Schiff", "einem Lastwagen"),
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# CIFAR-100 (alphabetical fine_label_names order). One row per class keeps the three languages aligned.
+# ---------------------------------------------------------------------------------------------------------
+
+_CIFAR100_ROWS = (
+    ("apple", "une pomme", "einem Apfel"),
+    ("aquarium fish", "un poisson d'aquarium", "einem Aquarienfisch"),
+    ("baby", "un bébé", "einem Baby"),
+    ("bear", "un ours", "einem Bären"),
+    ("beaver", "un castor", "einem Biber"),
+    ("bed", "un lit", "einem Bett"),
+    ("bee", "une abeille", "einer Biene"),
+    ("beetle", "un scarabée", "einem Käfer"),
+    ("bicycle", "un vélo", "einem Fahrrad"),
+    ("bottle", "une bouteille", "einer Flasche"),
+    ("bowl", "un bol", "einer Schüssel"),
+    ("boy", "un garçon", "einem Jungen"),
+    ("bridge", "un pont", "einer Brücke"),
+    ("bus", "un bus", "einem Bus"),
+    ("butterfly", "un papillon", "einem Schmetterling"),
+    ("camel", "un chameau", "einem Kamel"),
+    ("can", "une canette", "einer Dose"),
+    ("castle", "un château", "einem Schloss"),
+    ("caterpillar", "une chenille", "einer Raupe"),
+    ("cattle", "une vache", "einem Rind"),
+    ("chair", "une chaise", "einem Stuhl"),
+    ("chimpanzee", "un chimpanzé", "einem Schimpansen"),
+    ("clock", "une horloge", "einer Uhr"),
+    ("cloud", "un nuage", "einer Wolke"),
+    ("cockroach", "un cafard", "einer Kakerlake"),
+    ("couch", "un canapé", "einem Sofa"),
+    ("crab", "un crabe", "einer Krabbe"),
+    ("crocodile", "un crocodile", "einem Krokodil"),
+    ("cup", "une tasse", "einer Tasse"),
+    ("dinosaur", "un dinosaure", "einem Dinosaurier"),
+    ("dolphin", "un dauphin", "einem Delfin"),
+    ("elephant", "un éléphant", "einem Elefanten"),
+    ("flatfish", "un poisson plat", "einem Plattfisch"),
+    ("forest", "une forêt", "einem Wald"),
+    ("fox", "un renard", "einem Fuchs"),
+    ("girl", "une fille", "einem Mädchen"),
+    ("hamster", "un hamster", "einem Hamster"),
+    ("house", "une maison", "einem Haus"),
+    ("kangaroo", "un kangourou", "einem Känguru"),
+    ("keyboard", "un clavier", "einer Tastatur"),
+    ("lamp", "une lampe", "einer Lampe"),
+    ("lawn mower", "une tondeuse à gazon", "einem Rasenmäher"),
+    ("leopard", "un léopard", "einem Leoparden"),
+    ("lion", "un lion", "einem Löwen"),
+    ("lizard", "un lézard", "einer Eidechse"),
+    ("lobster", "un homard", "einem Hummer"),
+    ("man", "un homme", "einem Mann"),
+    ("maple tree", "un érable", "einem Ahornbaum"),
+    ("motorcycle", "une moto", "einem Motorrad"),
+    ("mountain", "une montagne", "einem Berg"),
+    ("mouse", "une souris", "einer Maus"),
+    ("mushroom", "un champignon", "einem Pilz"),
+    ("oak tree", "un chêne", "einer Eiche"),
+    ("orange", "une orange", "einer Orange"),
+    ("orchid", "une orchidée", "einer Orchidee"),
+    ("otter", "une loutre", "einem Otter"),
+    ("palm tree", "un palmier", "einer Palme"),
+    ("pear", "une poire", "einer Birne"),
+    ("pickup truck", "un pick-up", "einem Pick-up"),
+    ("pine tree", "un pin", "einer Kiefer"),
+    ("plain", "une plaine", "einer Ebene"),
+    ("plate", "une assiette", "einem Teller"),
+    ("poppy", "un coquelicot", "einer Mohnblume"),
+    ("porcupine", "un porc-épic", "einem Stachelschwein"),
+    ("possum", "un opossum", "einem Opossum"),
+    ("rabbit", "un lapin", "einem Kaninchen"),
+    ("raccoon", "un raton laveur", "einem Waschbären"),
+    ("ray", "une raie", "einem Rochen"),
+    ("road", "une route", "einer Straße"),
+    ("rocket", "une fusée", "einer Rakete"),
+    ("rose", "une rose", "einer Rose"),
+    ("sea", "une mer", "einem Meer"),
+    ("seal", "un phoque", "einer Robbe"),
+    ("shark", "un requin", "einem Hai"),
+    ("shrew", "une musaraigne", "einer Spitzmaus"),
+    ("skunk", "une mouffette", "einem Stinktier"),
+    ("skyscraper", "un gratte-ciel", "einem Wolkenkratzer"),
+    ("snail", "un escargot", "einer Schnecke"),
+    ("snake", "un serpent", "einer Schlange"),
+    ("spider", "une araignée", "einer Spinne"),
+    ("squirrel", "un écureuil", "einem Eichhörnchen"),
+    ("streetcar", "un tramway", "einer Straßenbahn"),
+    ("sunflower", "un tournesol", "einer Sonnenblume"),
+    ("sweet pepper", "un poivron", "einer Paprika"),
+    ("table", "une table", "einem Tisch"),
+    ("tank", "un char d'assaut", "einem Panzer"),
+    ("telephone", "un téléphone", "einem Telefon"),
+    ("television", "une télévision", "einem Fernseher"),
+    ("tiger", "un tigre", "einem Tiger"),
+    ("tractor", "un tracteur", "einem Traktor"),
+    ("train", "un train", "einem Zug"),
+    ("trout", "une truite", "einer Forelle"),
+    ("tulip", "une tulipe", "einer Tulpe"),
+    ("turtle", "une tortue", "einer Schildkröte"),
+    ("wardrobe", "une armoire", "einem Kleiderschrank"),
+    ("whale", "une baleine", "einem Wal"),
+    ("willow tree", "un saule", "einem Weidenbaum"),
+    ("wolf", "un loup", "einem Wolf"),
+    ("woman", "une femme", "einer Frau"),
+    ("worm", "un ver", "einem Wurm"),
+)
+
+CIFAR100 = {lang: tuple(row[i] for row in _CIFAR100_ROWS) for i, lang in enumerate(("en", "fr", "de"))}
+
+# TensorFlow Datasets' copy of CIFAR-100 names one class "computer_keyboard"; the binary release says "keyboard".
+_CIFAR100_ALIASES = {"computer keyboard": "keyboard"}
+
+CLASS_NAMES = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+LANGUAGES = ("en", "fr", "de")
+
+
+def class_names(dataset: str, lang: str = "en") -> list[str]:
+    """Class names of ``dataset`` ("cifar10" or "cifar100") in ``lang``, in label order."""
+    if dataset not in CLASS_NAMES:
+        raise ValueError(f"no translated class names for {dataset!r}; known: {sorted(CLASS_NAMES)}")
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}; choose from {LANGUAGES}")
+    return list(CLASS_NAMES[dataset][lang])
+
+
+def names_for_folders(folders: list[str], lang: str = "en") -> list[str] | None:
+    """Names in ``lang`` for a test set's class folders, in the folders' order, when the folders are exactly
+    CIFAR-10's or CIFAR-100's labels; None for any other set.
+
+    Folder names use underscores (``aquarium_fish``) and re-packaged CIFAR-10 copies other spellings ("car");
+    :func:`miniclip.data.folders.readable_class_name` maps both to our English names before we look them up.
+    Matching by name, not by position, keeps the labels right whatever order the folders come in.
+    """
+    from miniclip.data.folders import readable_class_name
+
+    readable = [_CIFAR100_ALIASES.get(name, name) for name in map(readable_class_name, folders)]
+    for dataset, names in CLASS_NAMES.items():
+        if sorted(readable) == sorted(names["en"]):
+            index = {name: i for i, name in enumerate(names["en"])}
+            return [class_names(dataset, lang)[index[name]] for name in readable]
+    return None
