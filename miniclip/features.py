@@ -1,0 +1,214 @@
+"""Frozen image features, computed once and cached on disk.
+
+Linear probes, few-shot probes and robustness tables all start from the same thing: the image embeddings a
+frozen model gives a fixed set of images. Encoding 10,000 images takes minutes on a laptop CPU and fitting a
+logistic regression on them takes seconds, so the features are computed once and kept in
+``runs/<profile>/features/`` as safetensors, one file per (model weights, images, preprocessing) triple:
+
+- the **model** is identified by a SHA-256 of its weights (:func:`model_fingerprint`), so a retrained checkpoint
+  at the same path never reuses stale features;
+- the **images** by a caller-given description (a dataset spec and a fingerprint of its file list, or a Shapes
+  world's config and indices);
+- the **preprocessing** by the transform's ``repr`` and, for robustness, the corruption and its severity.
+
+The key is hashed into the file name and also stored, in full, in the file's metadata, so a cache file says
+what it holds. Features are stored *unnormalised* (``encode_image``'s output, as the reference returns it);
+callers L2-normalise where they need to (zero-shot always, probes by choice).
+
+Images travel as uint8 pixels at the model's resolution (after resize and centre crop), and are turned into
+the model's input per batch: ``[0, 1]`` floats, then an optional corruption, then CLIP's normalisation. That
+order is what lets :mod:`miniclip.robustness` corrupt the pixels the model actually sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from miniclip.data.transforms import ImageTransform, PairCollator, normalize, to_rgb
+
+# A corruption as the encoder applies it: (float images in [0, 1] [B, 3, H, W], index of the batch's first
+# image in the whole set) -> corrupted images in [0, 1]. The index lets seeded corruptions give every image
+# the same noise however the set is batched.
+Corruption = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 (hex) of the model's weights: names, dtypes, shapes and bytes of every state-dict tensor."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset) -> str:
+    """A short SHA-256 of a file-backed dataset's identity: where it lives, its file list and labels. Datasets
+    without a ``files`` list (in-memory ones) are fingerprinted by their ``repr`` and length."""
+    digest = hashlib.sha256()
+    files = getattr(dataset, "files", None)
+    if files is not None:
+        tree = getattr(dataset, "tree", None)
+        digest.update(str(getattr(tree, "path", "")).encode())
+        digest.update("\n".join(files).encode())
+        digest.update(json.dumps(list(getattr(dataset, "targets", []))).encode())
+    else:
+        digest.update(f"{dataset!r}:{len(dataset)}".encode())
+    return digest.hexdigest()[:16]
+
+
+class PILToUint8:
+    """RGB PIL image -> uint8 tensor [3, H, W] (no scaling, no normalisation)."""
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    def __repr__(self) -> str:
+        return "PILToUint8()"
+
+
+def transform_key(transform) -> str:
+    """A description of a Compose-style transform that is the same in every process: each step's ``repr``,
+    or its name for plain functions (whose ``repr`` holds a memory address)."""
+    steps = getattr(transform, "transforms", [transform])
+    return " | ".join(getattr(t, "__qualname__", None) or repr(t) for t in steps)
+
+
+def pixel_transform(image_size: int) -> ImageTransform:
+    """:func:`~miniclip.data.transforms.eval_transform`'s geometry (bicubic resize of the shorter side, centre
+    crop) ending in uint8 pixels instead of a normalised tensor: ``normalize(pixels / 255)`` is then the model's
+    input, equal to the eval transform's output (same float32 arithmetic)."""
+    steps = [to_rgb, T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(image_size),
+             PILToUint8()]
+    return ImageTransform(steps, image_size, draft_size=image_size)
+
+
+def load_pixels(dataset, batch_size: int = 512, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (uint8 image, label) of a dataset whose transform is :func:`pixel_transform`, as
+    ``(pixels [N, 3, H, W] uint8, labels [N] int64)``. Undecodable images are dropped and counted by the collator
+    (and the dataset's ``failed``); a warning says how many."""
+    collate = PairCollator()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
+    pixels, labels = [], []
+    for images, y in tqdm(loader, desc="decoding images", leave=False):
+        if len(images):
+            pixels.append(images)
+            labels.append(torch.as_tensor(y))
+    if not pixels:
+        raise RuntimeError(f"no image of {dataset!r} could be decoded")
+    if collate.dropped.value:
+        import warnings
+
+        warnings.warn(f"{collate.dropped.value} images of {dataset!r} could not be decoded and were left out")
+    return torch.cat(pixels), torch.cat(labels)
+
+
+@torch.no_grad()
+def encode_pixels(model, pixels: torch.Tensor, batch_size: int = 256, corruption: Corruption | None = None,
+                  desc: str = "encoding images") -> torch.Tensor:
+    """Unnormalised image features [N, D] (float32, on the CPU) of uint8 or [0, 1] float pixels [N, 3, H, W].
+
+    Each batch is scaled to [0, 1], corrupted if ``corruption`` is given, normalised with CLIP's statistics and
+    encoded on the model's device."""
+    device = next(model.parameters()).device
+    out = []
+    for start in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False):
+        x = pixels[start:start + batch_size]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if corruption is not None:
+            x = corruption(x, start)
+        out.append(model.encode_image(normalize(x.to(device))).float().cpu())
+    return torch.cat(out)
+
+
+def default_cache_dir() -> Path:
+    """runs/<profile>/features/."""
+    from miniclip.book import runs_dir
+
+    return runs_dir() / "features"
+
+
+class FeatureCache:
+    """Tensors computed once per key and kept as safetensors files under ``directory``.
+
+    ``key`` is any JSON-serialisable dict; equal keys (after sorting) mean the same file. ``hits`` and
+    ``misses`` count how the lookups went, which is what the tests check and what the CLI reports.
+    """
+
+    def __init__(self, directory: str | Path | None = None):
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.hits = self.misses = 0
+
+    def path(self, key: dict) -> Path:
+        text = json.dumps(key, sort_keys=True, default=str)
+        name = str(key.get("name", "features")).replace("/", "_").replace(":", "_")
+        return self.directory / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.safetensors"
+
+    def get_or_compute(self, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The tensors stored under ``key``, or ``compute()``'s, saved for next time (written to a temporary
+        name and renamed, so a killed run never leaves half a file under the real name)."""
+        path = self.path(key)
+        if path.exists():
+            try:
+                tensors = load_file(str(path))
+                self.hits += 1
+                return tensors
+            except Exception as e:  # noqa: BLE001 -- a truncated or foreign file is recomputed, and said so
+                import warnings
+
+                warnings.warn(f"ignoring unreadable feature cache {path} ({type(e).__name__}: {e}); recomputing")
+        self.misses += 1
+        tensors = {k: v.contiguous() for k, v in compute().items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(tmp), metadata={"key": json.dumps(key, sort_keys=True, default=str)})
+        tmp.replace(path)
+        return tensors
+
+
+def cached_image_features(model, pixels_fn: Callable[[], tuple[torch.Tensor, torch.Tensor]], key: dict,
+                          cache: FeatureCache | None = None, corruption: Corruption | None = None,
+                          batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, labels)`` for the images ``pixels_fn()`` returns, from the cache when ``key`` (plus the
+    model's fingerprint) was seen before. ``pixels_fn`` is only called on a miss, so cached runs decode
+    nothing."""
+    cache = cache or FeatureCache()
+    full_key = {"model": model_fingerprint(model), **key}
+
+    def compute():
+        pixels, labels = pixels_fn()
+        desc = f"encoding {key.get('name', 'images')}"
+        return {"features": encode_pixels(model, pixels, batch_size, corruption, desc), "labels": labels}
+
+    out = cache.get_or_compute(full_key, compute)
+    return out["features"], out["labels"]
+
+
+def test_set_features(model, spec: str = "cifar10", cache: FeatureCache | None = None,
+                      batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Unnormalised features, labels and readable class names of a labelled test set
+    (:func:`~miniclip.data.folders.open_test_set` spec: ``cifar10``, ``imagefolder:PATH`` …), cached."""
+    from miniclip.data.folders import open_test_set
+
+    dataset = open_test_set(spec, pixel_transform(model.config.image_size))
+    key = {"name": spec.partition(":")[0], "dataset": spec, "files": dataset_fingerprint(dataset),
+           "transform": transform_key(dataset.transform)}
+    features, labels = cached_image_features(model, lambda: load_pixels(dataset), key, cache, batch_size=batch_size)
+    return features, labels, list(dataset.class_names)
+
+
+__all__ = [
+    "Corruption", "FeatureCache", "PILToUint8", "cached_image_features", "dataset_fingerprint",
+    "default_cache_dir", "encode_pixels", "load_pixels", "model_fingerprint", "pixel_transform", "test_set_features",
+    "transform_key",
+]
