@@ -1,0 +1,263 @@
+"""One plotting style for the book: every function builds and returns a matplotlib Figure, never saves it
+(`miniclip.book.show` saves and displays). Colours come from the Okabe-Ito palette, which stays distinct
+for the common forms of colour blindness; heatmaps use viridis (sequential) or a blue-red diverging map
+centred on zero. Every data axis is labelled and every figure has a title."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with deuteranopia, protanopia and tritanopia.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+MODALITY_COLOURS = {"image": PALETTE[0], "text": PALETTE[1]}
+MODALITY_MARKERS = {"image": "o", "text": "^"}
+SEQUENTIAL, DIVERGING = "viridis", "RdBu_r"
+WIDTH = 7.0  # inches: the book's text column
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, width: float = WIDTH, height: float | None = None, **kwargs):
+    import matplotlib.pyplot as plt
+
+    height = height if height is not None else width * 0.62
+    return plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, constrained_layout=True, **kwargs)
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def display_image(image: torch.Tensor, normalised: bool = True) -> np.ndarray:
+    """A [3, H, W] image tensor -> an [H, W, 3] array in [0, 1] for imshow, undoing CLIP's normalisation."""
+    from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
+
+    x = image.detach().float().cpu()
+    if normalised:
+        x = x * torch.tensor(OPENAI_STD)[:, None, None] + torch.tensor(OPENAI_MEAN)[:, None, None]
+    return x.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _image_axis(ax, title: str = "", wrap: int = 26):
+    """A picture needs no axes, only its title (wrapped, so that long captions stay above their picture)."""
+    import textwrap
+
+    ax.set_title(textwrap.fill(title, wrap), fontsize=7)
+    ax.axis("off")
+
+
+# ---------------------------------------------------------------------------------------------- embeddings
+
+
+def plot_embedding_map(emap, color_by: str = "modality", title: str | None = None):
+    """Scatter of an `EmbeddingMap`: colour by "modality" or by "label" (then the marker shows the modality)."""
+    fig, axes = _subplots(width=WIDTH, height=WIDTH * 0.75)
+    ax = axes[0, 0]
+    if color_by == "modality":
+        for modality in ("image", "text"):
+            sel = emap.where(modality)
+            ax.scatter(*emap.coords[sel].T, s=12, alpha=0.7, c=MODALITY_COLOURS[modality],
+                       marker=MODALITY_MARKERS[modality], label=f"{modality} ({sel.sum()})", edgecolors="none")
+    elif color_by == "label":
+        names = [n for n in dict.fromkeys(emap.labels.tolist()) if n != ""]
+        for j, name in enumerate(names):
+            for modality in ("image", "text"):
+                sel = emap.where(modality) & (emap.labels == name)
+                if sel.any():
+                    ax.scatter(*emap.coords[sel].T, s=12, alpha=0.7, c=PALETTE[j % len(PALETTE)],
+                               marker=MODALITY_MARKERS[modality], edgecolors="none",
+                               label=f"{name} ({modality}s)")
+    else:
+        raise ValueError(f"color_by must be 'modality' or 'label', not {color_by!r}")
+    name = {"tsne": "t-SNE", "umap": "UMAP"}.get(emap.method, emap.method)
+    ax.set_xlabel(f"{name} 1"), ax.set_ylabel(f"{name} 2")
+    ax.set_title(title or f"{name} of image and text embeddings")
+    ax.legend(fontsize=7, markerscale=1.5, loc="best", ncols=2 if color_by == "label" else 1)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------- attention
+
+
+def _overlay(ax, image: np.ndarray, attention: np.ndarray, alpha: float = 0.55):
+    """An image with an attention map (any grid, stretched to the image) on top."""
+    h, w = image.shape[:2]
+    ax.imshow(image)
+    ax.imshow(attention, cmap="inferno", alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+              interpolation="bilinear")
+
+
+def plot_attention_heads(image: torch.Tensor, cls_maps: torch.Tensor, *, normalised: bool = True,
+                         title: str = "Class-token attention per layer and head"):
+    """One image and its class-token attention [layers, heads, g, g]: a grid, a row per layer, a column per head
+    (each map on its own colour scale: this shows where each head looks, not how strongly)."""
+    layers, heads = cls_maps.shape[:2]
+    fig, axes = _subplots(layers, heads + 1, width=min(1.4 * (heads + 1), 12), height=1.4 * layers + 0.5)
+    picture = display_image(image, normalised)
+    for layer in range(layers):
+        _image_axis(axes[layer, 0], f"layer {layer + 1}")
+        axes[layer, 0].imshow(picture)
+        for head in range(heads):
+            _overlay(axes[layer, head + 1], picture, _numpy(cls_maps[layer, head]))
+            _image_axis(axes[layer, head + 1], f"head {head + 1}" if layer == 0 else "")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_attention_overlays(images: torch.Tensor, maps: torch.Tensor, *, titles: list[str] | None = None,
+                            normalised: bool = True, title: str = "Attention rollout", columns: int = 6):
+    """Each image [3, H, W] above its map [g, g] overlaid (e.g. rollout or attention-pool maps)."""
+    n = len(images)
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    fig, axes = _subplots(2 * rows, columns, width=min(1.6 * columns, 12), height=3.2 * rows + 0.4)
+    for i in range(rows * columns):
+        r, c = divmod(i, columns)
+        top, bottom = axes[2 * r, c], axes[2 * r + 1, c]
+        if i < n:
+            picture = display_image(images[i], normalised)
+            top.imshow(picture)
+            _overlay(bottom, picture, _numpy(maps[i]))
+        _image_axis(top, titles[i] if titles and i < n else "")
+        _image_axis(bottom, "attention" if i < n else "")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_localisation(results: dict[str, dict], title: str = "Attention localisation on Shapes"):
+    """Bars of `localisation_scores` for several models (e.g. ``{"trained": …, "init": …}``): mass inside the
+    masks and pointing-game accuracy, with the masks' share of the picture (the uniform-map baseline) as a line."""
+    names = list(results)
+    metrics = [("mass_inside", "attention mass inside mask"), ("pointing", "pointing-game accuracy")]
+    fig, axes = _subplots(1, 2, width=WIDTH, height=3.0)
+    for ax, (key, label) in zip(axes[0], metrics):
+        values = [results[n][key] for n in names]
+        ax.bar(names, values, color=[PALETTE[i % len(PALETTE)] for i in range(len(names))])
+        baseline = np.mean([results[n]["mask_fraction"] for n in names])
+        ax.axhline(baseline, color="k", ls="--", lw=1, label=f"mask share of image ({baseline:.2f})")
+        ax.set_ylim(0, 1), ax.set_ylabel(label), ax.set_xlabel("model"), ax.set_title(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- similarity
+
+
+def plot_similarity_matrix(similarity, row_labels: list[str], col_labels: list[str], *,
+                           title: str = "Cosine similarity", xlabel: str = "text", ylabel: str = "image",
+                           annotate: bool | None = None, wrap: int = 40):
+    """A heatmap of an [images, texts] similarity matrix, its diagonal (the true pairs) outlined when square."""
+    import textwrap
+
+    s = _numpy(similarity)
+    rows, cols = s.shape
+    fig, axes = _subplots(width=min(max(4.0, 0.55 * cols + 3), 12), height=min(max(3.0, 0.45 * rows + 2), 12))
+    ax = axes[0, 0]
+    im = ax.imshow(s, cmap=SEQUENTIAL, aspect="auto")
+    fig.colorbar(im, ax=ax, label="cosine similarity", shrink=0.8)
+    ax.set_xticks(range(cols), [textwrap.shorten(t, wrap) for t in col_labels], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(rows), [textwrap.shorten(t, wrap) for t in row_labels], fontsize=7)
+    if annotate if annotate is not None else rows * cols <= 100:
+        for i in range(rows):
+            for j in range(cols):
+                ax.text(j, i, f"{s[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if s[i, j] < (s.min() + s.max()) / 2 else "black")
+    if rows == cols:
+        from matplotlib.patches import Rectangle
+
+        for i in range(rows):
+            ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor=PALETTE[3], lw=1.5))
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------- bias
+
+
+def plot_group_gaps(rows: list[dict], title: str | None = None):
+    """Forest plot of `group_gaps` / `association` rows: each prompt's gap with its 95% CI, zero marked."""
+    import textwrap
+
+    a, b = rows[0]["groups"]
+    y = np.arange(len(rows))[::-1]
+    gap = np.array([r["gap"] for r in rows])
+    err = np.array([[r["gap"] - r["ci_low"] for r in rows], [r["ci_high"] - r["gap"] for r in rows]])
+    fig, axes = _subplots(width=WIDTH, height=0.3 * len(rows) + 1.5)
+    ax = axes[0, 0]
+    colours = [PALETTE[0] if lo > 0 else PALETTE[3] if hi < 0 else "0.5"
+               for lo, hi in ((r["ci_low"], r["ci_high"]) for r in rows)]
+    ax.errorbar(gap, y, xerr=err, fmt="none", ecolor="0.4", capsize=2)
+    ax.scatter(gap, y, c=colours, zorder=3, s=20)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, [textwrap.shorten(r["prompt"], 45) for r in rows], fontsize=7)
+    ax.set_xlabel(f"gap in mean cosine similarity\n({a} minus {b}; 95% bootstrap CI)")
+    ax.set_ylabel("prompt")
+    ax.set_title(title or f"Prompt similarity by image group: {a} vs {b}")
+    return fig
+
+
+def plot_topk_composition(rows: list[dict], group: str, title: str | None = None):
+    """`topk_composition` rows: the share of ``group`` in each prompt's top-k, with its CI, against the base rate."""
+    import textwrap
+
+    share = np.array([r[f"share_{group}"] for r in rows])
+    err = np.array([[r[f"share_{group}"] - r[f"ci_low_{group}"] for r in rows],
+                    [r[f"ci_high_{group}"] - r[f"share_{group}"] for r in rows]])
+    base = rows[0][f"base_rate_{group}"]
+    fig, axes = _subplots(width=WIDTH, height=0.35 * len(rows) + 1.5)
+    ax = axes[0, 0]
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, share, xerr=err, color=PALETTE[2], ecolor="0.3", capsize=2)
+    ax.axvline(base, color="k", ls="--", lw=1, label=f"base rate in the pool ({base:.2f})")
+    ax.set_yticks(y, [textwrap.shorten(r["prompt"], 45) for r in rows], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"share of '{group}' images among the top {rows[0]['k']} retrieved\n(95% bootstrap CI)")
+    ax.set_ylabel("prompt")
+    ax.set_title(title or f"Who is retrieved: share of '{group}' images")
+    ax.legend(fontsize=7)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- limitations
+
+
+def plot_accuracies(values: dict[str, float], *, chance: float | None = None, errors: dict[str, tuple] | None = None,
+                    title: str = "Accuracy", xlabel: str = "", ylabel: str = "accuracy"):
+    """Bars of named accuracies (e.g. per count, per relation, per template), optional (low, high) CIs, and a
+    dashed chance line."""
+    import textwrap
+
+    names = list(values)
+    fig, axes = _subplots(width=min(max(4.0, 0.6 * len(names) + 2.5), 12), height=3.5)
+    ax = axes[0, 0]
+    heights = [values[n] for n in names]
+    yerr = None
+    if errors:
+        yerr = np.array([[values[n] - errors[n][0] for n in names], [errors[n][1] - values[n] for n in names]])
+    ax.bar(range(len(names)), heights, yerr=yerr, capsize=3,
+           color=[PALETTE[i % len(PALETTE)] for i in range(len(names))])
+    if chance is not None:
+        ax.axhline(chance, color="k", ls="--", lw=1, label=f"chance ({chance:.2f})")
+        ax.legend(fontsize=7)
+    ax.set_xticks(range(len(names)), [textwrap.shorten(str(n), 28) for n in names],
+                  rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center", fontsize=7)
+    ax.set_ylim(0, 1), ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
+    return fig
+
+
+def plot_confusion(confusion, labels: list[str], *, title: str = "Confusion matrix",
+                   xlabel: str = "predicted", ylabel: str = "true"):
+    """A row-normalised confusion matrix (each true class's row sums to 1), counts written in the cells."""
+    c = _numpy(confusion).astype(float)
+    share = c / np.maximum(c.sum(axis=1, keepdims=True), 1)
+    fig, axes = _subplots(width=4.5, height=4.0)
+    ax = axes[0, 0]
+    im = ax.imshow(share, cmap=SEQUENTIAL, vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, label="share of the true class", shrink=0.8)
+    for i in range(c.shape[0]):
+        for j in range(c.shape[1]):
+            ax.text(j, i, f"{int(c[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] < 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels), ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
+    return fig
