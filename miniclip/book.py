@@ -1,14 +1,28 @@
-"""Helpers the notebooks share: which profile is running, and where its results live.
+"""Helpers the book's notebooks share: which profile is running, where its results live, the trained models
+it reads, and the one way every figure and every number reaches the page.
+
+- `profile()` / `runs_dir()`: the profile (`MINICLIP_PROFILE`) and `runs/<profile>/`.
+- `trained_model(name)`: the cached checkpoint of `make train` (cpu profile), or a tiny model trained on the
+  spot (ci profile, or a missing cpu checkpoint, said so on the page): a notebook never hides long work and
+  never crashes on a fresh clone.
+- `show(fig, name)`: saves a matplotlib figure to `figures/<name>.png` and glues it for a captioned
+  `{glue:figure}` in the prose.
+- `glue(name, value, fmt)`: a number, formatted in code, pasted into the prose with `{glue}`.
 
 Notebook-only state stays in the notebooks; this module holds what more than one chapter needs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 PROFILES = ("ci", "cpu", "gpu-1m")
+ROOT = Path(__file__).resolve().parent.parent
+# Committed figures come from a full cpu-profile build; a ci build writes elsewhere so it never overwrites them.
+FIGURES = {"ci": ROOT / "_build" / "figures-ci"}
+DEFAULT_FIGURES = ROOT / "figures"
 
 
 def profile() -> str:
@@ -21,4 +35,118 @@ def profile() -> str:
 
 def runs_dir(name: str | None = None) -> Path:
     """runs/<profile>/, where `make train` and `make experiments` leave checkpoints and results."""
-    return Path(__file__).resolve().parent.parent / "runs" / (name or profile())
+    return ROOT / "runs" / (name or profile())
+
+
+def figures_dir() -> Path:
+    """figures/ for the cpu and gpu-1m profiles; _build/figures-ci/ for ci."""
+    path = FIGURES.get(profile(), DEFAULT_FIGURES)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- trained models
+
+
+def config_path(name: str) -> Path:
+    """The config that trains model `name` in this profile: configs/ci.yaml (the only ci model, on Shapes) or
+    configs/<profile>-<name>.yaml."""
+    if profile() == "ci":
+        return ROOT / "configs" / "ci.yaml"
+    return ROOT / "configs" / f"{profile()}-{name}.yaml"
+
+
+def trained_run(name: str = "shapes") -> Path:
+    """The run directory of model `name` ("shapes" or "flickr8k") in this profile, with a `final` checkpoint.
+
+    Load the checkpoint if present, else train the small version: in the ci profile the tiny Shapes model is
+    trained here when absent (seconds; `name` is ignored, since the ci profile has only that model). In the
+    other profiles the models come from `make train` (which `make book` runs first): training them inside a
+    notebook would hide tens of minutes of work in a cell. If one is missing anyway (a reader running a
+    notebook by hand), the page says so visibly and falls back to the ci model.
+    """
+    from miniclip.config import load_config
+    from miniclip.train import run_dir
+
+    config_file = config_path(name)
+    out = run_dir(load_config(config_file))
+    if (out / "final.safetensors").exists():
+        return out
+    if profile() != "ci":
+        note(f"`{out.relative_to(ROOT)}/final.safetensors` is missing: train it with `make train` "
+             f"(tens of CPU-minutes, cached). This page falls back to the tiny ci model, trained now in seconds; "
+             "its numbers are smoke, not results.")
+        config_file = ROOT / "configs" / "ci.yaml"
+        out = run_dir(load_config(config_file))
+        if (out / "final.safetensors").exists():
+            return out
+    from miniclip.cli import main
+
+    if main(["train", "--config", str(config_file), "--if-changed", "--no-progress"]) != 0:
+        raise RuntimeError(f"training {config_file} failed; see the messages above")
+    return out
+
+
+def trained_model(name: str = "shapes"):
+    """The trained CLIP of `trained_run(name)`, in eval mode on the CPU."""
+    from miniclip.checkpoint import load_model
+
+    return load_model(trained_run(name) / "final")
+
+
+def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
+    """A run's metrics.jsonl split into (training-step records, validation records)."""
+    records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in records if "kind" not in r], [r for r in records if r.get("kind") == "val"]
+
+
+# --------------------------------------------------------------------------------------------- figures and numbers
+
+
+class _Pasted:
+    """A value whose only representation is its text, so `{glue}` pastes it without quotes."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def glue(name: str, value, fmt: str = "{}") -> None:
+    """Glue `fmt.format(value)` under `name`, for `{glue}`name`` in the prose.
+
+    The formatting lives in the code next to the computation, so the prose never types a number.
+    """
+    from myst_nb import glue as nb_glue
+
+    nb_glue(name, _Pasted(fmt.format(value)), display=False)
+
+
+def show(fig, name: str) -> None:
+    """Save `fig` as <figures>/<name>.png and glue it under `name` for a `{glue:figure}` with a caption.
+
+    Every figure in the book goes through here, so the committed `figures/` is exactly what the book shows.
+    """
+    import matplotlib.pyplot as plt
+    from myst_nb import glue as nb_glue
+
+    for ax in fig.axes:  # a figure without labelled axes cannot be read on its own
+        if ax.axison and ax.get_visible() and not (ax.get_xlabel() or ax.get_ylabel() or ax.get_title()):
+            raise ValueError(f"figure {name!r}: an axis has no label or title")
+    path = figures_dir() / f"{name}.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    nb_glue(name, fig, display=False)
+    plt.close(fig)  # shown once, where the prose places it, not again as this cell's output
+
+
+def note(text: str) -> None:
+    """A visible note box in the rendered page (and in Jupyter), for what a reader must not miss."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"```{{note}}\n{text}\n```"))
+
+
+def data_note(error: Exception) -> None:
+    """Say visibly, in the rendered page, that real data is missing and what the chapter does instead."""
+    note(f"Real data is not available here: {error}\nThis section goes on with the Shapes world instead.")

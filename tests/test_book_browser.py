@@ -1,0 +1,223 @@
+"""The built book, checked as a reader sees it: every page opened in headless Chromium.
+
+For each HTML page of the built book, served from 127.0.0.1, this asserts:
+- every image loaded (naturalWidth > 0) and no request the page made got a 4xx/5xx answer;
+- nothing was requested from another host (the book must read offline: no CDN for math, fonts or search);
+- no execution error reached the page (a traceback in a cell output);
+- where the page has math, MathJax rendered it (one `mjx-container` per math element, no `mjx-merror`).
+
+It needs a built book: `make book-ci` builds one and then runs this file with MINICLIP_BOOK_HTML pointing at
+it (`make book` output at _build/html is used too, when present). Without any build the test skips, because
+unit tests run before the book is built; with MINICLIP_BOOK_HTML set, a missing build is a failure.
+Screenshots of three chapters are written to _build/screenshots/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CANDIDATES = [ROOT / "_build" / "ci" / "_build" / "html", ROOT / "_build" / "html"]
+SCREENSHOT_PAGES = ("notebooks/02_introduction.html", "notebooks/03_contrastive.html", "notebooks/06_training.html")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1280,1600")
+
+
+def _book_html() -> Path:
+    explicit = os.environ.get("MINICLIP_BOOK_HTML")
+    if explicit:
+        path = Path(explicit)
+        assert (path / "index.html").exists(), f"MINICLIP_BOOK_HTML={explicit} holds no built book (index.html)"
+        return path
+    for path in CANDIDATES:
+        if (path / "index.html").exists():
+            return path
+    pytest.skip("no built book found (run `make book-ci`, which builds it and then runs this test)")
+
+
+def _browser_paths() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    ci_script = (ROOT / ".ci" / "run").read_text()
+    if "apt-get install" in ci_script and "chromium-driver" in ci_script:
+        pytest.skip("chromium/chromedriver not installed here; .ci/run installs them, so CI runs this test "
+                    "(locally: apt-get install -y chromium chromium-driver)")
+    pytest.fail("chromium and chromedriver are needed: apt-get install -y chromium chromium-driver")
+
+
+class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the book and remembers every request that was answered with an error status."""
+
+    errors: list[tuple[str, int]]
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+    def send_response(self, code, message=None):
+        if code >= 400:
+            self.errors.append((self.path, code))
+        super().send_response(code, message)
+
+
+@pytest.fixture(scope="module")
+def server():
+    html = _book_html()
+    errors: list[tuple[str, int]] = []
+    handler = functools.partial(type("Handler", (_RecordingHandler,), {"errors": errors}), directory=str(html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield html, f"http://127.0.0.1:{httpd.server_address[1]}", errors
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver_path = _browser_paths()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    profile_dir = tempfile.mkdtemp(prefix="miniclip-chromium-")
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(90)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile_dir, ignore_errors=True)
+
+
+# Waits for MathJax (if the page loads it) and for every image (lazy ones made eager), then reports.
+INSPECT_PAGE = """
+const done = arguments[arguments.length - 1];
+const hasMath = document.querySelector(".math") !== null;
+// MathJax's script is deferred and sets up asynchronously: on pages with math, wait until its start-up
+// promise exists and resolves (after the first typesetting), for at most 40 s; pages without math don't wait.
+const mathjax = new Promise(resolve => {
+  if (!hasMath) return resolve();
+  const start = Date.now();
+  setTimeout(resolve, 40000);
+  (function poll() {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      MathJax.startup.promise.then(resolve, resolve);
+    } else if (Date.now() - start < 40000) {
+      setTimeout(poll, 100);
+    }
+  })();
+});
+const images = Array.from(document.images);
+const loaded = Promise.all(images.map(img => {
+  img.loading = "eager";
+  if (img.complete) return Promise.resolve();
+  return new Promise(resolve => { img.onload = img.onerror = resolve; setTimeout(resolve, 10000); });
+}));
+Promise.all([mathjax, loaded]).then(() => done({
+  brokenImages: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute("src")),
+  mathElements: document.querySelectorAll(".math").length,
+  mathRendered: document.querySelectorAll("mjx-container").length,
+  mathErrors: document.querySelectorAll("mjx-merror").length,
+  mathjaxLoaded: !!(window.MathJax && MathJax.startup),
+  tracebacks: document.querySelectorAll(".output.traceback, .output.error").length
+              + (document.body.innerText.includes("Traceback (most recent call last)") ? 1 : 0),
+  bodyText: document.body.innerText.length,
+}), err => done({scriptError: String(err)}));
+"""
+
+
+def _pages(html: Path) -> list[str]:
+    return sorted(str(p.relative_to(html)) for p in html.rglob("*.html") if "_static" not in p.parts)
+
+
+def _requests(driver) -> tuple[list[str], list[tuple[str, int]]]:
+    """URLs this page requested, and responses with an error status, from Chromium's performance log."""
+    urls, failures = [], []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(params["request"]["url"])
+        elif message["method"] == "Network.responseReceived" and params["response"]["status"] >= 400:
+            failures.append((params["response"]["url"], params["response"]["status"]))
+    return urls, failures
+
+
+def test_every_page_renders_completely_and_offline(server, browser):
+    from selenium.common.exceptions import TimeoutException
+
+    html, base, server_errors = server
+    pages = _pages(html)
+    assert "intro.html" in " ".join(pages) or "index.html" in pages
+    shots = ROOT / "_build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    problems, pages_with_math = [], 0
+    for page in pages:
+        server_errors.clear()
+        browser.get_log("performance")  # drop what earlier pages left
+        report = {"scriptError": "the page check did not return within 90 s, twice"}
+        for _ in range(2):  # on a machine this busy a page can stall once; a second stall is a failure
+            try:
+                browser.get(f"{base}/{page}")
+                report = browser.execute_async_script(INSPECT_PAGE)
+                break
+            except TimeoutException:
+                continue
+        urls, failures = _requests(browser)
+        # The browser's own chrome:// pages are not the book's; any other scheme would reach another host.
+        foreign = [u for u in urls if u.startswith(("http:", "https:", "ws:", "wss:", "//")) and not u.startswith(base)]
+        # Browsers ask for /favicon.ico on their own when a page declares no icon; that is not a page resource.
+        failures = [(u, code) for u, code in failures if not u.endswith("/favicon.ico")]
+        server_errors[:] = [(u, code) for u, code in server_errors if u != "/favicon.ico"]
+        if "scriptError" in report:
+            problems.append(f"{page}: page check failed: {report['scriptError']}")
+            continue
+        if report["brokenImages"]:
+            problems.append(f"{page}: images that did not load: {report['brokenImages']}")
+        if failures or server_errors:
+            problems.append(f"{page}: error responses: {failures or server_errors}")
+        if foreign:
+            problems.append(f"{page}: requests to other hosts (the book must work offline): {foreign[:5]}")
+        if report["tracebacks"]:
+            problems.append(f"{page}: an execution error is shown on the page")
+        if report["mathElements"]:
+            pages_with_math += 1
+            if not report["mathjaxLoaded"]:
+                problems.append(f"{page}: has {report['mathElements']} math elements but MathJax did not load")
+            elif report["mathRendered"] < report["mathElements"] or report["mathErrors"]:
+                problems.append(f"{page}: {report['mathRendered']} of {report['mathElements']} math elements "
+                                f"rendered, {report['mathErrors']} MathJax errors")
+        if report["bodyText"] < 50:
+            problems.append(f"{page}: the page is (nearly) empty")
+        if page in SCREENSHOT_PAGES:  # the whole page, for a person to look at
+            height = browser.execute_script("return document.documentElement.scrollHeight")
+            browser.set_window_size(1280, min(height, 12000))
+            browser.save_screenshot(str(shots / (Path(page).stem + ".png")))
+            browser.set_window_size(1280, 1600)
+    assert not problems, "\n".join(problems)
+    assert pages_with_math >= 2, "the chapters with equations (1 and 3 at least) show no math elements at all"
+
+
+def test_built_pages_reference_no_external_scripts_or_styles(server):
+    """A static check beside the browser's: no <script src> or <link href> points off the site."""
+    import re
+
+    html, _, _ = server
+    pattern = re.compile(r'<(?:script|link)[^>]+(?:src|href)="(https?:)?//', re.IGNORECASE)
+    offenders = [str(p.relative_to(html)) for p in html.rglob("*.html") if pattern.search(p.read_text())]
+    assert not offenders, f"pages loading scripts or styles from other hosts: {offenders}"
