@@ -9,7 +9,7 @@ export MINICLIP_DATA ?= $(HOME)/.cache/miniclip
 # Torch is pinned to the release this project is tested with.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-unit test-notebooks book book-ci train bench bench-data clean
+.PHONY: install test test-unit test-notebooks book book-ci publish train bench bench-data clean experiments
 
 install: $(VENV)/.installed
 
@@ -29,12 +29,31 @@ test-unit: install
 test-notebooks: install
 	MINICLIP_PROFILE=ci $(PY) -m pytest --nbval notebooks -p no:cacheprovider
 
-## make book: the book in the cpu profile, executed, with warnings as errors.
-book: install
-	MINICLIP_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W --keep-going
+## make book: the book in the cpu profile, executed, with warnings as errors. The models come from the cached
+## `make train`; a chapter is re-executed only when its code changed (execute_notebooks: cache), or, since
+## jupyter-cache looks only at a notebook's own code, when miniclip/, configs/ or the results in runs/ changed
+## after the last build: then every chapter is re-executed and every page rebuilt (`--all`).
+define refresh_book_cache
+	@if find miniclip configs runs/$(1) -newer $(2)/html/index.html \( -name '*.py' -o -name '*.yaml' \
+	    -o -name '*.json' -o -name '*.safetensors' \) 2>/dev/null | grep -q .; then \
+	  echo "miniclip/, configs/ or runs/$(1)/ changed since the last build: re-executing every chapter"; \
+	  rm -rf $(2)/.jupyter_cache; fi
+endef
 
+book: install train
+	$(call refresh_book_cache,cpu,_build)
+	MINICLIP_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W --keep-going $$([ -d _build/.jupyter_cache ] || echo --all)
+
+## make book-ci: the book in the ci profile (seconds per chapter), then every page opened in headless Chromium.
 book-ci: install
-	MINICLIP_PROFILE=ci $(VENV)/bin/jupyter-book build . -W --keep-going --path-output _build/ci
+	$(call refresh_book_cache,ci,_build/ci/_build)
+	MINICLIP_PROFILE=ci $(VENV)/bin/jupyter-book build . -W --keep-going --path-output _build/ci \
+	    $$([ -d _build/ci/_build/.jupyter_cache ] || echo --all)
+	MINICLIP_BOOK_HTML=_build/ci/_build/html $(PY) -m pytest -q tests/test_book_browser.py -p no:cacheprovider
+
+## make publish: push the built book (_build/html) to the gh-pages branch, for those who publish by hand.
+publish: book
+	$(VENV)/bin/ghp-import --no-jekyll --push --force _build/html
 
 ## make train: the cpu-profile models (Shapes, then Flickr8k), trained once and cached in runs/cpu/<name>/.
 ## A finished run is kept until its config changes; an interrupted one resumes where it stopped.
@@ -42,8 +61,14 @@ train: install
 	$(PY) -m miniclip train --config configs/cpu-shapes.yaml --if-changed
 	$(PY) -m miniclip train --config configs/cpu-flickr8k.yaml --if-changed
 
+## make experiments: the paper's experiments at small scale (configs/experiments/cpu.yaml, ~45 min on 2 cores),
+## cached as runs/cpu/experiments/<name>.json; an experiment whose settings are unchanged is not rerun.
+experiments: install
+	MINICLIP_PROFILE=cpu $(PY) -m miniclip.experiments
+
+## make bench: the benchmark suite (bench/README.md): one summary table, JSON under runs/bench/ (~15 min on 2 cores).
 bench: install
-	$(PY) -m miniclip bench model
+	$(PY) -m miniclip bench all
 
 bench-data: install
 	$(PY) -m miniclip bench data

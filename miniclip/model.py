@@ -275,6 +275,9 @@ class CLIP(nn.Module):
         self.text_projection = nn.Parameter(torch.empty(c.text_width, c.embed_dim))
         # The temperature is learned as a log-scale, starting at 1/0.07 (§2.5).
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # Run the text tower only up to the batch's longest caption (see encode_text). A switch only so
+        # that `python -m miniclip bench` can measure what it saves; it never changes the features.
+        self.trim_text = True
         self.init_weights()
 
     def init_weights(self):
@@ -294,13 +297,20 @@ class CLIP(nn.Module):
         """Unnormalised image features [B, embed_dim]."""
         return self.visual(image)
 
+    def text_positions(self, text: torch.Tensor) -> int:
+        """How many positions `encode_text` runs the text tower over for this batch of tokens.
+
+        Under the causal mask no token sees the positions after it, so the padding beyond the longest
+        EOT in the batch cannot change any EOT feature: run only that far (rounded up to a multiple of 8,
+        so that batches share a few shapes). Captions of ~15 tokens then cost ~24 positions, not 77."""
+        if not self.trim_text:
+            return text.shape[1]
+        return min(text.shape[1], -(-(int(text.argmax(dim=-1).max()) + 1) // 8) * 8)
+
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         """Unnormalised text features [B, embed_dim], read at each sequence's end-of-text token."""
         eot = text.argmax(dim=-1)  # EOT has the largest id in the vocabulary
-        # Under the causal mask no token sees the positions after it, so the padding beyond the longest
-        # EOT in the batch cannot change any EOT feature: run only that far (rounded up to a multiple of 8,
-        # so that batches share a few shapes). Captions of ~15 tokens then cost ~24 positions, not 77.
-        n = min(text.shape[1], -(-(int(eot.max()) + 1) // 8) * 8)
+        n = self.text_positions(text)
         x = self.token_embedding(text[:, :n]) + self.positional_embedding[:n]
         x = self.transformer(x)
         x = self.ln_final(x[torch.arange(x.shape[0], device=x.device), eot])
