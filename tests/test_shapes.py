@@ -244,3 +244,26 @@ def test_dataset_shards_cover_every_sample_once(world):
 def test_benchmark_reports_throughput():
     result = benchmark_render(batch_size=8, image_size=32, seconds=0.0)
     assert result["samples_per_s"] > 0 and result["batch_size"] == 8
+
+
+def test_hard_negative_blocks_share_colours_and_never_show_held_out_pairs():
+    from miniclip.data.shapes import COLOURS, SHAPES, ShapesConfig, ShapesWorld
+
+    world = ShapesWorld(ShapesConfig(image_size=32, colours_per_block=2, block_size=64))
+    sc = world.scenes(range(0, 192))
+    held = {(COLOURS.index(c), SHAPES.index(s)) for c, s in world.config.holdout}
+    blocks = []
+    for b in range(3):
+        part = slice(64 * b, 64 * (b + 1))
+        valid = sc.valid[part]
+        colours = set(sc.colour[part][valid].tolist())
+        assert len(colours) == 2  # every block uses exactly its two colours
+        assert len(set(sc.shape[part][valid].tolist())) == len(SHAPES)  # and still every shape
+        assert not set(zip(sc.colour[part][valid].tolist(), sc.shape[part][valid].tolist())) & held
+        blocks.append(colours)
+    assert len({frozenset(c) for c in blocks}) > 1  # blocks differ
+    # Deterministic per index, whatever else is in the call; other splits are untouched.
+    again = world.scenes(range(64, 70))
+    assert torch.equal(again.colour, sc.colour[64:70]) and torch.equal(again.shape, sc.shape[64:70])
+    plain = ShapesWorld(ShapesConfig(image_size=32)).scenes(range(0, 64), "val")
+    assert torch.equal(world.scenes(range(0, 64), "val").colour, plain.colour)

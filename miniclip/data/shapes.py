@@ -286,6 +286,13 @@ class ShapesConfig:
     lang_rates: dict[str, float] = field(default_factory=dict)  # e.g. {"fr": 0.1, "de": 0.1}; the rest is English
     planted: PlantedCorrelation | None = None
     holdout: tuple[tuple[str, str], ...] = DEFAULT_HOLDOUT  # (colour, shape) pairs training never shows
+    # Hard negatives. With 0 every object's colour is drawn from all colours. With c > 0, the training scenes
+    # of each block of `block_size` consecutive indices (one training batch when block_size is the batch
+    # size) draw their colours from the same c colours, chosen per block. Colour then no longer tells a
+    # batch's captions apart, so the contrastive loss can only fall by telling shapes (and sizes, counts,
+    # places) apart: CLIP learns what its in-batch negatives require, nothing more.
+    colours_per_block: int = 0
+    block_size: int = 128
     seed: int = 0
 
     def __post_init__(self):
@@ -300,6 +307,8 @@ class ShapesConfig:
             raise ValueError("image_size must be at least 16 pixels")
         if not self.styles or set(self.styles) - set(STYLES):
             raise ValueError(f"styles must be a non-empty subset of {STYLES}")
+        if not 0 <= self.colours_per_block <= len(COLOURS) or self.block_size < 1:
+            raise ValueError(f"colours_per_block must lie in [0, {len(COLOURS)}] and block_size be positive")
         for colour, shape in self.holdout:
             if colour not in COLOURS or shape not in SHAPES:
                 raise ValueError(f"held-out pair ({colour!r}, {shape!r}) is not in the vocabulary")
@@ -432,7 +441,10 @@ class ShapesWorld:
         pairs = self.heldout_pairs if split == "heldout" else self.train_pairs
         if len(pairs) == 0:
             raise ValueError(f"split {split!r} has no (colour, shape) pairs to draw from")
-        colour, shape = pairs[pick(obj[..., 0], len(pairs))].unbind(-1)
+        if split == "train" and cfg.colours_per_block:
+            colour, shape = self._block_pairs(index, obj[..., 0])
+        else:
+            colour, shape = pairs[pick(obj[..., 0], len(pairs))].unbind(-1)
         size = pick(obj[..., 1], len(SIZES))
         # In a group scene every object copies the first one's look.
         colour, shape, size = (torch.where(group[:, None], t[:, :1], t) for t in (colour, shape, size))
@@ -482,6 +494,29 @@ class ShapesWorld:
             background=u[:, _BACKGROUND:_BACKGROUND + 8],
             caption_key=(bits[:, _CAPTION_A] << 32) | bits[:, _CAPTION_B], noise_key=bits[:, _NOISE],
         )
+
+    def _block_pairs(self, index: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(colour, shape) ids for objects whose uniforms are ``u`` [N, K], with each sample's colours drawn from
+        its block's ``colours_per_block`` colours (see ShapesConfig) and its shape from the shapes that colour
+        may take in training (held-out pairs excluded). One uniform serves both draws: its integer part
+        (times c) picks the colour and its fractional part the shape, so no new random slot is needed."""
+        cfg, c = self.config, self.config.colours_per_block
+        block = index // cfg.block_size
+        keys = _fold_hash(cfg.seed, 0x5EED0B10, block[:, None], torch.arange(len(COLOURS))[None])  # [N, 8]
+        subset = torch.argsort(keys, dim=1, stable=True)[:, :c]  # the block's colours: a random c of 8
+        scaled = u * c
+        slot = scaled.long().clamp(max=c - 1)
+        colour = subset.gather(1, slot)
+        # Shapes each colour may take: a [colours, shapes] table of allowed shape ids, packed to the left.
+        allowed = torch.ones(len(COLOURS), len(SHAPES), dtype=torch.bool)
+        for colour_id, shape_id in self.heldout_pairs.tolist():
+            allowed[colour_id, shape_id] = False
+        n_allowed = allowed.sum(1)
+        packed = torch.argsort((~allowed).to(torch.int8), dim=1, stable=True)  # allowed ids first, in order
+        frac = scaled - scaled.floor()
+        which = (frac * n_allowed[colour]).long().clamp(max=(n_allowed[colour] - 1).clamp(min=0))
+        shape = packed[colour, which]
+        return colour, shape
 
     # --- 2. pixels ----------------------------------------------------------------------------------------
 
