@@ -134,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     from miniclip.data.commands import add_data_commands
+    from miniclip.experiments import add_experiment_commands
 
     add_data_commands(commands)
+    add_experiment_commands(commands)
     return parser
 
 

@@ -1,0 +1,219 @@
+"""Architecture and optimisation experiments: ViT vs ModifiedResNet, an LR x batch-size grid, throughput.
+
+- `encoders`: a ViT and a ModifiedResNet of similar training cost, trained the same number of steps on
+  Flickr8k, compared by Flickr8k test retrieval (R@1/5/10 both ways) and CIFAR-10 zero-shot; and a ViT on
+  Shapes. Both ViT checkpoints are kept (`vit_checkpoint`): the attention chapter reads their attention maps.
+- `lr_batch`: a small grid of learning rates and batch sizes, each run at the same number of samples seen,
+  reporting the final validation loss and Shapes zero-shot accuracy.
+- `throughput`: training steps per second and samples per second against batch size, fp32 and bf16.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import warnings
+
+import torch
+
+from miniclip.experiments.runner import cached_part, derived_config, work_dir
+
+
+# ----------------------------------------------------------------------------- encoder variants
+
+
+def vit_checkpoint(dataset: str, profile: str | None = None):
+    """Where the `encoders` experiment keeps its ViT for `dataset` ("flickr8k" or "shapes"):
+    runs/<profile>/experiments/encoders/<dataset>-vit/final.safetensors."""
+    from miniclip.book import profile as active_profile
+
+    return work_dir("encoders", profile or active_profile()) / f"{dataset}-vit" / "final.safetensors"
+
+
+def train_or_reuse(config, out_dir) -> dict:
+    """`Trainer.run()` into out_dir, unless a final checkpoint trained with exactly this config is there
+    (`make train --if-changed` semantics). Returns the run's provenance (wall time, status)."""
+    from miniclip.checkpoint import CheckpointError, read_metadata
+    from miniclip.train import Trainer
+
+    ours = json.loads(json.dumps(config.to_dict()))
+    try:
+        reuse = read_metadata(out_dir / "final")["config"] == ours
+    except CheckpointError:
+        reuse = False
+    if not reuse:
+        Trainer(config, out_dir, resume=(out_dir / "last.json").exists()
+                and read_metadata(out_dir / "last")["config"] == ours).run()
+    prov = json.loads((out_dir / "provenance.json").read_text())
+    return {"checkpoint": str(out_dir / "final.safetensors"), "reused": reuse, "train_wall_s": prov.get("wall_s"),
+            "steps": config.optim.steps, "samples_seen": config.optim.steps * config.optim.batch_size}
+
+
+def parameter_count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _retrieval(model, image_size: int, n_images: int | None) -> dict:
+    """Flickr8k test retrieval; `n_images` keeps only the first images (and their captions) to save time."""
+    from miniclip.data.flickr8k import Flickr8k
+    from miniclip.data.transforms import eval_transform
+    from miniclip.probes import evaluate_retrieval
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the note about absent images, already given at training time
+        test = Flickr8k(split="test", transform=eval_transform(image_size), train=False)
+    if n_images is not None:
+        test.image_ids, test.files, test.captions = test.image_ids[:n_images], test.files[:n_images], \
+            test.captions[:n_images]
+    return evaluate_retrieval(model, test)
+
+
+def _cifar10(model, image_size: int, n_images: int | None, templates: str) -> dict:
+    """CIFAR-10 test zero-shot; `n_images` takes every k-th image (the copy is sorted by class, so the
+    subset stays balanced)."""
+    from torch.utils.data import Subset
+
+    from miniclip.data.folders import open_test_set
+    from miniclip.data.transforms import eval_transform
+    from miniclip.zeroshot import TEMPLATE_SETS, evaluate_zeroshot
+
+    test = open_test_set("cifar10", eval_transform(image_size))
+    names = test.class_names
+    if n_images is not None and n_images < len(test):
+        test = Subset(test, list(range(0, len(test), len(test) // n_images))[:n_images])
+    result = evaluate_zeroshot(model, test, names, TEMPLATE_SETS[templates])
+    result.pop("per_class", None)
+    return result
+
+
+def run_encoders(settings: dict, profile: str) -> dict:
+    """Settings: `flickr8k` {base, overrides}, `variants` {name: extra model overrides}, `shapes_vit`
+    {base, overrides}, `retrieval_images`, `cifar_images` (null: all), `templates`."""
+    from miniclip.checkpoint import load_model
+    from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
+
+    out = {"flickr8k": {}, "shapes_vit": None}
+    for name, model_overrides in settings["variants"].items():
+        overrides = {**settings["flickr8k"].get("overrides", {}), **model_overrides}
+        config = derived_config(settings["flickr8k"]["base"], overrides, name=f"flickr8k-{name}", profile=profile)
+        run_dir = work_dir("encoders", profile) / f"flickr8k-{name}"
+        entry = {"model": {k: v for k, v in config.to_dict()["model"].items()
+                           if k in ("image_size", "vision_layers", "vision_width", "patch_size")}}
+        entry.update(train_or_reuse(config, run_dir))
+        model = load_model(run_dir / "final")
+        entry["image_params"] = parameter_count(model.visual)
+        entry["retrieval"] = _retrieval(model, config.model.image_size, settings.get("retrieval_images"))
+        entry["cifar10_zeroshot"] = _cifar10(model, config.model.image_size, settings.get("cifar_images"),
+                                             settings.get("templates", "simple"))
+        out["flickr8k"][name] = entry
+
+    s = settings["shapes_vit"]
+    config = derived_config(s["base"], s.get("overrides"), name="shapes-vit", profile=profile)
+    run_dir = work_dir("encoders", profile) / "shapes-vit"
+    entry = train_or_reuse(config, run_dir)
+    model = load_model(run_dir / "final")
+    entry["image_params"] = parameter_count(model.visual)
+    zeroshot = ShapesZeroShot(shapes_world(config), settings.get("shapes_eval_images", 500))
+    entry["zeroshot"] = zeroshot(clip_scorer(model))
+    out["shapes_vit"] = entry
+    out["vit_checkpoints"] = {"flickr8k": str(vit_checkpoint("flickr8k", profile)),
+                              "shapes": str(vit_checkpoint("shapes", profile))}
+    return out
+
+
+# ----------------------------------------------------------------------------- LR x batch size
+
+
+def run_lr_batch(settings: dict, profile: str) -> dict:
+    """Settings: `base`, `overrides`, `lrs`, `batch_sizes`, `samples` (per run), `warmup_fraction`,
+    `eval_images`. Every run sees the same number of samples, so a larger batch takes fewer steps."""
+    from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
+    from miniclip.experiments.training import train_contrastive
+
+    grid = []
+    zeroshot = None
+    for batch_size in settings["batch_sizes"]:
+        steps = max(1, settings["samples"] // batch_size)
+        for lr in settings["lrs"]:
+            overrides = {**settings.get("overrides", {}), "optim.batch_size": batch_size, "optim.lr": lr,
+                         "optim.steps": steps, "optim.warmup_steps": round(settings["warmup_fraction"] * steps)}
+            config = derived_config(settings["base"], overrides, name=f"lr{lr:g}-b{batch_size}", profile=profile)
+            zeroshot = zeroshot or ShapesZeroShot(shapes_world(config), settings["eval_images"])
+
+            def one_model(config=config, lr=lr, batch_size=batch_size, steps=steps):
+                run = train_contrastive(config, desc=config.name)
+                return {"lr": lr, "batch_size": batch_size, "steps": steps, "samples": steps * batch_size,
+                        "val": run["val"], "zeroshot": zeroshot(clip_scorer(run["model"])),
+                        "wall_s": run["wall_s"], "bad_steps": run["bad_steps"]}
+
+            key = {"config": config.to_dict(), "eval_images": settings["eval_images"]}
+            grid.append(cached_part("lr_batch", config.name, profile, key, one_model))
+    return {"grid": grid, "note": "val_loss is the contrastive loss over validation batches of the run's own batch "
+            "size, so it is comparable along an LR row but not across batch sizes (chance is ln(batch)); the "
+            "zero-shot accuracies are comparable everywhere."}
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+def time_steps(config, batch_size: int, precision: str, steps: int, warmup: int = 1) -> dict:
+    """Median wall time of full training steps (forward, loss, backward, AdamW) on one fixed batch of
+    random pixels and real Shapes captions, for `config`'s model at `batch_size` and `precision`."""
+    import tempfile
+
+    from miniclip.experiments.shapes_eval import shapes_world
+    from miniclip.tokenizer import tokenize
+    from miniclip.train import Trainer
+
+    config.optim.batch_size, config.train.precision = batch_size, precision
+    config.data.zeroshot = "none"
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(config, tmp, progress=False)
+    world = shapes_world(config)
+    captions = world.captions(world.scenes(range(batch_size)))
+    size = config.model.image_size
+    images = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+    tokens = tokenize(captions, config.model.context_length)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        trainer.optimizer_step(trainer.train_step(images, tokens))
+        if i >= warmup:  # the first steps warm allocators and caches up
+            times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"batch_size": batch_size, "precision": precision, "steps_timed": steps, "median_step_s": median,
+            "steps_per_s": 1 / median, "samples_per_s": batch_size / median, "times_s": times}
+
+
+def run_throughput(settings: dict, profile: str) -> dict:
+    """Settings: `base`, `overrides`, `batch_sizes`, `steps` (timed per point), `bf16_batch_size`,
+    `matmul_size` (of the matrices that measure the fp32 and bf16 matmul rates; default 2048).
+
+    fp32 at every batch size. bf16 autocast is timed once, at `bf16_batch_size`, with one step; it runs at
+    every batch size only where bf16 matrix multiplication is at least as fast as fp32 (a GPU, or a CPU with
+    AVX-512 BF16 / AMX). Where it is not, the reason is recorded with the matmul rates that show it."""
+    from miniclip.bench import matmul_peak
+
+    def config():
+        return derived_config(settings["base"], settings.get("overrides"), name="throughput", profile=profile)
+
+    device = "cuda" if torch.cuda.is_available() and config().train.device in ("auto", "cuda") else "cpu"
+    n = settings.get("matmul_size", 2048)
+    gflops = {"fp32": matmul_peak(torch.float32, n=n, device=device, seconds=1.0),
+              "bf16": matmul_peak(torch.bfloat16, n=n, device=device, seconds=1.0)}
+    points = [time_steps(config(), b, "fp32", settings["steps"]) for b in settings["batch_sizes"]]
+    bf16_fast = gflops["bf16"] >= gflops["fp32"]
+    bf16_sizes = settings["batch_sizes"] if bf16_fast else [settings["bf16_batch_size"]]
+    for b in bf16_sizes:
+        points.append(time_steps(config(), b, "bf16", settings["steps"] if bf16_fast else 1, warmup=0 if not
+                                 bf16_fast else 1))
+    out = {"points": points, "matmul_gflops": gflops, "device": device,
+           "threads": torch.get_num_threads()}
+    if not bf16_fast:
+        out["bf16_skipped"] = (
+            f"bf16 matmul runs at {gflops['bf16']:.2f} GFLOP/s here against {gflops['fp32']:.1f} for fp32: this "
+            f"processor has no bf16 matrix units, so autocast to bf16 makes every step slower. It was timed once "
+            f"(batch {settings['bf16_batch_size']}, one step, no warm-up) to show the size of the effect; the "
+            f"other batch sizes are skipped.")
+    return out
