@@ -5,6 +5,8 @@ centred on zero. Every data axis is labelled and every figure has a title."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import torch
 
@@ -39,8 +41,6 @@ def display_image(image: torch.Tensor, normalised: bool = True) -> np.ndarray:
 
 def _image_axis(ax, title: str = "", wrap: int = 26):
     """A picture needs no axes, only its title (wrapped, so that long captions stay above their picture)."""
-    import textwrap
-
     ax.set_title(textwrap.fill(title, wrap), fontsize=7)
     ax.axis("off")
 
@@ -125,19 +125,31 @@ def plot_attention_overlays(images: torch.Tensor, maps: torch.Tensor, *, titles:
 
 def plot_localisation(results: dict[str, dict], title: str = "Attention localisation on Shapes"):
     """Bars of `localisation_scores` for several models (e.g. ``{"trained": …, "init": …}``): mass inside the
-    masks and pointing-game accuracy, with the masks' share of the picture (the uniform-map baseline) as a line."""
+    masks and pointing-game accuracy, each with its chance level as a dashed line (the masks' share of the
+    picture; the share of grid cells they touch)."""
     names = list(results)
-    metrics = [("mass_inside", "attention mass inside mask"), ("pointing", "pointing-game accuracy")]
-    fig, axes = _subplots(1, 2, width=WIDTH, height=3.0)
-    for ax, (key, label) in zip(axes[0], metrics):
-        values = [results[n][key] for n in names]
-        ax.bar(names, values, color=[PALETTE[i % len(PALETTE)] for i in range(len(names))])
-        baseline = np.mean([results[n]["mask_fraction"] for n in names])
-        ax.axhline(baseline, color="k", ls="--", lw=1, label=f"mask share of image ({baseline:.2f})")
+    metrics = [("mass_inside", "mask_fraction", "attention mass inside mask", "mask share of image"),
+               ("pointing", "pointing_chance", "pointing-game accuracy", "random cell")]
+    fig, axes = _subplots(1, 2, width=WIDTH, height=3.4)
+    for ax, (key, chance_key, label, chance_label) in zip(axes[0], metrics):
+        ax.bar(range(len(names)), [results[n][key] for n in names],
+               color=[PALETTE[i % len(PALETTE)] for i in range(len(names))])
+        chance = [results[n][chance_key] for n in names if chance_key in results[n]]
+        if chance:
+            ax.axhline(np.mean(chance), color="k", ls="--", lw=1, label=f"{chance_label} ({np.mean(chance):.2f})")
+            ax.legend(fontsize=7)
+        _bar_names(ax, names)
         ax.set_ylim(0, 1), ax.set_ylabel(label), ax.set_xlabel("model"), ax.set_title(label)
-        ax.legend(fontsize=7)
     fig.suptitle(title)
     return fig
+
+
+def _bar_names(ax, names, width: int = 28):
+    """Name the bars without overlap: tilted and shortened once there are more than three or any is long."""
+    crowded = len(names) > 3 or max(len(str(n)) for n in names) > 12
+    ax.set_xticks(range(len(names)), [textwrap.shorten(str(n), width) for n in names],
+                  rotation=30 if crowded else 0, ha="right" if crowded else "center",
+                  rotation_mode="anchor", fontsize=7)
 
 
 # ---------------------------------------------------------------------------------------------- similarity
@@ -147,8 +159,6 @@ def plot_similarity_matrix(similarity, row_labels: list[str], col_labels: list[s
                            title: str = "Cosine similarity", xlabel: str = "text", ylabel: str = "image",
                            annotate: bool | None = None, wrap: int = 40):
     """A heatmap of an [images, texts] similarity matrix, its diagonal (the true pairs) outlined when square."""
-    import textwrap
-
     s = _numpy(similarity)
     rows, cols = s.shape
     fig, axes = _subplots(width=min(max(4.0, 0.55 * cols + 3), 12), height=min(max(3.0, 0.45 * rows + 2), 12))
@@ -176,8 +186,6 @@ def plot_similarity_matrix(similarity, row_labels: list[str], col_labels: list[s
 
 def plot_group_gaps(rows: list[dict], title: str | None = None):
     """Forest plot of `group_gaps` / `association` rows: each prompt's gap with its 95% CI, zero marked."""
-    import textwrap
-
     a, b = rows[0]["groups"]
     y = np.arange(len(rows))[::-1]
     gap = np.array([r["gap"] for r in rows])
@@ -198,8 +206,6 @@ def plot_group_gaps(rows: list[dict], title: str | None = None):
 
 def plot_topk_composition(rows: list[dict], group: str, title: str | None = None):
     """`topk_composition` rows: the share of ``group`` in each prompt's top-k, with its CI, against the base rate."""
-    import textwrap
-
     share = np.array([r[f"share_{group}"] for r in rows])
     err = np.array([[r[f"share_{group}"] - r[f"ci_low_{group}"] for r in rows],
                     [r[f"ci_high_{group}"] - r[f"share_{group}"] for r in rows]])
@@ -225,8 +231,6 @@ def plot_accuracies(values: dict[str, float], *, chance: float | None = None, er
                     title: str = "Accuracy", xlabel: str = "", ylabel: str = "accuracy"):
     """Bars of named accuracies (e.g. per count, per relation, per template), optional (low, high) CIs, and a
     dashed chance line."""
-    import textwrap
-
     names = list(values)
     fig, axes = _subplots(width=min(max(4.0, 0.6 * len(names) + 2.5), 12), height=3.5)
     ax = axes[0, 0]
@@ -239,8 +243,7 @@ def plot_accuracies(values: dict[str, float], *, chance: float | None = None, er
     if chance is not None:
         ax.axhline(chance, color="k", ls="--", lw=1, label=f"chance ({chance:.2f})")
         ax.legend(fontsize=7)
-    ax.set_xticks(range(len(names)), [textwrap.shorten(str(n), 28) for n in names],
-                  rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center", fontsize=7)
+    _bar_names(ax, names)
     ax.set_ylim(0, 1), ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
     return fig
 

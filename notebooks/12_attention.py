@@ -55,7 +55,8 @@
 # ```
 #
 # and a map is scored against the objects' masks by the share of its mass that falls inside them and by the
-# pointing game {cite:p}`zhang2016excitationbackprop` (does its peak fall inside?):
+# pointing game {cite:p}`zhang2016excitationbackprop` (does its peak cell hold part of the object?), each beside
+# what a map that ignores the picture would score:
 #
 # ```{literalinclude} ../miniclip/analysis/attention.py
 # :pyobject: localisation_scores
@@ -220,21 +221,14 @@ for method in ("rollout", "last"):
     scores[f"trained ({method})"], scores[f"init ({method})"] = result["trained"], result["init"]
 
 
-def readable_bars(fig):
-    """Tilt the bar names of a `plot_localisation` figure, so five of them fit side by side."""
-    for ax in fig.axes:
-        for label in ax.get_xticklabels():
-            label.set(rotation=30, ha="right", fontsize=7)
-    return fig
-
-
-show(readable_bars(plot_localisation(scores, title="ViT attention localisation on Shapes: trained vs initialisation")),
+show(plot_localisation(scores, title="ViT attention localisation on Shapes: trained vs initialisation"),
      "12_localisation_vit")
 for name, s in scores.items():
     key = name.replace(" (", "_").rstrip(")").replace(" ", "_")
     glue(f"vit_{key}_mass", s["mass_inside"], "{:.2f}")
     glue(f"vit_{key}_pointing", s["pointing"], "{:.0%}")
 glue("vit_mask_fraction", scores["trained (rollout)"]["mask_fraction"], "{:.2f}")
+glue("vit_pointing_chance", scores["trained (rollout)"]["pointing_chance"], "{:.0%}")
 glue("n_score", N_SCORE)
 print({name: {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()} for name, s in scores.items()})
 rollout_trained, rollout_init = scores["trained (rollout)"], scores["init (rollout)"]
@@ -259,17 +253,19 @@ glue("vit_verdict",
 # Localisation scores of the ViT's attention on Shapes test scenes, trained vs the same architecture at
 # initialisation, for rollout and for the last layer's class-token attention (mean over heads), beside the
 # ceiling (the object's own mask averaged down to the patch grid). Left: the share of the map's mass inside
-# the object's mask; right: how often the map's peak lies inside it. Dashed: the mask's share of the picture,
-# what a map that ignores the picture scores. Computed by this notebook.
+# the object's mask, dashed: the mask's share of the picture (a uniform map's score); right: how often the
+# map's peak cell holds part of the object, dashed: the share of cells the object touches (a random cell's
+# score). Computed by this notebook.
 # ```
 #
 # On {glue}`n_score` one-object test scenes, where the object covers {glue}`vit_mask_fraction` of the picture
-# on average, the ceiling (the mask itself, averaged to the patch grid) puts {glue}`vit_oracle_mask_mass` of
-# its mass inside and peaks inside for {glue}`vit_oracle_mask_pointing`: Shapes objects are small against
-# the patches, and a map upsampled from a coarse grid peaks at a patch centre, which an object sitting across
-# patch borders may not cover. The pointing game is therefore a weak test at this resolution, and the mass
-# inside is the number to read. The trained model's rollout puts {glue}`vit_trained_rollout_mass` of its mass inside the object
-# and peaks inside it for {glue}`vit_trained_rollout_pointing` of the scenes; at initialisation the same
+# on average and touches {glue}`vit_pointing_chance` of the patches, the ceiling (the mask itself, averaged
+# to the patch grid) puts {glue}`vit_oracle_mask_mass` of its mass inside and wins the pointing game
+# {glue}`vit_oracle_mask_pointing` of the time. The mass falls short of 1 because a coarse map cannot draw
+# the object's edge: an object covering a corner of a patch shares that patch with background. The pointing
+# game is played on the patch grid itself (a hit when the peak patch holds part of the object), so the ceiling
+# always wins it. The trained model's rollout puts {glue}`vit_trained_rollout_mass` of its mass inside the object
+# and peaks on it for {glue}`vit_trained_rollout_pointing` of the scenes; at initialisation the same
 # numbers are {glue}`vit_init_rollout_mass` and {glue}`vit_init_rollout_pointing`. For the last layer alone
 # they are {glue}`vit_trained_last_mass` and {glue}`vit_trained_last_pointing` (initialisation:
 # {glue}`vit_init_last_mass`, {glue}`vit_init_last_pointing`). {glue}`vit_verdict`
@@ -303,16 +299,17 @@ else:
          "12_attnpool_shapes")
     result = {"oracle (mask)": oracle_scores(resnet.config.image_size, pool.shape[-1], N_SCORE)}
     result |= trained_vs_init(resnet, N_SCORE)
-    show(readable_bars(plot_localisation(result, title="ResNet attention-pool localisation on Shapes")),
+    show(plot_localisation(result, title="ResNet attention-pool localisation on Shapes"),
          "12_localisation_resnet")
     trained, init, ceiling = result["trained"], result["init"], result["oracle (mask)"]
     print({name: {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()} for name, s in result.items()})
     glue("resnet_sentence",
          f"On the same {N_SCORE} scenes the trained pool puts {trained['mass_inside']:.2f} of its mass inside the "
          f"object (initialisation: {init['mass_inside']:.2f}; the object covers {trained['mask_fraction']:.2f} of "
-         f"the picture) and peaks inside it for {trained['pointing']:.0%} of the scenes (initialisation: "
-         f"{init['pointing']:.0%}); the ceiling on this grid is {ceiling['mass_inside']:.2f} of the mass and "
-         f"{ceiling['pointing']:.0%} of the peaks. With four cells, each covering a quarter of the picture, a map can only say "
+         f"the picture) and peaks on a cell holding it for {trained['pointing']:.0%} of the scenes "
+         f"(initialisation: {init['pointing']:.0%}; a random cell: {trained['pointing_chance']:.0%}); the ceiling "
+         f"on this grid is {ceiling['mass_inside']:.2f} of the mass and {ceiling['pointing']:.0%} of the peaks. "
+         f"With four cells, each covering a quarter of the picture, a map can only say "
          "which quadrant matters, and a small object often sits across two or more of them.")
 
 # %% [markdown]
@@ -327,8 +324,8 @@ else:
 # :name: fig-localisation-resnet
 #
 # Localisation scores of the ResNet's attention pool, trained vs initialisation, on Shapes test scenes,
-# beside the ceiling (the object's mask averaged down to the pool's grid). Dashed: the mask's share of the
-# picture. Computed by this notebook.
+# beside the ceiling (the object's mask averaged down to the pool's grid). Dashed: the chance levels (the
+# mask's share of the picture; the share of cells the object touches). Computed by this notebook.
 # ```
 #
 # {glue}`resnet_sentence`

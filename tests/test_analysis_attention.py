@@ -125,6 +125,25 @@ def test_localisation_scores_on_known_maps():
     assert far["pointing"] == 0.0 and far["mass_inside"] < 0.1
     # nearest-block upsampling would put exactly all the mass inside; bilinear keeps the total
     assert upsample(peaked, 8).sum(dim=(-2, -1)).allclose(torch.ones(2))
+    assert on["pointing_chance"] == 0.25  # the mask touches one cell of four
+
+
+def test_pointing_game_is_played_on_the_maps_own_grid():
+    """An object straddling a cell's far corner still counts as found when the map peaks on that cell:
+    the mask averaged down to the grid (the best map there is) must win every round, at any object position."""
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.zeros(32, 16, 16, dtype=torch.bool)
+    for mask, (y, x) in zip(masks, torch.randint(0, 13, (32, 2), generator=generator)):
+        mask[y:y + 3, x:x + 3] = True  # small objects, many across cell borders of a 4x4 grid
+    oracle = F.avg_pool2d(masks[:, None].float(), 4)[:, 0]
+    scores = localisation_scores(oracle, masks)
+    assert scores["pointing"] == 1.0
+    touched = F.max_pool2d(masks[:, None].float(), 4)[:, 0].flatten(1).sum(1) / 16
+    assert scores["pointing_chance"] == pytest.approx(touched.mean().item())
+    with pytest.raises(ValueError, match="multiple"):
+        localisation_scores(oracle, masks[:, :15, :15])
 
 
 def test_fresh_init_is_deterministic_and_leaves_global_rng_alone():

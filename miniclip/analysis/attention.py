@@ -125,20 +125,28 @@ def localisation_scores(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, fl
 
     - ``mass_inside``: mean over images of the fraction of the (upsampled, renormalised) map's mass that
       falls inside the mask;
-    - ``pointing``: the pointing game, the fraction of images whose map peaks inside the mask;
-    - ``mask_fraction``: the mean share of the picture the masks cover: what ``mass_inside`` would be for a
-      uniform map, and ``pointing`` for a peak in a random place. Scores must beat this to mean anything.
+    - ``mask_fraction``: the mean share of the picture the masks cover, what ``mass_inside`` is for a uniform
+      map: the floor that score must beat to mean anything;
+    - ``pointing``: the pointing game, played at the map's own resolution: the fraction of images whose
+      peak *cell* holds some of the mask. (Played on the upsampled map instead, a peak lands on one pixel of a
+      coarse cell and misses an object that covers the cell's other corner, so even the mask itself would lose.)
+    - ``pointing_chance``: the mean share of cells the mask touches, what a peak in a random cell scores.
     """
     if maps.shape[0] != masks.shape[0]:
         raise ValueError(f"{maps.shape[0]} maps but {masks.shape[0]} masks")
-    up = upsample(maps, masks.shape[-1])
+    grid, size = maps.shape[-1], masks.shape[-1]
+    if size % grid:
+        raise ValueError(f"mask size {size} is not a multiple of the map's grid {grid}")
+    up = upsample(maps, size)
     up = up / up.sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12)
     masks = masks.to(up.device, torch.bool)
     inside = (up * masks).sum(dim=(-2, -1))
-    peak = up.flatten(1).argmax(dim=1)
-    pointing = masks.flatten(1).gather(1, peak[:, None])[:, 0]
-    return {"mass_inside": inside.mean().item(), "pointing": pointing.float().mean().item(),
-            "mask_fraction": masks.float().mean(dim=(-2, -1)).mean().item(), "n": int(maps.shape[0])}
+    touched = F.max_pool2d(masks[:, None].float(), size // grid)[:, 0] > 0  # [B, g, g]: cells holding the mask
+    peak = maps.to(up.device).flatten(1).argmax(dim=1)
+    pointing = touched.flatten(1).gather(1, peak[:, None])[:, 0]
+    return {"mass_inside": inside.mean().item(), "mask_fraction": masks.float().mean(dim=(-2, -1)).mean().item(),
+            "pointing": pointing.double().mean().item(), "pointing_chance": touched.double().mean().item(),
+            "n": int(maps.shape[0])}
 
 
 def image_attention_maps(model: CLIP, images: torch.Tensor, method: str = "rollout") -> torch.Tensor:
