@@ -94,6 +94,17 @@ def trained_model(name: str = "shapes"):
     return load_model(trained_run(name) / "final")
 
 
+def trained_shapes_world():
+    """This profile's trained Shapes model, the world it trained in (its held-out pairs, languages, seed) and
+    its run config: ``(model, world, config)``."""
+    from miniclip.checkpoint import read_metadata
+    from miniclip.data.loaders import trained_shapes_world as world_of
+
+    run = trained_run("shapes")
+    config = read_metadata(run / "final")["config"]
+    return trained_model("shapes"), world_of(config), config
+
+
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
     """A run's metrics.jsonl split into (training-step records, validation records)."""
     records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line.strip()]

@@ -1,12 +1,13 @@
-"""Checkpoints without pickle: weights in safetensors, everything else in JSON or a weights-only torch file.
+"""Checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
-A checkpoint `<dir>/<tag>` is three files:
+A checkpoint `<dir>/<tag>` is up to four files:
 
 - `<tag>.safetensors`: the model's weights (OpenAI/open_clip names, loadable by `build_model`);
 - `<tag>.json`: the model config, the run config, the step and the last metrics;
-- `<tag>.state.pt`: optimizer, gradient scaler, RNG and data position, for exact resume. It holds only
-  tensors and plain Python values, so it loads with `torch.load(..., weights_only=True)`, which refuses
-  to unpickle arbitrary objects.
+- `<tag>.state.safetensors` and `<tag>.state.json`: optimizer, gradient scaler, RNG and data position, for
+  exact resume. The nested state is split in two: its tensors (Adam's moments, the RNG's bytes) go to the
+  safetensors file, and its structure and plain values to the JSON, with each tensor's place marked by its
+  key. Loading is parsing JSON and reading raw tensors, so a checkpoint can never run code.
 
 Every file is written to a temporary name and renamed into place, so a run killed mid-save leaves the
 previous checkpoint intact. The JSON is renamed last and records the step, so a half-renamed set is
@@ -53,15 +54,52 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _split_tensors(obj, tensors: dict[str, torch.Tensor]):
+    """`obj` with every tensor moved into `tensors` and replaced by {"__tensor__": key}; dicts whose keys are
+    not all strings (the optimizer's per-parameter state is keyed by int) become {"__items__": [[k, v], ...]},
+    tuples become lists. What remains is JSON."""
+    if isinstance(obj, torch.Tensor):
+        key = str(len(tensors))
+        tensors[key] = obj.detach().cpu().contiguous().clone()  # clone: safetensors refuses shared storage
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: _split_tensors(v, tensors) for k, v in obj.items()}
+        return {"__items__": [[k, _split_tensors(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_split_tensors(v, tensors) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__} without pickle; use tensors and plain values")
+
+
+def _join_tensors(obj, tensors: dict[str, torch.Tensor]):
+    """The inverse of `_split_tensors`."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        if set(obj) == {"__items__"}:
+            return {k: _join_tensors(v, tensors) for k, v in obj["__items__"]}
+        return {k: _join_tensors(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_tensors(v, tensors) for v in obj]
+    return obj
+
+
 def save_checkpoint(directory: str | Path, tag: str, model: CLIP, *, step: int, run_config: dict | None = None,
                     metrics: dict | None = None, training_state: dict | None = None) -> Path:
-    """Write `<tag>.safetensors`, `<tag>.state.pt` (if `training_state` is given) and `<tag>.json`."""
+    """Write `<tag>.safetensors`, `<tag>.state.{safetensors,json}` (if `training_state` is given) and
+    `<tag>.json`, that last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _atomic(directory / f"{tag}.safetensors", lambda p: save_file(weights, str(p), metadata={"step": str(step)}))
     if training_state is not None:
-        _atomic(directory / f"{tag}.state.pt", lambda p: torch.save({"step": step, **training_state}, p))
+        tensors: dict[str, torch.Tensor] = {}
+        skeleton = _split_tensors({"step": step, **training_state}, tensors)
+        _atomic(directory / f"{tag}.state.safetensors",
+                lambda p: save_file(tensors, str(p), metadata={"step": str(step)}))
+        _atomic(directory / f"{tag}.state.json", lambda p: p.write_text(json.dumps(skeleton)))
     meta = {"format": "miniclip-checkpoint-v1", "step": step, "model": dataclasses.asdict(model.config),
             "config": run_config, "metrics": metrics or {}}
     _atomic(directory / f"{tag}.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
@@ -69,11 +107,10 @@ def save_checkpoint(directory: str | Path, tag: str, model: CLIP, *, step: int, 
 
 
 def _paths(path: str | Path) -> tuple[Path, Path, Path]:
-    """Accept `dir/tag`, `dir/tag.safetensors` or `dir/tag.json`."""
+    """Accept `dir/tag`, `dir/tag.safetensors` or `dir/tag.json`: (weights, metadata, training-state stem)."""
     path = Path(path)
     stem = path.name.removesuffix(".safetensors").removesuffix(".json")
-    base = path.with_name(stem)
-    return base.with_suffix(".safetensors"), base.with_suffix(".json"), path.with_name(f"{stem}.state.pt")
+    return path.with_name(f"{stem}.safetensors"), path.with_name(f"{stem}.json"), path.with_name(f"{stem}.state")
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -116,15 +153,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> CLIP:
 
 
 def load_training_state(path: str | Path) -> dict:
-    """The optimizer/RNG/data state saved beside the weights, loaded with weights_only=True."""
-    _, _, state_path = _paths(path)
+    """The optimizer/RNG/data state saved beside the weights (JSON plus raw tensors; nothing is unpickled)."""
+    _, _, state = _paths(path)
     meta = read_metadata(path)
+    tensors_path, skeleton_path = state.with_name(state.name + ".safetensors"), state.with_name(state.name + ".json")
     try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        skeleton = json.loads(skeleton_path.read_text())
+        tensors = load_file(str(tensors_path))
     except FileNotFoundError as e:
-        raise CheckpointError(f"no training state at {state_path}") from e
-    except Exception as e:
-        raise CheckpointError(f"cannot read {state_path}: {e}") from e
+        raise CheckpointError(f"no training state at {skeleton_path} and {tensors_path.name}") from e
+    except Exception as e:  # bad JSON, or a truncated/foreign safetensors file
+        raise CheckpointError(f"cannot read the training state {skeleton_path} / {tensors_path.name}: {e}") from e
+    state = _join_tensors(skeleton, tensors)
     if state.get("step") != meta["step"]:
-        raise CheckpointError(f"{state_path} is at step {state.get('step')} but its metadata says {meta['step']}")
+        raise CheckpointError(f"{skeleton_path} is at step {state.get('step')} but its metadata says {meta['step']}")
     return state

@@ -38,15 +38,6 @@ def load_for_eval(spec: str, device: str = "cpu"):
     return model, read_metadata(spec).get("config") or {}, eval_transform(model.config.image_size)
 
 
-def _shapes_world(run_config: dict, image_size: int):
-    """The Shapes world a checkpoint was trained on: its held-out pairs, languages and seed."""
-    from miniclip.data.loaders import shapes_config
-    from miniclip.data.shapes import ShapesWorld
-
-    return ShapesWorld(shapes_config(run_config.get("data", {}).get("shapes", {}), image_size,
-                                     run_config.get("train", {}).get("seed", 0)))
-
-
 def _languages(spec: str) -> list[str]:
     from miniclip.zeroshot import LANGUAGES
 
@@ -58,6 +49,7 @@ def _languages(spec: str) -> list[str]:
 
 def run_zeroshot(args: argparse.Namespace) -> int:
     from miniclip.classnames import names_for_folders
+    from miniclip.data.loaders import trained_shapes_world
     from miniclip.zeroshot import multilingual_zeroshot, shapes_class_names, templates_for
 
     model, run_config, transform = load_for_eval(args.checkpoint, args.device)
@@ -70,7 +62,7 @@ def run_zeroshot(args: argparse.Namespace) -> int:
         if not template_set.startswith("shapes"):
             raise SystemExit(f"error: Shapes class names carry their article; use a shapes* template set, "
                              f"not {template_set!r}")
-        world = _shapes_world(run_config, model.config.image_size)
+        world = trained_shapes_world(run_config, model.config.image_size)
         images, labels, _ = world.heldout_zeroshot(int(rest or 1000))
         data, keys = (images, labels), world.class_names("colour_shape")
         names = {lang: shapes_class_names("colour_shape", lang, world.config.max_objects) for lang in langs}

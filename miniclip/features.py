@@ -212,3 +212,16 @@ __all__ = [
     "default_cache_dir", "encode_pixels", "load_pixels", "model_fingerprint", "pixel_transform", "test_set_features",
     "transform_key",
 ]
+
+
+def dataset_image_features(model, dataset, cache: FeatureCache | None = None) -> torch.Tensor:
+    """Normalised image embeddings [len(dataset), D] of every image of a file-backed dataset (e.g. a Flickr8k
+    split), row i for item i, cached on disk per (weights, files, transform): the analysis chapters score
+    thousands of captions against the same test images, and encode them once."""
+    from miniclip.analysis.similarity import encode_dataset_images
+
+    key = {"name": f"{type(dataset).__name__.lower()}-{getattr(dataset, 'split', 'all')}-normalised",
+           "model": model_fingerprint(model), "files": dataset_fingerprint(dataset),
+           "transform": transform_key(dataset.transform)}
+    return (cache or FeatureCache()).get_or_compute(
+        key, lambda: {"features": encode_dataset_images(model, dataset)})["features"]

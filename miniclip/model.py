@@ -156,6 +156,10 @@ class VisionTransformer(nn.Module):
         self.ln_post = LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
+    def init_weights(self):
+        # OpenAI leaves the ViT's blocks at PyTorch's defaults; we give it the text tower's scaled init.
+        self.transformer.init_weights()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x).flatten(2).transpose(1, 2)  # [B, grid*grid, width]
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
@@ -254,6 +258,18 @@ class ModifiedResNet(nn.Module):
 # ----------------------------------------------------------------------------- CLIP
 
 
+def build_image_encoder(c: CLIPConfig, output_dim: int | None = None) -> nn.Module:
+    """The image tower of config `c` (a ViT, or a ModifiedResNet when `vision_layers` is a tuple), projecting
+    to `output_dim` (default: the joint embedding size). Call its `init_weights()` before training."""
+    output_dim = output_dim or c.embed_dim
+    if c.is_vit:
+        act = QuickGELU if c.quick_gelu else nn.GELU
+        return VisionTransformer(c.image_size, c.patch_size, c.vision_width, c.vision_layers,
+                                 c.vision_width // c.head_width, output_dim, act)
+    return ModifiedResNet(tuple(c.vision_layers), output_dim, c.vision_width * 32 // c.head_width, c.image_size,
+                          c.vision_width)
+
+
 class CLIP(nn.Module):
     """The two towers and the temperature. The text tower's parameters sit at the top level, as in
     OpenAI's layout: `token_embedding`, `positional_embedding`, `transformer`, `ln_final`, `text_projection`."""
@@ -262,12 +278,7 @@ class CLIP(nn.Module):
         super().__init__()
         self.config = c = config
         act = QuickGELU if c.quick_gelu else nn.GELU
-        if c.is_vit:
-            self.visual = VisionTransformer(c.image_size, c.patch_size, c.vision_width, c.vision_layers,
-                                            c.vision_width // c.head_width, c.embed_dim, act)
-        else:
-            self.visual = ModifiedResNet(tuple(c.vision_layers), c.embed_dim, c.vision_width * 32 // c.head_width,
-                                         c.image_size, c.vision_width)
+        self.visual = build_image_encoder(c)
         self.token_embedding = nn.Embedding(c.vocab_size, c.text_width)
         self.positional_embedding = nn.Parameter(torch.empty(c.context_length, c.text_width))
         self.transformer = Transformer(c.text_width, c.text_layers, c.text_width // c.head_width, act, causal=True)
@@ -285,8 +296,7 @@ class CLIP(nn.Module):
         nn.init.normal_(self.positional_embedding, std=0.01)
         nn.init.normal_(self.text_projection, std=self.config.text_width**-0.5)
         self.transformer.init_weights()
-        # OpenAI leaves the ViT's blocks at PyTorch's defaults; we give both towers the same scaled init.
-        (self.visual.transformer if self.config.is_vit else self.visual).init_weights()
+        self.visual.init_weights()
 
     def set_grad_checkpointing(self, enable: bool = True):
         self.transformer.grad_checkpointing = enable

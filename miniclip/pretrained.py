@@ -9,9 +9,8 @@ Why only safetensors. OpenAI's own files (``ViT-B-32.pt``) are TorchScript archi
 ``open_clip_pytorch_model.bin`` files are pickles: loading either in full runs the pickle machinery, which
 can execute code hidden in the file. open_clip mirrors the OpenAI weights on the Hugging Face hub
 (``timm/vit_base_patch32_clip_224.openai``) together with an ``open_clip_model.safetensors``, which holds
-nothing but tensors, so that is the file we ask for. For a tag published only as a URL to a ``.pt`` file we
-try ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers (a TorchScript
-archive fails it, and we say so instead of falling back to a full unpickle).
+nothing but tensors, so that is the file we ask for, and the only format we read: a tag published only as
+a URL to a ``.pt`` file is refused with a message that says why, rather than unpickled.
 
 Offline is an expected state, not a crash: without a cached copy and without network access :func:`load`
 raises :class:`PretrainedUnavailable`, whose message names the command that fetches the file.
@@ -22,7 +21,6 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
@@ -125,25 +123,13 @@ def _hub_file(model_id: str, filename: str, cache_dir: str | None, download: boo
         return None
 
 
-def _url_file(url: str, cache_dir: str | None, download: bool) -> str | None:
-    """A URL-only release (a ``.pt``), cached where open_clip caches it (checksum checked by open_clip)."""
-    cached = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
-    if cached.is_file():
-        return str(cached)
-    if not download or not _reachable(url):
-        return None
-    try:
-        return _open_clip().pretrained.download_pretrained_from_url(url, cache_dir=cache_dir)
-    except Exception:
-        return None
-
-
 def weights_file(name: str = "ViT-B-32", tag: str = "openai", cache_dir: str | None = None,
                  download: bool = True) -> str:
     """Path to the weights of open_clip model ``name`` with pretrained ``tag``, cached or downloaded now.
 
-    The hub's safetensors file is preferred; a URL-only release is the fallback. Raises
-    :class:`PretrainedUnavailable` (with the command that fetches it) when neither is available.
+    Only the hub's safetensors file is used. Raises :class:`PretrainedUnavailable` when the tag has none (a
+    URL-only ``.pt`` release), or with the command that fetches it when it is not cached and cannot be
+    downloaded now.
     """
     cfg = _pretrained_cfg(name, tag)
     hub = _hub_safetensors(cfg["hf_hub"]) if cfg.get("hf_hub") else None
@@ -151,10 +137,11 @@ def weights_file(name: str = "ViT-B-32", tag: str = "openai", cache_dir: str | N
         path = _hub_file(*hub, cache_dir, download)
         if path:
             return path
-    if cfg.get("url"):
-        path = _url_file(cfg["url"], cache_dir, download)
-        if path:
-            return path
+    if not hub:
+        raise PretrainedUnavailable(
+            f"pretrained weights {name} ({tag}) are published only as {cfg.get('url') or 'a pickle'}, not as "
+            f"safetensors; this project does not unpickle weight files. Pick a tag with a Hugging Face hub copy "
+            f"(open_clip.list_pretrained() lists them).")
     where = f"the Hugging Face hub ({hub[0]}/{hub[1]})" if hub else cfg.get("url", "?")
     raise PretrainedUnavailable(
         f"pretrained weights {name} ({tag}) are not cached here and cannot be downloaded now (no network, or "
@@ -163,25 +150,17 @@ def weights_file(name: str = "ViT-B-32", tag: str = "openai", cache_dir: str | N
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file without unpickling: safetensors directly; anything else only through
-    ``torch.load(weights_only=True)``, which refuses pickled objects and TorchScript archives."""
+    """Tensors of a safetensors weights file. Any other format is refused: reading a ``.pt``/``.bin`` means
+    running the pickle machinery, which can execute code hidden in the file."""
     path = str(path)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    if not path.endswith(".safetensors"):
         raise PretrainedUnavailable(
-            f"{path} cannot be read as plain tensors ({type(e).__name__}); it is probably a TorchScript archive "
-            f"or a pickle of objects, which this project does not unpickle. Use the safetensors copy on the "
-            f"Hugging Face hub instead.") from e
-    if isinstance(state, dict) and "state_dict" in state:  # open_clip training checkpoints nest the weights
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise PretrainedUnavailable(f"{path} does not hold a flat dict of tensors")
-    return state
+            f"{path} is not a safetensors file; this project does not unpickle weight files (.pt, .bin, "
+            f"TorchScript). Use the safetensors copy on the Hugging Face hub, or convert the file with a tool "
+            f"you trust.")
+    from safetensors.torch import load_file
+
+    return load_file(path)
 
 
 def model_from_file(path: str | os.PathLike, quick_gelu: bool, device: str | torch.device = "cpu") -> CLIP:

@@ -39,8 +39,8 @@ from miniclip.tokenizer import tokenize
 
 
 # What a run writes into its directory (and a fresh run in the same directory replaces).
-RUN_FILES = ("config.yaml", "provenance.json", "metrics.jsonl", "last.safetensors", "last.json", "last.state.pt",
-             "final.safetensors", "final.json")
+RUN_FILES = ("config.yaml", "provenance.json", "metrics.jsonl", "last.safetensors", "last.json",
+             "last.state.safetensors", "last.state.json", "final.safetensors", "final.json")
 
 
 class TrainingDiverged(RuntimeError):

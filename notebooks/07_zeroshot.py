@@ -88,12 +88,9 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_run
-from miniclip.checkpoint import read_metadata
+from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_shapes_world
 from miniclip.classnames import class_names as translated_class_names
-from miniclip.data.loaders import shapes_config
 from miniclip.data.paths import MissingDataError
-from miniclip.data.shapes import ShapesWorld
 from miniclip.data.shapes_text import STYLES
 from miniclip.features import FeatureCache, test_set_features
 from miniclip.robustness import shapes_style_features
@@ -103,15 +100,6 @@ from miniclip.zeroshot import (LANGUAGES, TEMPLATE_SETS, classifier_weights, mul
 
 N_PER_STYLE = 100 if profile() == "ci" else 500  # Shapes test objects per style (cached features)
 cache = FeatureCache()
-
-
-def shapes_model_and_world():
-    """The Shapes model of this profile and the world it was trained in (its seed, languages and held-out pairs)."""
-    run = trained_run("shapes")
-    model = trained_model("shapes")
-    cfg = read_metadata(run / "final")["config"]
-    world = ShapesWorld(shapes_config(cfg["data"]["shapes"], cfg["model"]["image_size"], cfg["train"]["seed"]))
-    return model, world, cfg
 
 
 def shapes_style_test(model, world, styles=STYLES):
@@ -132,7 +120,7 @@ def cifar_task():
 
 def shapes_task():
     """A Shapes model on single test objects of every style, among all 64 (colour, shape) classes."""
-    model, world, _ = shapes_model_and_world()
+    model, world, _ = trained_shapes_world()
     parts = shapes_style_test(model, world)
     features = torch.cat([f for f, _ in parts.values()])
     labels = torch.cat([world.labels(scenes, "colour_shape") for _, scenes in parts.values()])
@@ -281,7 +269,7 @@ glue("zs_best_class_acc", max(r["per_class"].values()), "{:.0%}")
 # ensembled. The prompts are the captions' own grammar (`shapes_class_names`, `templates_for`).
 
 # %%
-shapes_model, world, shapes_cfg = shapes_model_and_world()
+shapes_model, world, shapes_cfg = trained_shapes_world()
 per_style = shapes_style_test(shapes_model, world)
 shape_names = shapes_class_names("colour_shape")
 template_sets = {"neutral": templates_for("shapes"),

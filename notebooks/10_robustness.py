@@ -78,14 +78,11 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_run
-from miniclip.checkpoint import read_metadata
+from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_shapes_world
 from miniclip.data.folders import open_test_set
-from miniclip.data.loaders import shapes_config
 from miniclip.data.paths import MissingDataError
-from miniclip.data.shapes import ShapesWorld
 from miniclip.features import FeatureCache, encode_pixels, pixel_transform
-from miniclip.probes import prepare_features, stratified_split
+from miniclip.probes import prepare_features
 from miniclip.robustness import (CORRUPTIONS, cifar_corruptions, corrupt, corruption_fn, probe_family,
                                  robustness_table, shapes_style_shift, summarise)
 from miniclip.zeroshot import classifier_weights
@@ -94,14 +91,6 @@ CI = profile() == "ci"
 N_SHAPES = dict(n_train=200, n_val=100, n_test=100) if CI else dict(n_train=1000, n_val=300, n_test=500)
 SHAPES_KIND = "colour"  # Shapes stand-in for CIFAR classes: 8 colours, which every Shapes model learns first
 cache = FeatureCache()
-
-
-def shapes_model_and_world():
-    run = trained_run("shapes")
-    model = trained_model("shapes")
-    cfg = read_metadata(run / "final")["config"]
-    world = ShapesWorld(shapes_config(cfg["data"]["shapes"], cfg["model"]["image_size"], cfg["train"]["seed"]))
-    return model, world
 
 
 def cifar_examples():
@@ -114,7 +103,7 @@ def cifar_examples():
 
 
 def shapes_examples():
-    model, world = shapes_model_and_world()
+    model, world = trained_shapes_world()[:2]
     return model, world.render(range(4), "test", n_objects=1, style="flat").images, "Shapes test"
 
 
@@ -187,7 +176,7 @@ def corruption_results():
             return result, "CIFAR-10", "Flickr8k", 10
         except MissingDataError as e:
             data_note(e)
-    shapes_model, world = shapes_model_and_world()
+    shapes_model, world = trained_shapes_world()[:2]
     result = shapes_corruption_rows(shapes_model, world, **N_SHAPES)
     return result, f"Shapes ({SHAPES_KIND})", "Shapes", len(world.class_names(SHAPES_KIND))
 
@@ -243,7 +232,7 @@ glue("cr_worst_probe", summary[worst]["probe_shifted"], "{:.1%}")
 # classifier at 100% everywhere has no robustness left to measure.)
 
 # %%
-shapes_model, world = shapes_model_and_world()
+shapes_model, world = trained_shapes_world()[:2]
 style = shapes_style_shift(shapes_model, world, kinds=("shape",), cache=cache, **N_SHAPES)
 lines = []
 for kind, r in style["kinds"].items():

@@ -95,6 +95,7 @@ import torch
 from miniclip.analysis.bias import GENDER_WORDS, flickr8k_bias
 from miniclip.book import data_note, glue, note, profile, show, trained_model
 from miniclip.data.paths import MissingDataError
+from miniclip.features import dataset_image_features
 from miniclip.viz import PALETTE, plot_group_gaps, plot_topk_composition
 
 CI = profile() == "ci"
@@ -103,16 +104,6 @@ N_BOOT = 200 if CI else 1000
 if CI:
     note("The ci profile runs a tiny Shapes model on a few Flickr8k test photos: the probe's numbers are smoke, "
          "not results.")
-
-
-def flickr8k_test_features(model, dataset):
-    """Normalised image features of every image of a Flickr8k split, cached on disk per (weights, images)."""
-    from miniclip.analysis.similarity import encode_dataset_images
-    from miniclip.features import FeatureCache, dataset_fingerprint, model_fingerprint, transform_key
-
-    key = {"name": f"flickr8k-{dataset.split}-normalised", "model": model_fingerprint(model),
-           "files": dataset_fingerprint(dataset), "transform": transform_key(dataset.transform)}
-    return FeatureCache().get_or_compute(key, lambda: {"features": encode_dataset_images(model, dataset)})["features"]
 
 
 bias = None
@@ -129,7 +120,7 @@ try:
         view = SimpleNamespace(captions=test.captions[:N_CI_IMAGES])  # what flickr8k_bias reads
         bias = flickr8k_bias(model, view, image_features=encode_dataset_images(model, subset), n_boot=N_BOOT)
     else:
-        bias = flickr8k_bias(model, test, image_features=flickr8k_test_features(model, test), n_boot=N_BOOT)
+        bias = flickr8k_bias(model, test, image_features=dataset_image_features(model, test), n_boot=N_BOOT)
 except MissingDataError as e:
     data_note(e)
 

@@ -85,6 +85,7 @@ from miniclip.analysis.limitations import (flickr8k_counting, prompt_sensitivity
                                            shapes_prompt_sensitivity, shapes_relations, template_prompt_sets)
 from miniclip.book import data_note, glue, note, profile, show, trained_model
 from miniclip.data.paths import MissingDataError
+from miniclip.features import dataset_image_features
 from miniclip.viz import PALETTE, plot_accuracies, plot_confusion
 
 CI = profile() == "ci"
@@ -131,16 +132,6 @@ print(counting["accuracy"], counting["per_count"])
 # On real captions the test is a pair: the true caption against the same caption with its count swapped.
 
 # %%
-def flickr8k_test_features(model, dataset):
-    """Normalised image features of every image of a Flickr8k split, cached on disk per (weights, images)."""
-    from miniclip.analysis.similarity import encode_dataset_images
-    from miniclip.features import FeatureCache, dataset_fingerprint, model_fingerprint, transform_key
-
-    key = {"name": f"flickr8k-{dataset.split}-normalised", "model": model_fingerprint(model),
-           "files": dataset_fingerprint(dataset), "transform": transform_key(dataset.transform)}
-    return FeatureCache().get_or_compute(key, lambda: {"features": encode_dataset_images(model, dataset)})["features"]
-
-
 flickr_counting = None
 try:
     from types import SimpleNamespace
@@ -157,7 +148,7 @@ try:
         view = SimpleNamespace(captions=test.captions[:N_CI_IMAGES])  # what flickr8k_counting reads
         flickr_counting = flickr8k_counting(flickr_model, view, image_features=features)
     else:
-        flickr_counting = flickr8k_counting(flickr_model, test, image_features=flickr8k_test_features(flickr_model, test))
+        flickr_counting = flickr8k_counting(flickr_model, test, image_features=dataset_image_features(flickr_model, test))
 except MissingDataError as e:
     data_note(e)
 
@@ -303,7 +294,7 @@ print({k: round(v, 3) for k, v in sensitivity.items() if isinstance(v, float)})
 # pictures. This page reads the cached result.
 
 # %%
-from miniclip.experiments.runner import experiment_settings, load_cached, results_path, run_experiment
+from miniclip.experiments.runner import experiment_settings, load_cached, run_experiment
 
 settings = experiment_settings(profile())["noisy"]
 noisy = load_cached("noisy", profile(), settings)

@@ -15,17 +15,11 @@ from miniclip.analysis.embeddings import (EmbeddingMap, ambiguous_pairs, first_w
                                           joint_embedding_map, project_2d)
 from miniclip.analysis.similarity import (encode_dataset_images, image_class_similarity,  # noqa: E402
                                           image_text_similarity)
-from miniclip.model import CLIP, CLIPConfig  # noqa: E402
 from miniclip.zeroshot import SIMPLE_TEMPLATES  # noqa: E402
 
-TINY = CLIPConfig(embed_dim=32, image_size=32, vision_layers=2, vision_width=64, patch_size=8, text_width=64,
-                  text_layers=1)
-
-
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return CLIP(TINY).eval()
+def model(tiny_vit):  # tests/conftest.py
+    return tiny_vit
 
 
 @torch.no_grad()

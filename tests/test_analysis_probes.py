@@ -12,17 +12,11 @@ from miniclip.analysis.limitations import (count_prompt, flickr8k_counting, pair
                                            relation_captions, shapes_counting, shapes_prompt_sets,
                                            shapes_prompt_sensitivity, shapes_relations, swap_count,
                                            template_prompt_sets)
-from miniclip.model import CLIP, CLIPConfig
 from miniclip.zeroshot import encode_images, encode_texts
 
-TINY = CLIPConfig(embed_dim=32, image_size=32, vision_layers=2, vision_width=64, patch_size=8, text_width=64,
-                  text_layers=1)
-
-
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return CLIP(TINY).eval()
+def model(tiny_vit):  # tests/conftest.py
+    return tiny_vit
 
 
 class _Captioned(torch.utils.data.Dataset):

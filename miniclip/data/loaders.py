@@ -50,6 +50,16 @@ def shapes_config(shapes_options: dict, image_size: int, seed: int):
     return ShapesConfig(**options)
 
 
+def trained_shapes_world(run_config: dict, image_size: int | None = None):
+    """The Shapes world a run trained in (its held-out pairs, languages, caption grammar and seed), from the
+    run's config as saved beside its checkpoint: evaluation must use the pairs *that* run held out."""
+    from miniclip.data.shapes import ShapesWorld
+
+    image_size = image_size or run_config["model"]["image_size"]
+    return ShapesWorld(shapes_config(run_config.get("data", {}).get("shapes", {}), image_size,
+                                     run_config.get("train", {}).get("seed", 0)))
+
+
 def shapes_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
                    world_size: int) -> Iterator[Batch]:
     from miniclip.data.shapes import ShapesDataset

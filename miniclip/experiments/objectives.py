@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from miniclip.model import CLIPConfig, LayerNorm, ModifiedResNet, QuickGELU, Transformer, VisionTransformer
+from miniclip.model import CLIPConfig, LayerNorm, QuickGELU, Transformer, build_image_encoder
 from miniclip.tokenizer import default_tokenizer
 
 PAD, UNK, EOT = 0, 1, 2  # the compact vocabulary's special ids; words start at 3
@@ -77,15 +77,8 @@ def pad(sequences: list[list[int]], eot: bool = True, max_length: int = 77) -> t
 
 def image_encoder(c: CLIPConfig, output_dim: int) -> nn.Module:
     """The image tower a CLIP of config `c` would have (ViT or ModifiedResNet, same init), with its own output size."""
-    if c.is_vit:
-        act = QuickGELU if c.quick_gelu else nn.GELU
-        encoder = VisionTransformer(c.image_size, c.patch_size, c.vision_width, c.vision_layers,
-                                    c.vision_width // c.head_width, output_dim, act)
-        encoder.transformer.init_weights()
-    else:
-        encoder = ModifiedResNet(tuple(c.vision_layers), output_dim, c.vision_width * 32 // c.head_width,
-                                 c.image_size, c.vision_width)
-        encoder.init_weights()
+    encoder = build_image_encoder(c, output_dim)
+    encoder.init_weights()
     return encoder
 
 
