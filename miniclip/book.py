@@ -161,3 +161,44 @@ def note(text: str) -> None:
 def data_note(error: Exception) -> None:
     """Say visibly, in the rendered page, that real data is missing and what the chapter does instead."""
     note(f"Real data is not available here: {error}\nThis section goes on with the Shapes world instead.")
+
+
+# --------------------------------------------------------------------------------------------- experiments
+
+
+def experiment(name: str) -> dict | None:
+    """The cached result of `make experiments`' experiment `name`, computed with this profile's settings.
+
+    In the ci profile a missing result is computed now (its settings take seconds). In the others the
+    experiments are tens of CPU-minutes, so the page says they have not run (and how to run them) and gets
+    None; the caller then shows `not_computed` stand-ins instead of a figure."""
+    from miniclip.experiments.runner import experiment_settings, load_cached, results_path, run_experiment
+
+    from miniclip.data.paths import MissingDataError
+
+    result = load_cached(name, profile(), experiment_settings(profile())[name])
+    if result is None and profile() == "ci":
+        try:
+            result = run_experiment(name, "ci", verbose=False)
+        except MissingDataError as e:
+            note(f"Real data is not available here: {e}\nThe `{name}` experiment needs it, so what depends on "
+                 "it below is left empty.")
+            return None
+    if result is None:
+        note(f"`{results_path(name, profile()).relative_to(ROOT)}` is missing or was computed with other settings: "
+             f"run `make experiments` (or just this one: `python -m miniclip.experiments {name}`). What depends "
+             "on it below is left empty until then.")
+    return result
+
+
+def not_computed(figure: str, glue_names: tuple[str, ...] = ()) -> None:
+    """Stand-ins for results that do not exist yet: an empty figure that says so under `figure`, and
+    "(not computed)" under every name in `glue_names`, so the page still builds and reads honestly."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 1.2))
+    ax.set_title("not computed: run `make experiments` (see the note above)")
+    ax.set_axis_off()
+    show(fig, figure)
+    for name in glue_names:
+        glue(name, "(not computed)")

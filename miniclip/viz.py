@@ -264,3 +264,86 @@ def plot_confusion(confusion, labels: list[str], *, title: str = "Confusion matr
     ax.set_xticks(range(len(labels)), labels), ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- experiments
+
+OBJECTIVE_NAMES = {"contrastive": "contrastive (CLIP)", "bag_of_words": "bag-of-words prediction",
+                   "captioning_lm": "transformer captioning LM"}
+ZEROSHOT_TASKS = {"seen_colour": "colour", "seen_shape": "shape", "seen_colour_shape": "colour + shape",
+                  "heldout_colour_shape": "held-out colour + shape pairs"}
+
+
+def plot_objective_curves(curves: dict[str, list[dict]], chance: dict[str, float],
+                          metrics=("seen_colour", "seen_colour_shape", "heldout_colour_shape"),
+                          title: str = "Zero-shot accuracy against samples seen, per training objective"):
+    """The paper's Fig. 2 at small scale: one panel per zero-shot task, one line per objective, chance dashed.
+    `curves` maps an objective to its evaluations (`samples` and one accuracy per task)."""
+    fig, axes = _subplots(1, len(metrics), width=WIDTH + 2, height=3.4, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        for i, (name, curve) in enumerate(curves.items()):
+            ax.plot([p["samples"] for p in curve], [p[metric] for p in curve], "o-", ms=3,
+                    color=PALETTE[i % len(PALETTE)], label=OBJECTIVE_NAMES.get(name, name))
+        task = metric.split("_", 1)[1]
+        ax.axhline(chance[task], color="k", ls="--", lw=1, label=f"chance ({chance[task]:.3g})")
+        ax.set_xlabel("training samples seen"), ax.set_title(ZEROSHOT_TASKS.get(metric, metric), fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0, 0].set_ylabel("zero-shot accuracy")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_lr_batch(grid: list[dict], metric: str = "seen_colour",
+                  title: str = "Learning rate x batch size at equal samples seen"):
+    """The LR x batch-size sweep: validation loss (left) and one zero-shot accuracy (right) against the
+    learning rate, one line per batch size. Validation loss is only comparable within one batch size, since
+    the contrastive task is harder with more candidates per row."""
+    fig, axes = _subplots(1, 2, width=WIDTH, height=3.2)
+    for i, batch_size in enumerate(sorted({g["batch_size"] for g in grid})):
+        runs = sorted((g for g in grid if g["batch_size"] == batch_size), key=lambda g: g["lr"])
+        lrs = [g["lr"] for g in runs]
+        style = dict(color=PALETTE[i % len(PALETTE)], marker="o", label=f"batch {batch_size}")
+        axes[0, 0].plot(lrs, [g["val"]["val_loss"] for g in runs], **style)
+        axes[0, 1].plot(lrs, [g["zeroshot"][metric] for g in runs], **style)
+    labels = ("validation loss (contrastive)", f"zero-shot accuracy: {ZEROSHOT_TASKS.get(metric, metric)}")
+    for ax, label in zip(axes[0], labels):
+        ax.set_xscale("log"), ax.set_xlabel("peak learning rate"), ax.set_ylabel(label), ax.legend(fontsize=7)
+    axes[0, 1].set_ylim(0, 1)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_throughput(points: list[dict], title: str = "Training throughput against batch size"):
+    """Samples/s against batch size, one line per precision (a precision timed at one batch size is a point)."""
+    fig, axes = _subplots(width=5.5, height=3.4)
+    ax = axes[0, 0]
+    for i, precision in enumerate(sorted({p["precision"] for p in points}, key=lambda s: s != "fp32")):
+        ps = sorted((p for p in points if p["precision"] == precision), key=lambda p: p["batch_size"])
+        ax.plot([p["batch_size"] for p in ps], [p["samples_per_s"] for p in ps], "o-", color=PALETTE[i],
+                label=precision)
+    ax.set_xscale("log", base=2), ax.set_xlabel("batch size"), ax.set_ylabel("training samples / s")
+    ax.legend(fontsize=8), ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_grouped_bars(values: dict[str, dict[str, float]], *, title: str, ylabel: str, xlabel: str = "",
+                      chance: dict[str, float] | None = None):
+    """Side-by-side bars: one group per metric, one bar per model (`values[model][metric]`), with each metric's
+    chance level as a short dashed line over its group when given."""
+    models = list(values)
+    metrics = list(next(iter(values.values())))
+    width = 0.8 / len(models)
+    fig, axes = _subplots(width=min(max(5.0, 0.9 * len(metrics) + 2.5), 12), height=3.4)
+    ax = axes[0, 0]
+    for i, model in enumerate(models):
+        x = np.arange(len(metrics)) + (i - (len(models) - 1) / 2) * width
+        ax.bar(x, [values[model][m] for m in metrics], width, label=model, color=PALETTE[i % len(PALETTE)])
+    for j, metric in enumerate(metrics):
+        if chance and metric in chance:
+            ax.hlines(chance[metric], j - 0.4, j + 0.4, colors="k", linestyles="--", lw=1,
+                      label="chance" if j == 0 else None)
+    _bar_names(ax, metrics)
+    ax.set_ylim(0, 1), ax.set_ylabel(ylabel), ax.set_xlabel(xlabel), ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return fig

@@ -70,9 +70,9 @@
 # Two details matter more than they look. Decaying the logit scale would pull the temperature up towards 1
 # against the loss, so it is exempt. And the batch size is part of the *objective*, not only of the
 # optimisation: at $N = 128$, as here, each caption competes with 127 others; at CLIP's 32,768 the task is
-# much harder and much more informative. What this chapter cannot show at CPU scale is the paper's scaling,
-# the subject of the learning-rate × batch-size sweep and the throughput measurements (run as separate
-# experiments, not yet part of this build).
+# much harder and much more informative. What this chapter cannot show at CPU scale is the paper's scaling;
+# what it can show, at the end of this page, is how the learning rate and the batch size trade off in a short
+# run, and how throughput grows with the batch on this machine.
 #
 # ## Run it
 #
@@ -88,7 +88,7 @@ from IPython.display import Markdown, display
 
 from miniclip.book import glue, profile, read_metrics, show, trained_run
 from miniclip.checkpoint import read_metadata
-from miniclip.config import Config, OptimConfig
+from miniclip.config import OptimConfig
 from miniclip.train import learning_rate
 
 names = ["shapes"] if profile() == "ci" else ["shapes", "flickr8k"]
@@ -204,3 +204,80 @@ show(fig, "06_training_curves")
 # The paper trained in mixed precision. On this CPU, bfloat16 matrix products have no hardware support and run
 # far slower than float32, so the book's models are trained in float32; `python -m miniclip bench model`
 # measures the difference. On a GPU, `train.precision: bf16` turns autocast on and keeps the loss in float32.
+
+# %%
+from miniclip.book import experiment, not_computed
+from miniclip.viz import plot_lr_batch, plot_throughput
+
+throughput = experiment("throughput")
+THROUGHPUT_NAMES = ("fp32_gflops", "bf16_gflops", "best_batch", "best_samples", "small_batch", "small_samples",
+                    "bf16_note")
+if throughput is None:
+    not_computed("06_throughput", THROUGHPUT_NAMES)
+else:
+    t = throughput["result"]
+    show(plot_throughput(t["points"], title=f"Shapes model training throughput ({t['device']}, "
+                                            f"{t['threads']} threads)"), "06_throughput")
+    fp32 = sorted((p for p in t["points"] if p["precision"] == "fp32"), key=lambda p: p["batch_size"])
+    best = max(fp32, key=lambda p: p["samples_per_s"])
+    glue("fp32_gflops", t["matmul_gflops"]["fp32"], "{:.1f}"), glue("bf16_gflops", t["matmul_gflops"]["bf16"], "{:.2f}")
+    glue("best_batch", best["batch_size"]), glue("best_samples", best["samples_per_s"], "{:.0f}")
+    glue("small_batch", fp32[0]["batch_size"]), glue("small_samples", fp32[0]["samples_per_s"], "{:.0f}")
+    glue("bf16_note", t.get("bf16_skipped") or "bf16 was timed at every batch size.")
+    print(t["points"])
+
+# %% [markdown]
+# ```{glue:figure} 06_throughput
+# :name: fig-throughput
+#
+# Training samples per second of the Shapes model against batch size, float32 and bfloat16 autocast, on the
+# machine that ran `make experiments` (the `throughput` experiment). Each point is the median of a few timed
+# steps.
+# ```
+#
+# In float32, throughput rises from {glue}`small_samples` samples/s at batch {glue}`small_batch` to a peak of
+# {glue}`best_samples` at batch {glue}`best_batch`: small batches leave the two cores waiting on Python and
+# memory, large ones are bound by arithmetic. On this processor a float32 matrix product runs at
+# {glue}`fp32_gflops` GFLOP/s and a bfloat16 one at {glue}`bf16_gflops`. {glue}`bf16_note`
+#
+# ### Learning rate × batch size
+#
+# The paper tuned its hyper-parameters on small models trained for one epoch and then scaled up (§2.5). Our
+# sweep is that step in miniature: three peak learning rates and two batch sizes, every run seeing the same
+# number of Shapes pictures, so a larger batch takes fewer (and larger) steps.
+
+# %%
+lr_batch = experiment("lr_batch")
+LR_NAMES = ("sweep_samples", "sweep_best", "sweep_worst", "sweep_lrs", "sweep_batches")
+if lr_batch is None:
+    not_computed("06_lr_batch", LR_NAMES)
+else:
+    grid = lr_batch["result"]["grid"]
+    show(plot_lr_batch(grid, title="Learning rate × batch size on Shapes, equal samples seen"), "06_lr_batch")
+
+    def describe(g):
+        return (f"lr {g['lr']:g}, batch {g['batch_size']} ({g['steps']} steps): colour zero-shot "
+                f"{g['zeroshot']['seen_colour']:.0%}, validation loss {g['val']['val_loss']:.2f}")
+
+    ranked = sorted(grid, key=lambda g: g["zeroshot"]["seen_colour"])
+    glue("sweep_samples", grid[0]["samples"], "{:,}")
+    glue("sweep_best", describe(ranked[-1])), glue("sweep_worst", describe(ranked[0]))
+    glue("sweep_lrs", ", ".join(f"{lr:g}" for lr in sorted({g["lr"] for g in grid})))
+    glue("sweep_batches", " and ".join(str(b) for b in sorted({g["batch_size"] for g in grid})))
+    print([{k: g[k] for k in ("lr", "batch_size", "steps")} | g["zeroshot"] | g["val"] for g in grid])
+
+# %% [markdown]
+# ```{glue:figure} 06_lr_batch
+# :name: fig-lr-batch
+#
+# Validation loss (left) and zero-shot colour accuracy (right) against the peak learning rate, for batch sizes
+# {glue}`sweep_batches`, every run seeing the same number of pictures. Computed by `make experiments` (the
+# `lr_batch` experiment); one seed per point.
+# ```
+#
+# Each run saw {glue}`sweep_samples` pictures, with peak learning rates {glue}`sweep_lrs`. Best: {glue}`sweep_best`.
+# Worst: {glue}`sweep_worst`. Two cautions in reading it. The validation losses of the two batch sizes are not
+# comparable with each other (a row of 128 candidates is a harder task than a row of 64); compare along a line.
+# And at equal samples the smaller batch takes twice the steps, which in a run this short matters as much as
+# the batch itself: the sweep says which setting learns fastest *per picture* early on, not which would end
+# best after a full schedule.

@@ -93,7 +93,7 @@ import numpy as np
 import torch
 
 from miniclip.analysis.bias import GENDER_WORDS, flickr8k_bias
-from miniclip.book import data_note, glue, note, profile, show, trained_model
+from miniclip.book import data_note, experiment, glue, not_computed, note, profile, show, trained_model
 from miniclip.data.paths import MissingDataError
 from miniclip.features import dataset_image_features
 from miniclip.viz import PALETTE, plot_group_gaps, plot_topk_composition
@@ -203,24 +203,10 @@ else:
 # cached result.
 
 # %%
-from miniclip.experiments.runner import experiment_settings, load_cached, results_path, run_experiment
-
-settings = experiment_settings(profile())["planted"]
-planted = load_cached("planted", profile(), settings)
-if planted is None and CI:
-    # The ci settings train two 3-step models: seconds. Run them here rather than show nothing.
-    planted = run_experiment("planted", "ci", verbose=False)
+planted = experiment("planted")
 if planted is None:
-    note(f"`{results_path('planted', profile()).relative_to(results_path('planted', profile()).parents[3])}` is "
-         "missing or was computed with other settings: run `make experiments` (the `planted` experiment, a few "
-         "minutes). The planted-bias figure below is empty until then.")
-    fig, ax = plt.subplots(figsize=(5, 1.2))
-    ax.set_title("not computed: run `make experiments` (see the note above)")
-    ax.set_axis_off()
-    show(fig, "13_planted")
-    for name in ("planted_word", "planted_value", "planted_rates", "slope", "slope_r2", "assoc_p0", "assoc_pmax",
-                 "pmax", "planted_verdict", "planted_steps"):
-        glue(name, "(not computed)")
+    not_computed("13_planted", ("planted_word", "planted_value", "planted_rates", "slope", "slope_r2", "assoc_p0",
+                                "assoc_pmax", "pmax", "planted_verdict", "planted_steps"))
 else:
     result = planted["result"]
     runs = result["runs"]

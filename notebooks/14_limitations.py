@@ -83,7 +83,7 @@ import torch
 
 from miniclip.analysis.limitations import (flickr8k_counting, prompt_sensitivity, shapes_counting,
                                            shapes_prompt_sensitivity, shapes_relations, template_prompt_sets)
-from miniclip.book import data_note, glue, note, profile, show, trained_model
+from miniclip.book import data_note, experiment, glue, not_computed, note, profile, show, trained_model
 from miniclip.data.paths import MissingDataError
 from miniclip.features import dataset_image_features
 from miniclip.viz import PALETTE, plot_accuracies, plot_confusion
@@ -294,23 +294,9 @@ print({k: round(v, 3) for k, v in sensitivity.items() if isinstance(v, float)})
 # pictures. This page reads the cached result.
 
 # %%
-from miniclip.experiments.runner import experiment_settings, load_cached, run_experiment
-
-settings = experiment_settings(profile())["noisy"]
-noisy = load_cached("noisy", profile(), settings)
-if noisy is None and CI:
-    # The ci settings train two 3-step models: seconds. Run them here rather than show nothing.
-    noisy = run_experiment("noisy", "ci", verbose=False)
+noisy = experiment("noisy")
 if noisy is None:
-    note("The noisy-caption results (`runs/<profile>/experiments/noisy.json`) are missing or were computed with "
-         "other settings: run `make experiments` (the `noisy` experiment, a few minutes). The figure below is "
-         "empty until then.")
-    fig, ax = plt.subplots(figsize=(5, 1.2))
-    ax.set_title("not computed: run `make experiments` (see the note above)")
-    ax.set_axis_off()
-    show(fig, "14_noisy")
-    for name in ("noisy_fractions", "noisy_clean", "noisy_worst", "noisy_max_fraction", "noisy_steps"):
-        glue(name, "(not computed)")
+    not_computed("14_noisy", ("noisy_fractions", "noisy_clean", "noisy_worst", "noisy_max_fraction", "noisy_steps"))
 else:
     from miniclip.experiments.shapes_eval import CHANCE
 

@@ -2,8 +2,8 @@
 
 CLIP's §2.3 tells how its authors first tried to *predict* the caption of an image (a transformer language
 model, as VirTex does), then to predict only its *bag of words*, and found that matching images to captions
-contrastively reached the same zero-shot ImageNet accuracy with far fewer images (Fig. 2: 3x over
-bag-of-words, 12x over the captioning LM, in their words). Here the three objectives train the same image
+contrastively reached the same zero-shot ImageNet accuracy with far fewer images (Fig. 2: bag-of-words
+prediction was 3x more efficient than the captioning LM, and the contrastive loss 4x more again). Here the three objectives train the same image
 encoder on the same Shapes stream, at the same batch size, learning-rate schedule and samples seen:
 
 - `CaptioningLM`: the image's embedding is the first token of a causal transformer that predicts the
