@@ -135,7 +135,7 @@ def _common(parser: argparse.ArgumentParser, data_default: str, data_help: str) 
 
 def add_probe_commands(subparsers) -> None:
     """Add `probe`, `fewshot` and `robustness` to an argparse sub-parsers object (the `eval` command's)."""
-    test_sets = "a labelled test set: cifar10 | cifar100 | imagefolder:PATH (split 50/20/30% into probe " \
+    test_sets = "a labelled test set: cifar10 | cifar100 | imagefolder:PATH (split 50/20/30%% into probe " \
                 "train/val/test, stratified, seeded)"
     probe = subparsers.add_parser("probe", help="linear probe (logistic regression, C swept on a validation split)")
     _common(probe, "cifar10", test_sets)

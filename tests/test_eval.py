@@ -1,6 +1,7 @@
 """Retrieval recall and zero-shot accuracy against brute-force counts written independently."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -69,3 +70,27 @@ def test_eval_has_nested_zeroshot_and_retrieval_subcommands():
     args = parser.parse_args(["eval", "zeroshot", "--checkpoint", "openai:ViT-B-32", "--data", "cifar100",
                               "--templates", "cifar", "--lang", "en+fr+de", "--json"])
     assert args.func is run_zeroshot and args.lang == "en+fr+de" and args.templates == "cifar" and args.json
+
+
+def test_every_command_has_working_help(capsys):
+    """`--help` of every command and sub-command renders (argparse formats help strings with %, so a stray
+    percent sign in a help text only fails when someone asks for help)."""
+    import argparse
+
+    from miniclip.cli import build_parser
+
+    def walk(parser, path):
+        yield path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, [*path, name])
+
+    paths = list(walk(build_parser(), []))
+    assert ["eval", "probe"] in paths and ["train"] in paths
+    for path in paths:
+        parser = build_parser()
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([*path, "--help"])
+        assert exit_info.value.code == 0, path
+        assert "usage:" in capsys.readouterr().out
