@@ -220,6 +220,7 @@ def pairs_seen(name):
     return optim["steps"] * optim["batch_size"]
 
 
+LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German"}
 CLIP_PAIRS_SEEN = 32 * 400_000_000  # 32 epochs over 400M pairs (§2.5, verified)
 ours_seen = pairs_seen(task["train_name"])
 
@@ -248,23 +249,25 @@ else:
     robust_text = "not computed in this profile (see chapter 10)"
 
 rows = [
-    ("zero-shot top-1, ImageNet", "76.2% (ViT-L/14@336px; abstract and Table 11; verified)",
+    ("zero-shot top-1, ImageNet", "76.2% (ViT-L/14@336px; Table 11; verified)",
      "not measured: ImageNet is not in this build", "the public small-scale anchors below say what to expect"),
     (f"zero-shot top-1, {task['test_name']}", "95.7% ViT-L/14@336px, 91.3% ViT-B/32, 75.6% RN50 "
-     "(CIFAR-10, Table 11, prompt ensembles; unverified)", zs_rows, f"chance {pct(chance)}"),
+     "(CIFAR-10, Table 11; unverified)", zs_rows, f"chance {pct(chance)}"),
     (f"linear probe, {task['test_name']}", "97.9% (CIFAR-10, ViT-L/14@336px, Table 10; unverified)",
      f"{pct(probe['test_accuracy'])} ({probe['n_train'] + probe['n_val']:,} labelled images, "
      f"{features.shape[1]}-d features)", f"chance {pct(chance)}"),
     ("zero-shot against few-shot probes on the same features",
      "zero-shot ≈ a 4-shot probe, averaged over 20 datasets (Fig. 6); median 5.4 labelled images per class "
-     "(Fig. 7); verified", f"zero-shot is {few_shot_text}", f"{len(SEEDS)} draws per k"),
+     "(Fig. 7); verified", f"zero-shot is {few_shot_text}",
+     f"on the probes' {len(test):,} test images; {len(SEEDS)} draws per k"),
     ("retrieval text→image R@1 / R@5 / R@10", "68.7% / 90.6% / 95.2% (Flickr30k, zero-shot, Table 13; "
      "verified)", f"{recalls('text_to_image')} ({rt_set})", f"{len(image_features):,} images"),
     ("retrieval image→text R@1 / R@5 / R@10", "88.0% / 98.7% / 99.4% (Flickr30k, zero-shot, Table 13; "
      "verified)", f"{recalls('image_to_text')} ({rt_set})", f"{len(captions):,} captions"),
     ("multilingual prompts (EN / FR / DE / fused)", "no multilingual zero-shot number found in the paper",
      f"{ml} (Shapes colour + shape, 64 classes)",
-     "training captions: " + (", ".join(f"{rate:.0%} {lang}" for lang, rate in lang_rates.items() if rate)
+     "training captions: " + (", ".join(f"{rate:.0%} {LANGUAGE_NAMES[lang]}" for lang, rate in lang_rates.items()
+                                         if rate)
                               or "English only")),
     ("robustness to distribution shift", "zero-shot CLIP closes up to 75% of the gap between ImageNet and "
      "7 natural shifts (§3.3; verified)", robust_text, "synthetic corruptions, not natural shifts"),
