@@ -128,6 +128,11 @@ def test_efficiency_ratio_on_hand_made_curves():
     assert r["target"] == 0.3 and r["other_samples"] == 200
     assert r["reference_samples"] == pytest.approx(50) and r["ratio"] == pytest.approx(4)
     assert objectives.efficiency_ratio(predictive, contrastive, "acc")["ratio"] is None  # never reaches 0.7
+    # a reference that scores the other's best before training: no ratio, and the reason says so
+    flat = [{"samples": s, "acc": a} for s, a in [(0, 0.1), (100, 0.15), (200, 0.12)]]
+    early = [{"samples": s, "acc": a} for s, a in [(0, 0.2), (100, 0.5), (200, 0.7)]]
+    r = objectives.efficiency_ratio(early, flat, "acc")
+    assert r["ratio"] is None and r["reference_samples"] == 0 and "before training" in r["note"]
 
 
 # ----------------------------------------------------------------------------- noisy captions, slope

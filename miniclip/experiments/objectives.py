@@ -264,7 +264,9 @@ def efficiency_ratio(reference: dict, other: dict, metric: str) -> dict:
     out.update(other_samples=need_o, reference_samples=need_r)
     if need_r is None:
         out["note"] = "the reference never reached the target within the budget"
-    elif need_r > 0:
+    elif need_r == 0:  # e.g. an untrained reference already scores the other's best: a gain within the noise
+        out["note"] = "the reference scored the target before training: the other's best is within initial noise"
+    else:
         out["ratio"] = need_o / need_r
     return out
 
