@@ -32,23 +32,26 @@ test-notebooks: install
 ## make book: the book in the cpu profile, executed, with warnings as errors. The models come from the cached
 ## `make train`; a chapter is re-executed only when its code changed (execute_notebooks: cache), or, since
 ## jupyter-cache looks only at a notebook's own code, when miniclip/, configs/ or the results in runs/ changed
-## after the last build: then every chapter is re-executed and every page rebuilt (`--all`).
+## after the last successful build (the `.built` stamp it leaves): then every chapter is re-executed and every
+## page rebuilt (`--all`).
 define refresh_book_cache
-	@if find miniclip configs runs/$(1) -newer $(2)/html/index.html \( -name '*.py' -o -name '*.yaml' \
+	@if [ ! -f $(2)/.built ] || find miniclip configs runs/$(1) -newer $(2)/.built \( -name '*.py' -o -name '*.yaml' \
 	    -o -name '*.json' -o -name '*.safetensors' \) 2>/dev/null | grep -q .; then \
-	  echo "miniclip/, configs/ or runs/$(1)/ changed since the last build: re-executing every chapter"; \
+	  echo "no successful build recorded, or miniclip/, configs/ or runs/$(1)/ changed since: re-executing every chapter"; \
 	  rm -rf $(2)/.jupyter_cache; fi
 endef
 
 book: install train
 	$(call refresh_book_cache,cpu,_build)
 	MINICLIP_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W --keep-going $$([ -d _build/.jupyter_cache ] || echo --all)
+	touch _build/.built
 
 ## make book-ci: the book in the ci profile (seconds per chapter), then every page opened in headless Chromium.
 book-ci: install
 	$(call refresh_book_cache,ci,_build/ci/_build)
 	MINICLIP_PROFILE=ci $(VENV)/bin/jupyter-book build . -W --keep-going --path-output _build/ci \
 	    $$([ -d _build/ci/_build/.jupyter_cache ] || echo --all)
+	touch _build/ci/_build/.built
 	MINICLIP_BOOK_HTML=_build/ci/_build/html $(PY) -m pytest -q tests/test_book_browser.py -p no:cacheprovider
 
 ## make publish: push the built book (_build/html) to the gh-pages branch, for those who publish by hand.

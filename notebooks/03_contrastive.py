@@ -320,6 +320,9 @@ else:
             return (f"Against {name}, the contrastive model is {r['ratio']:.1f}× more sample-efficient: {name} needs "
                     f"{r['other_samples']:,.0f} pictures to reach its best, {r['target']:.0%}, the contrastive model "
                     f"{r['reference_samples']:,.0f}.")
+        if r.get("reference_samples") == 0:
+            return (f"Against {name} no ratio is defined: its best, {r['target']:.0%}, is what the contrastive model "
+                    "scored before any training, so it is within the noise of an untrained model.")
         return f"Against {name} (best {r['target']:.0%}) no ratio is defined: {r['note']}."
 
     task = "seen_colour"  # the one task every objective can learn within this budget

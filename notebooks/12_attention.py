@@ -232,12 +232,19 @@ glue("vit_pointing_chance", scores["trained (rollout)"]["pointing_chance"], "{:.
 glue("n_score", N_SCORE)
 print({name: {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()} for name, s in scores.items()})
 rollout_trained, rollout_init = scores["trained (rollout)"], scores["init (rollout)"]
-glue("vit_verdict",
-     "The trained model's rollout puts more of its mass on the object than both baselines: it has learned, from "
-     "captions alone, to look at what the captions talk about."
-     if rollout_trained["mass_inside"] > max(rollout_init["mass_inside"], rollout_trained["mask_fraction"]) + 0.02
-     else "The trained model's rollout does not beat both baselines by a clear margin: whatever this model's "
-          "embedding uses, its attention does not single out the object.")
+verdict = ("The trained model's rollout puts more of its mass on the object than both baselines: it has learned, "
+           "from captions alone, to look at what the captions talk about."
+           if rollout_trained["mass_inside"] > max(rollout_init["mass_inside"], rollout_trained["mask_fraction"]) + 0.02
+           else "The trained model's rollout does not beat both baselines by a clear margin: whatever this model's "
+                "embedding uses, its attention does not single out the object.")
+if rollout_init["pointing"] > 3 * rollout_init["pointing_chance"]:
+    # Seen on Shapes: an untrained ViT already peaks on the object, because on a plain background the object's
+    # patches are the only tokens that differ from all the others.
+    verdict += (f" Note that the untrained model already wins the pointing game {rollout_init['pointing']:.0%} of the "
+                f"time against {rollout_init['pointing_chance']:.0%} for a random patch: on a plain background the "
+                "object's patches are the only tokens unlike the rest, so even random weights make them stand out. "
+                "Where a map peaks says little here; how much of it lands on the object is what training changed.")
+glue("vit_verdict", verdict)
 
 # %% [markdown]
 # ```{glue:figure} 12_rollout_shapes
