@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-SCRIPTS = sorted(p for p in NOTEBOOKS.glob("*.py") if p.name != "conftest.py")  # conftest: the ci default
+SCRIPTS = sorted(NOTEBOOKS.glob("*.py"))
 
 
 def _cells(nb):
