@@ -163,6 +163,27 @@ def data_note(error: Exception) -> None:
     note(f"Real data is not available here: {error}\nThis section goes on with the Shapes world instead.")
 
 
+CI_NOTE = "The ci profile has only a tiny Shapes model trained for seconds: its numbers are smoke, not results."
+
+
+def real_or_shapes(real, shapes, ci_note: str | None = CI_NOTE):
+    """What a chapter runs on: `real()` (a trained model on real data), or `shapes()` where that cannot be.
+
+    The ci profile always takes `shapes()`, saying so with `ci_note` (None when the page said it already); the
+    other profiles fall back to `shapes()` when `real()` finds its data missing, and the page says that too."""
+    from miniclip.data.paths import MissingDataError
+
+    if profile() == "ci":
+        if ci_note:
+            note(ci_note)
+        return shapes()
+    try:
+        return real()
+    except MissingDataError as e:
+        data_note(e)
+        return shapes()
+
+
 # --------------------------------------------------------------------------------------------- experiments
 
 

@@ -65,13 +65,9 @@
 import matplotlib.pyplot as plt
 import torch
 
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_run
-from miniclip.checkpoint import read_metadata
+from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.folders import open_test_set
-from miniclip.data.loaders import shapes_config
-from miniclip.data.paths import MissingDataError
-from miniclip.data.shapes import ShapesWorld
-from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD, eval_transform
+from miniclip.data.transforms import eval_transform
 from miniclip.zeroshot import CIFAR_TEMPLATES, classifier_weights, encode_dataset, encode_images, topk_accuracy
 
 N_TEST = 200 if profile() == "ci" else 2000  # CIFAR-10 test images used (a stratified-enough prefix: see below)
@@ -89,23 +85,12 @@ def cifar_task():
 
 def shapes_task():
     """A Shapes model on single objects of the held-out (colour, shape) pairs, among all 64 pairs."""
-    run = trained_run("shapes")
-    model = trained_model("shapes")
-    cfg = read_metadata(run / "final")["config"]
-    world = ShapesWorld(shapes_config(cfg["data"]["shapes"], cfg["model"]["image_size"], cfg["train"]["seed"]))
+    model, world, _ = trained_shapes_world()
     images, labels, prompts = world.heldout_zeroshot(N_TEST)
     return model, encode_images(model, images), labels, prompts, ("{}",), "Shapes held-out pairs", "Shapes"
 
 
-if profile() == "ci":
-    note("The ci profile has only a tiny Shapes model trained for seconds: its numbers are smoke, not results.")
-    model, features, labels, class_names, templates, test_name, train_name = shapes_task()
-else:
-    try:
-        model, features, labels, class_names, templates, test_name, train_name = cifar_task()
-    except MissingDataError as e:
-        data_note(e)
-        model, features, labels, class_names, templates, test_name, train_name = shapes_task()
+model, features, labels, class_names, templates, test_name, train_name = real_or_shapes(cifar_task, shapes_task)
 
 weights = classifier_weights(model, class_names, templates)
 logits = features @ weights.T

@@ -82,12 +82,8 @@ import torch
 import torch.nn.functional as F
 
 from miniclip import ClipLoss
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_run
-from miniclip.checkpoint import read_metadata
+from miniclip.book import glue, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.flickr8k import Flickr8k
-from miniclip.data.loaders import shapes_config
-from miniclip.data.paths import MissingDataError
-from miniclip.data.shapes import ShapesWorld
 from miniclip.data.transforms import eval_transform, normalize
 from miniclip.zeroshot import encode_images, encode_texts
 
@@ -185,23 +181,12 @@ def flickr8k_batch():
 
 
 def shapes_batch():
-    run = trained_run("shapes")
-    model = trained_model("shapes")
-    cfg = read_metadata(run / "final")["config"]
-    world = ShapesWorld(shapes_config(cfg["data"]["shapes"], cfg["model"]["image_size"], cfg["train"]["seed"]))
+    model, world, _ = trained_shapes_world()
     batch = world.render(range(N), split="val")
     return model, normalize(batch.images), batch.captions, "Shapes validation"
 
 
-if profile() == "ci":
-    note("The ci profile has only a tiny Shapes model trained for seconds: its numbers are smoke, not results.")
-    model, images, captions, batch_name = shapes_batch()
-else:
-    try:
-        model, images, captions, batch_name = flickr8k_batch()
-    except MissingDataError as e:
-        data_note(e)
-        model, images, captions, batch_name = shapes_batch()
+model, images, captions, batch_name = real_or_shapes(flickr8k_batch, shapes_batch)
 
 z_img, z_txt = encode_images(model, images), encode_texts(model, captions)
 scale = model.logit_scale.exp().item()

@@ -88,7 +88,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_shapes_world
+from miniclip.book import data_note, glue, note, profile, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.classnames import class_names as translated_class_names
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes_text import STYLES
@@ -127,15 +127,7 @@ def shapes_task():
     return model, features, labels, world.class_names("colour_shape"), "Shapes test objects", "Shapes"
 
 
-if profile() == "ci":
-    note("The ci profile has only a tiny Shapes model trained for seconds: its numbers are smoke, not results.")
-    model, features, labels, class_names, test_name, train_name = shapes_task()
-else:
-    try:
-        model, features, labels, class_names, test_name, train_name = cifar_task()
-    except MissingDataError as e:
-        data_note(e)
-        model, features, labels, class_names, test_name, train_name = shapes_task()
+model, features, labels, class_names, test_name, train_name = real_or_shapes(cifar_task, shapes_task)
 
 # A few single templates, then the ensembles: OpenAI's 18 CIFAR templates and its 80 ImageNet templates.
 PROMPTS = {

@@ -88,11 +88,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_run
-from miniclip.checkpoint import read_metadata
-from miniclip.data.loaders import shapes_config
-from miniclip.data.paths import MissingDataError
-from miniclip.data.shapes import ShapesWorld
+from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.shapes_text import STYLES
 from miniclip.features import FeatureCache, test_set_features
 from miniclip.probes import few_shot, linear_probe, stratified_split, zero_shot_accuracy
@@ -114,10 +110,7 @@ def cifar_task():
 
 def shapes_task(kind="shape"):
     """A Shapes model's features of single test objects in every style, labelled by ``kind``."""
-    run = trained_run("shapes")
-    model = trained_model("shapes")
-    cfg = read_metadata(run / "final")["config"]
-    world = ShapesWorld(shapes_config(cfg["data"]["shapes"], cfg["model"]["image_size"], cfg["train"]["seed"]))
+    model, world, _ = trained_shapes_world()
     parts = [shapes_style_features(model, world, style, "test", N_PER_STYLE, cache) for style in STYLES]
     features = torch.cat([f for f, _ in parts])
     labels = torch.cat([world.labels(scenes, kind) for _, scenes in parts])
@@ -125,15 +118,7 @@ def shapes_task(kind="shape"):
     return features, labels, weights, world.class_names(kind), f"Shapes test objects ({kind})", "Shapes"
 
 
-if profile() == "ci":
-    note("The ci profile has only a tiny Shapes model trained for seconds: its numbers are smoke, not results.")
-    features, labels, zs_weights, class_names, test_name, train_name = shapes_task()
-else:
-    try:
-        features, labels, zs_weights, class_names, test_name, train_name = cifar_task()
-    except MissingDataError as e:
-        data_note(e)
-        features, labels, zs_weights, class_names, test_name, train_name = shapes_task()
+features, labels, zs_weights, class_names, test_name, train_name = real_or_shapes(cifar_task, shapes_task)
 
 train, val, test = stratified_split(labels.numpy())
 probe = linear_probe(features, labels, (train, val, test))

@@ -67,12 +67,9 @@ import torch
 from IPython.display import Markdown, display
 
 from miniclip.analysis.similarity import encode_dataset_images
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_run
+from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_run, trained_shapes_world
 from miniclip.checkpoint import read_metadata
 from miniclip.data.flickr8k import Flickr8k
-from miniclip.data.loaders import shapes_config
-from miniclip.data.paths import MissingDataError
-from miniclip.data.shapes import ShapesWorld
 from miniclip.data.transforms import eval_transform, normalize
 from miniclip.probes import retrieval_recall
 from miniclip.viz import display_image
@@ -93,25 +90,14 @@ def flickr8k_set():
 
 def shapes_set():
     """A Shapes model on validation scenes, one caption each."""
-    run = trained_run("shapes")
-    model = trained_model("shapes")
-    cfg = read_metadata(run / "final")["config"]
-    world = ShapesWorld(shapes_config(cfg["data"]["shapes"], cfg["model"]["image_size"], cfg["train"]["seed"]))
+    model, world, _ = trained_shapes_world()
     batch = world.render(range(N_SHAPES), split="val")
     images = normalize(batch.images)
     return (model, encode_images(model, images), batch.captions, torch.arange(N_SHAPES), lambda i: images[i],
             "Shapes validation", "Shapes")
 
 
-if profile() == "ci":
-    note("The ci profile has only a tiny Shapes model trained for seconds: its numbers are smoke, not results.")
-    model, image_features, captions, owner, image_at, set_name, train_name = shapes_set()
-else:
-    try:
-        model, image_features, captions, owner, image_at, set_name, train_name = flickr8k_set()
-    except MissingDataError as e:
-        data_note(e)
-        model, image_features, captions, owner, image_at, set_name, train_name = shapes_set()
+model, image_features, captions, owner, image_at, set_name, train_name = real_or_shapes(flickr8k_set, shapes_set)
 
 text_features = encode_texts(model, captions)
 recall = retrieval_recall(image_features, text_features, owner)

@@ -78,7 +78,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_shapes_world
+from miniclip.book import data_note, glue, profile, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.folders import open_test_set
 from miniclip.data.paths import MissingDataError
 from miniclip.features import FeatureCache, encode_pixels, pixel_transform
@@ -107,15 +107,7 @@ def shapes_examples():
     return model, world.render(range(4), "test", n_objects=1, style="flat").images, "Shapes test"
 
 
-if CI:
-    note("The ci profile has only a tiny Shapes model trained for seconds: its numbers are smoke, not results.")
-    model, examples, example_set = shapes_examples()
-else:
-    try:
-        model, examples, example_set = cifar_examples()
-    except MissingDataError as e:
-        data_note(e)
-        model, examples, example_set = shapes_examples()
+model, examples, example_set = real_or_shapes(cifar_examples, shapes_examples)
 
 image = examples[:1]
 names = list(CORRUPTIONS)

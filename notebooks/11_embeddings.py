@@ -72,11 +72,8 @@ import numpy as np
 import torch
 
 from miniclip.analysis.embeddings import flickr8k_ambiguous_map, joint_embedding_map
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_run
-from miniclip.checkpoint import read_metadata
-from miniclip.data.loaders import shapes_config
+from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_shapes_world
 from miniclip.data.paths import MissingDataError
-from miniclip.data.shapes import ShapesWorld
 from miniclip.data.transforms import normalize
 from miniclip.viz import plot_embedding_map
 from miniclip.zeroshot import encode_images, encode_texts
@@ -93,10 +90,7 @@ if CI:
     note("The ci profile has only a tiny Shapes model trained for seconds, and draws t-SNE maps only (no "
          "UMAP), with t-SNE stopped after 300 iterations: its maps are smoke, not results.")
 
-run = trained_run("shapes")
-shapes_model = trained_model("shapes")
-cfg = read_metadata(run / "final")["config"]
-world = ShapesWorld(shapes_config(cfg["data"]["shapes"], cfg["model"]["image_size"], cfg["train"]["seed"]))
+shapes_model, world, _ = trained_shapes_world()
 batch = world.render(range(N_SHAPES), "test", n_objects=1)
 colour_names = world.class_names("colour")
 colours = [colour_names[c] for c in world.labels(batch, "colour")]

@@ -89,10 +89,9 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from miniclip.book import data_note, glue, note, profile, trained_model, trained_run, trained_shapes_world
+from miniclip.book import glue, note, profile, real_or_shapes, trained_model, trained_run, trained_shapes_world
 from miniclip.checkpoint import read_metadata
 from miniclip.data.flickr8k import Flickr8k
-from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes_text import STYLES
 from miniclip.data.transforms import eval_transform, normalize
 from miniclip.features import FeatureCache, dataset_image_features, test_set_features
@@ -136,14 +135,7 @@ def shapes_task(kind="shape"):
                 probe_weights=weights, test_name=f"Shapes test objects ({kind})", train_name="shapes")
 
 
-if CI:
-    task = shapes_task()
-else:
-    try:
-        task = cifar_task()
-    except MissingDataError as e:
-        data_note(e)
-        task = shapes_task()
+task = real_or_shapes(cifar_task, shapes_task, ci_note=None)  # the ci note is above
 
 features, labels = task["features"], task["labels"]
 zs_metrics = {name: zeroshot_metrics(F.normalize(features, dim=-1), labels, w, task["names"])
@@ -174,14 +166,8 @@ def shapes_retrieval():
             "Shapes validation", "shapes")
 
 
-if CI:
-    rt_model, image_features, captions, owner, rt_set, rt_train = shapes_retrieval()
-else:
-    try:
-        rt_model, image_features, captions, owner, rt_set, rt_train = flickr8k_retrieval()
-    except MissingDataError as e:
-        data_note(e)
-        rt_model, image_features, captions, owner, rt_set, rt_train = shapes_retrieval()
+rt_model, image_features, captions, owner, rt_set, rt_train = real_or_shapes(flickr8k_retrieval, shapes_retrieval,
+                                                                               ci_note=None)
 recall = retrieval_recall(image_features, encode_texts(rt_model, captions), owner)
 
 # %% [markdown]
