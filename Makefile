@@ -29,8 +29,8 @@ test-unit: install
 test-notebooks: install
 	MINICLIP_PROFILE=ci $(PY) -m pytest --nbval notebooks -p no:cacheprovider
 
-## make book: the book in the cpu profile, executed, with warnings as errors. The models come from the cached
-## `make train`; a chapter is re-executed only when its code changed (execute_notebooks: cache), or, since
+## make book: the book in the cpu profile, executed, with warnings as errors. The models and the experiments'
+## results come from the cached `make train` and `make experiments` (each runs only what is missing or changed); a chapter is re-executed only when its code changed (execute_notebooks: cache), or, since
 ## jupyter-cache looks only at a notebook's own code, when miniclip/, configs/ or the results in runs/ changed
 ## after the last successful build (the `.built` stamp it leaves): then every chapter is re-executed and every
 ## page rebuilt (`--all`).
@@ -41,7 +41,7 @@ define refresh_book_cache
 	  rm -rf $(2)/.jupyter_cache; fi
 endef
 
-book: install train
+book: install train experiments
 	$(call refresh_book_cache,cpu,_build)
 	MINICLIP_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W --keep-going $$([ -d _build/.jupyter_cache ] || echo --all)
 	touch _build/.built
