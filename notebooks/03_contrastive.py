@@ -126,31 +126,7 @@ print(f"ClipLoss: {package:.6f}; difference {abs(package - ours):.1e}")
 # and column.
 
 # %%
-def draw_objective(n=5):
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    ax.set_xlim(-3.2, n + 0.5)
-    ax.set_ylim(-0.5, n + 2.3)
-    ax.invert_yaxis()
-    ax.set_aspect("equal")
-    for j in range(n):  # text embeddings across the top
-        ax.add_patch(plt.Rectangle((j + 0.1, -0.2), 0.8, 0.8, color="#f4a261"))
-        ax.text(j + 0.5, 0.2, f"$T_{j + 1}$", ha="center", va="center")
-    for i in range(n):  # image embeddings down the side
-        ax.add_patch(plt.Rectangle((-1.1, i + 1.1), 0.8, 0.8, color="#2a9d8f"))
-        ax.text(-0.7, i + 1.5, f"$I_{i + 1}$", ha="center", va="center", color="white")
-        for j in range(n):
-            ax.add_patch(plt.Rectangle((j + 0.05, i + 1.05), 0.9, 0.9, color="#264653" if i == j else "#e9ecef"))
-            ax.text(j + 0.5, i + 1.5, f"$S_{{{i + 1}{j + 1}}}$", ha="center", va="center", fontsize=8,
-                    color="white" if i == j else "black")
-    ax.text(-2.9, 0.2, "text encoder →", va="center", fontsize=9)
-    ax.text(-2.9, n / 2 + 1, "image\nencoder\n↓", va="center", fontsize=9)
-    ax.text(n / 2, n + 1.6, "rows: softmax over captions;  columns: softmax over images;\n"
-            "dark diagonal = the true pairs, the targets of both cross-entropies",
-            ha="center", va="center", fontsize=8)
-    ax.set_title("CLIP's contrastive objective (Eq. 1) on a batch of N pairs")
-    ax.axis("off")
-    return fig
-
+from miniclip.diagrams import draw_objective
 
 show(draw_objective(), "03_objective_diagram")
 
@@ -158,8 +134,8 @@ show(draw_objective(), "03_objective_diagram")
 # ```{glue:figure} 03_objective_diagram
 # :name: fig-objective-diagram
 #
-# The contrastive objective, drawn by `draw_objective` above: the counterpart of the seed report's conceptual
-# placeholder for the training objective (the paper's Fig. 3 shows the same idea).
+# The contrastive objective, drawn by `miniclip.diagrams.draw_objective`: the counterpart of the seed
+# report's conceptual placeholder for the training objective (the paper's Fig. 3 shows the same idea).
 # ```
 #
 # ### The similarity matrix of a real batch

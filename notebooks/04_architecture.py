@@ -166,6 +166,25 @@ show(fig, "04_parameters")
 # counted from `miniclip` modules built with the paper's sizes.
 # ```
 #
+# ### The book's model as a picture
+#
+# The same sizes as a diagram, drawn by `miniclip.diagrams.draw_architecture` from the config of the book's
+# {glue}`book_model` model, so the picture cannot disagree with the model it shows.
+
+# %%
+from miniclip.diagrams import draw_architecture
+
+show(draw_architecture(book_model_configs()[book_name], book_name), "04_architecture")
+
+# %% [markdown]
+# ```{glue:figure} 04_architecture
+# :name: fig-architecture
+#
+# The two towers of the book's model and where they meet, every size read from its config. For a ResNet the
+# attention pool's output projection is the image projection; for a ViT (try
+# `draw_architecture(STANDARD["ViT-B/32"])`) a separate matrix projects the class token.
+# ```
+#
 # ### Same numbers as the reference
 #
 # Our model is written from the paper and OpenAI's released code, not copied from open_clip, so the test

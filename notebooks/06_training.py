@@ -240,6 +240,31 @@ else:
 # memory, large ones are bound by arithmetic. On this processor a float32 matrix product runs at
 # {glue}`fp32_gflops` GFLOP/s and a bfloat16 one at {glue}`bf16_gflops`. {glue}`bf16_note`
 #
+# ### Data parallelism as a picture
+#
+# Because the batch is part of the objective, splitting it across processes must not shrink it. Each process
+# encodes its share, gathers every other process's features, and computes the loss over the whole global
+# batch; the gather's backward sums what every process sends back for a process's own rows:
+#
+# ```{literalinclude} ../miniclip/distributed.py
+# :pyobject: _GatherWithGrad.backward
+# :dedent:
+# ```
+
+# %%
+from miniclip.diagrams import draw_data_parallel
+
+show(draw_data_parallel(world=3, local=2), "06_data_parallel")
+
+# %% [markdown]
+# ```{glue:figure} 06_data_parallel
+# :name: fig-data-parallel
+#
+# Data-parallel CLIP, drawn by `miniclip.diagrams.draw_data_parallel`: three processes of two pairs each
+# score one 6 × 6 global batch. `tests/test_loss.py` checks, with two real processes (gloo), that the loss
+# and gradients equal a single process's on the whole batch.
+# ```
+#
 # ### Learning rate × batch size
 #
 # The paper tuned its hyper-parameters on small models trained for one epoch and then scaled up (§2.5). Our

@@ -28,9 +28,11 @@
 # The seed report (`002_*.txt` among the project's seed documents) numbers its figures by caption (the bold
 # headings above some of its placeholders carry a different number; we go by the captions). Each placeholder
 # is described in our words; the right-hand column names the chapter and the figure (as `figures/NN_what.png`
-# and as its `{glue:figure}` name in that chapter) that shows the real thing. The seed's conceptual diagrams
-# and summary dashboards (its Figs. 1, 2, 4, 5, 7, 16, 17, 27, 28 and 31–34) are not in the list:
-# they illustrate ideas or collect other figures rather than show a result.
+# and as its `{glue:figure}` name in that chapter) that shows the real thing. The seed's other conceptual
+# diagrams and summary dashboards (its Figs. 1, 2, 4, 5, 7, 16, 17, 28 and 31–34) are not in the list: they
+# illustrate ideas or collect other figures rather than show a result. The diagrams that explain our code are
+# drawn by it (`miniclip.diagrams`): the objective (Fig. 3 below), the model's two towers read from its config
+# ({doc}`04_architecture`, `04_architecture`) and data-parallel training (Fig. 27 below).
 #
 # | seed item | what its placeholder was meant to show | our counterpart |
 # |---|---|---|
@@ -53,6 +55,7 @@
 # | Fig. 24 | zero-shot accuracy per prompt type, as bars | {doc}`07_zeroshot`, `07_prompt_phrasing` |
 # | Fig. 25 | training and validation loss curves | {doc}`06_training`, `06_training_curves` (top left) |
 # | Fig. 26 | GPU throughput against batch size, FP16 and FP32 | {doc}`appendix_e_efficiency`, `appendix_e_throughput`, and {doc}`06_training`, `06_throughput`: on this CPU, fp32 only (it has no bfloat16 matrix units); the GPU suite exists but was not run for this build |
+# | Fig. 27 | distributed training: several devices synchronising over a collective | {doc}`06_training`, `06_data_parallel` (each process's features all-gathered so every process scores the global batch; the gradient path of `miniclip.distributed`) |
 # | Fig. 29 | captions and the images they retrieve | {doc}`09_retrieval`, `09_text_to_image` and `09_image_to_text` |
 # | Fig. 30 | a t-SNE of the reproduction's image and text embeddings | {doc}`11_embeddings`, `11_shapes_tsne_modality` |
 # | Table 3 | accuracy of single prompt templates and of their ensemble | {doc}`07_zeroshot`, the prompt table (all 10,000 CIFAR-10 test images; single templates against the 18 CIFAR and 80 ImageNet templates) |
