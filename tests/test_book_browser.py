@@ -9,7 +9,7 @@ For each HTML page of the built book, served from 127.0.0.1, this asserts:
 It needs a built book: `make book-ci` builds one and then runs this file with MINICLIP_BOOK_HTML pointing at
 it (`make book` output at _build/html is used too, when present). Without any build the test skips, because
 unit tests run before the book is built; with MINICLIP_BOOK_HTML set, a missing build is a failure.
-Screenshots of three chapters are written to _build/screenshots/ for a human to look at.
+Screenshots of four chapters are written to _build/screenshots/ for a human to look at.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES = [ROOT / "_build" / "ci" / "_build" / "html", ROOT / "_build" / "html"]
-SCREENSHOT_PAGES = ("notebooks/02_introduction.html", "notebooks/03_contrastive.html", "notebooks/06_training.html")
+SCREENSHOT_PAGES = ("notebooks/02_introduction.html", "notebooks/04_architecture.html", "notebooks/06_training.html",
+                    "notebooks/12_attention.html")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1280,1600")
