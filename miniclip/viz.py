@@ -307,8 +307,14 @@ def plot_lr_batch(grid: list[dict], metric: str = "seen_colour",
         axes[0, 0].plot(lrs, [g["val"]["val_loss"] for g in runs], **style)
         axes[0, 1].plot(lrs, [g["zeroshot"][metric] for g in runs], **style)
     labels = ("validation loss (contrastive)", f"zero-shot accuracy: {ZEROSHOT_TASKS.get(metric, metric)}")
+    from matplotlib.ticker import NullLocator
+
+    swept = sorted({g["lr"] for g in grid})
     for ax, label in zip(axes[0], labels):
         ax.set_xscale("log"), ax.set_xlabel("peak learning rate"), ax.set_ylabel(label), ax.legend(fontsize=7)
+        # Ticks at the swept rates only: a log axis's own minor labels collide over a span this short.
+        ax.set_xticks(swept, [f"{lr:g}" for lr in swept])
+        ax.xaxis.set_minor_locator(NullLocator())
     axes[0, 1].set_ylim(0, 1)
     fig.suptitle(title)
     return fig

@@ -147,10 +147,14 @@ glue("book_gflops", table[book_name]["image_gflops"], "{:.2g}")
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
 names = list(table)
-ax.barh(names, [table[n]["vision"] / 1e6 for n in names], color="#2a9d8f", label="image encoder")
-ax.barh(names, [table[n]["text"] / 1e6 for n in names], left=[table[n]["vision"] / 1e6 for n in names],
-        color="#f4a261", label="text encoder (with embeddings)")
+rows = torch.arange(len(names)).float()
+# Side by side, not stacked: on a log axis a stacked segment's length says nothing about its size.
+ax.barh(rows - 0.2, [table[n]["vision"] / 1e6 for n in names], height=0.4, color="#2a9d8f", label="image encoder")
+ax.barh(rows + 0.2, [table[n]["text"] / 1e6 for n in names], height=0.4, color="#f4a261",
+        label="text encoder (with embeddings)")
+ax.set_yticks(rows, names)
 ax.set_xscale("log")
+ax.set_xlim(left=1)  # bars start at 1M parameters; every encoder here is larger
 ax.set_xlabel("parameters (millions, log scale)")
 ax.set_ylabel("model")
 ax.invert_yaxis()
@@ -168,8 +172,8 @@ show(fig, "04_parameters")
 #
 # ### The book's model as a picture
 #
-# The same sizes as a diagram, drawn by `miniclip.diagrams.draw_architecture` from the config of the book's
-# {glue}`book_model` model, so the picture cannot disagree with the model it shows.
+# The same sizes as a diagram, drawn by `miniclip.diagrams.draw_architecture` from the config of the model it
+# shows ({glue}`book_model`), so the picture cannot disagree with the model.
 
 # %%
 from miniclip.diagrams import draw_architecture
