@@ -30,7 +30,8 @@ test-notebooks: install
 	MINICLIP_PROFILE=ci $(PY) -m pytest --nbval notebooks -p no:cacheprovider
 
 ## make book: the book in the cpu profile, executed, with warnings as errors. The models and the experiments'
-## results come from the cached `make train` and `make experiments` (each runs only what is missing or changed); a chapter is re-executed only when its code changed (execute_notebooks: cache), or, since
+## results come from the cached `make train` and `make experiments` (each runs only what is missing or
+## changed). A chapter is re-executed only when its code changed (execute_notebooks: cache), or, since
 ## jupyter-cache looks only at a notebook's own code, when miniclip/, configs/ or the results in runs/ changed
 ## after the last successful build (the `.built` stamp it leaves): then every chapter is re-executed and every
 ## page rebuilt (`--all`).
@@ -64,8 +65,9 @@ train: install
 	$(PY) -m miniclip train --config configs/cpu-shapes.yaml --if-changed
 	$(PY) -m miniclip train --config configs/cpu-flickr8k.yaml --if-changed
 
-## make experiments: the paper's experiments at small scale (configs/experiments/cpu.yaml, 31 min on 2 quiet cores, measured in a fresh clone),
-## cached as runs/cpu/experiments/<name>.json; an experiment whose settings are unchanged is not rerun.
+## make experiments: the paper's experiments at small scale (configs/experiments/cpu.yaml; 31 min on 2 quiet
+## cores, measured in a fresh clone), cached as runs/cpu/experiments/<name>.json; an experiment whose settings
+## are unchanged is not rerun.
 experiments: install
 	MINICLIP_PROFILE=cpu $(PY) -m miniclip.experiments
 

@@ -28,9 +28,8 @@ def _box(ax, x: float, y: float, w: float, h: float, text: str, colour: str, fon
     ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize, color=text_colour)
 
 
-def _arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str = "", colour: str = "#333333",
-           style: str = "-|>"):
-    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle=style, color=colour, lw=1.0))
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str = "", colour: str = "#333333"):
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.0))
     if text:
         ax.text((start[0] + end[0]) / 2 + 0.08, (start[1] + end[1]) / 2, text, fontsize=7, va="center",
                 color=colour)
@@ -116,14 +115,15 @@ def draw_data_parallel(world: int = 3, local: int = 2):
     batch's. Gradients reach a process's encoders only through its own pairs' rows and columns, summed over
     processes (the gather's backward)."""
     n = world * local
+    owner_colour = [RANK_COLOURS[(i // local) % len(RANK_COLOURS)] for i in range(n)]  # by the process of pair i
     fig, ax = _canvas(n + 7.5, n + 4.2, f"Data-parallel training: {world} processes × {local} pairs", (8.5, 6.2))
     # Left: each process with its local pairs and encoders.
     for r in range(world):
         y = n + 2.6 - (r + 1) * (n + 1.2) / world
         _box(ax, 0.2, y, 3.4, (n + 1.2) / world - 0.4,
              f"process {r}\n{local} images + {local} captions\n→ encoders → $I_{{{r}}}, T_{{{r}}}$ [{local}×d]",
-             RANK_COLOURS[r % len(RANK_COLOURS)], fontsize=7, text_colour="white")
-        _arrow(ax, (3.6, y + 0.4), (5.0, n / 2 + 1.0), colour=RANK_COLOURS[r % len(RANK_COLOURS)])
+             owner_colour[r * local], fontsize=7, text_colour="white")
+        _arrow(ax, (3.6, y + 0.4), (5.0, n / 2 + 1.0), colour=owner_colour[r * local])
     ax.text(4.3, n + 2.9, "all_gather\n(with gradients)", ha="center", fontsize=8)
     # Right: the global similarity matrix every process computes; rows and columns coloured by their owner.
     left, top = 5.6, 1.0
@@ -131,12 +131,11 @@ def draw_data_parallel(world: int = 3, local: int = 2):
         for j in range(n):
             colour = PAIR_COLOUR if i == j else OTHER_COLOUR
             ax.add_patch(plt.Rectangle((left + j + 0.05, top + (n - 1 - i) + 0.05), 0.9, 0.9, color=colour))
-        ax.add_patch(plt.Rectangle((left - 0.6, top + (n - 1 - i) + 0.1), 0.45, 0.8,
-                                   color=RANK_COLOURS[(i // local) % len(RANK_COLOURS)]))
-        ax.add_patch(plt.Rectangle((left + i + 0.1, top + n + 0.15), 0.8, 0.45,
-                                   color=RANK_COLOURS[(i // local) % len(RANK_COLOURS)]))
+        ax.add_patch(plt.Rectangle((left - 0.6, top + (n - 1 - i) + 0.1), 0.45, 0.8, color=owner_colour[i]))
+        ax.add_patch(plt.Rectangle((left + i + 0.1, top + n + 0.15), 0.8, 0.45, color=owner_colour[i]))
     ax.text(left + n / 2, top + n + 1.0, f"global batch: {n} × {n} scores on every process", ha="center",
             fontsize=8)
     ax.text(left + n / 2, 0.45, "every process computes the same loss over all rows and columns; its encoders get\n"
-            "gradient through its own pairs' rows and columns, summed over processes", ha="center", va="center", fontsize=7)
+            "gradient through its own pairs' rows and columns, summed over processes", ha="center", va="center",
+            fontsize=7)
     return fig

@@ -299,6 +299,8 @@ def plot_lr_batch(grid: list[dict], metric: str = "seen_colour",
     """The LR x batch-size sweep: validation loss (left) and one zero-shot accuracy (right) against the
     learning rate, one line per batch size. Validation loss is only comparable within one batch size, since
     the contrastive task is harder with more candidates per row."""
+    from matplotlib.ticker import NullLocator
+
     fig, axes = _subplots(1, 2, width=WIDTH, height=3.2)
     for i, batch_size in enumerate(sorted({g["batch_size"] for g in grid})):
         runs = sorted((g for g in grid if g["batch_size"] == batch_size), key=lambda g: g["lr"])
@@ -307,8 +309,6 @@ def plot_lr_batch(grid: list[dict], metric: str = "seen_colour",
         axes[0, 0].plot(lrs, [g["val"]["val_loss"] for g in runs], **style)
         axes[0, 1].plot(lrs, [g["zeroshot"][metric] for g in runs], **style)
     labels = ("validation loss (contrastive)", f"zero-shot accuracy: {ZEROSHOT_TASKS.get(metric, metric)}")
-    from matplotlib.ticker import NullLocator
-
     swept = sorted({g["lr"] for g in grid})
     for ax, label in zip(axes[0], labels):
         ax.set_xscale("log"), ax.set_xlabel("peak learning rate"), ax.set_ylabel(label), ax.legend(fontsize=7)
