@@ -69,7 +69,7 @@ train: install
 ## cores, measured in a fresh clone), cached as runs/cpu/experiments/<name>.json; an experiment whose settings
 ## are unchanged is not rerun.
 experiments: install
-	MINICLIP_PROFILE=cpu $(PY) -m miniclip.experiments
+	MINICLIP_PROFILE=cpu $(PY) -m miniclip experiments
 
 ## make bench: the benchmark suite (bench/README.md): one summary table, JSON under runs/bench/ (~15 min on 2 cores).
 bench: install

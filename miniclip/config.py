@@ -75,7 +75,8 @@ class Config:
         checks = [
             ("profile", self.profile in ("ci", "cpu", "gpu-1m"), "must be ci, cpu or gpu-1m"),
             ("name", bool(self.name) and "/" not in self.name, "must be a non-empty name without '/'"),
-            ("optim.batch_size", self.optim.batch_size >= 2, "must be at least 2 (a contrastive batch needs negatives)"),
+            ("optim.batch_size", self.optim.batch_size >= 2,
+             "must be at least 2 (a contrastive batch needs negatives)"),
             ("optim.grad_cache_chunks", self.optim.grad_cache_chunks >= 1
              and self.optim.batch_size % self.optim.grad_cache_chunks == 0, "must be >= 1 and divide optim.batch_size"),
             ("optim.lr", self.optim.lr > 0, "must be positive"),

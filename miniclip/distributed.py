@@ -1,15 +1,15 @@
-"""Small helpers for data-parallel training with ``torch.distributed``.
+"""Small helpers for data-parallel training with `torch.distributed`.
 
 CLIP's contrastive loss is unusual among training objectives: the loss of one
 example depends on *every other example in the batch* (they are its negatives).
 With data parallelism each process only holds a slice of the batch, so the loss
 has to see the features of all processes. This module provides the one piece of
-communication that needs: :func:`gather_with_grad`, an all-gather that gradients
+communication that needs: `gather_with_grad`, an all-gather that gradients
 can flow back through. It also has the usual bookkeeping (rank, world size) and
-a :func:`setup_distributed` that reads the environment ``torchrun`` prepares.
+a `setup_distributed` that reads the environment `torchrun` prepares.
 
 Everything here degrades gracefully to a single process: without an initialised
-process group, ``world_size()`` is 1, ``rank()`` is 0 and ``gather_with_grad``
+process group, `world_size()` is 1, `rank()` is 0 and `gather_with_grad`
 returns its input unchanged.
 """
 
@@ -40,14 +40,14 @@ def is_distributed() -> bool:
 
 
 def world_size() -> int:
-    """Number of processes in the default group (1 outside ``torch.distributed``)."""
+    """Number of processes in the default group (1 outside `torch.distributed`)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
 
 
 def rank() -> int:
-    """This process's index in the default group (0 outside ``torch.distributed``)."""
+    """This process's index in the default group (0 outside `torch.distributed`)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return 0
@@ -61,23 +61,23 @@ def is_main_process() -> bool:
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0 whose backward hands each rank the gradient of its own rows.
 
-    Forward, on every rank ``r`` holding ``x_r`` of shape ``[n, ...]``::
+    Forward, on every rank `r` holding `x_r` of shape `[n, ...]`::
 
         y = cat([x_0, x_1, ..., x_{W-1}], dim=0)          # shape [W·n, ...]
 
-    Backward, given this rank's ``dL_r/dy`` (one gradient per rank, because every
-    rank runs its own copy of the loss on its own copy of ``y``)::
+    Backward, given this rank's `dL_r/dy` (one gradient per rank, because every
+    rank runs its own copy of the loss on its own copy of `y`)::
 
         dx_r = (Σ_s dL_s/dy)[r·n : (r+1)·n]
 
-    i.e. a sum over ranks followed by "keep my slice". ``x_r`` was used by every
+    i.e. a sum over ranks followed by "keep my slice". `x_r` was used by every
     rank's loss, so by the chain rule its gradient is the sum of what every rank
     sends back for those rows.
 
     That operation is exactly a *reduce-scatter*. We spell it as all_reduce(SUM) +
     slice instead because the gloo backend (what we use on CPU, in the tests) has
     no reduce_scatter; all_reduce works on both gloo and nccl. The price is that
-    every rank receives the full ``[W·n, D]`` gradient rather than its ``[n, D]``
+    every rank receives the full `[W·n, D]` gradient rather than its `[n, D]`
     slice, which for CLIP-sized feature matrices (a few MB) is negligible next to
     the gradient all-reduce DDP performs over the model's parameters anyway.
     """
@@ -103,11 +103,11 @@ class _GatherWithGrad(torch.autograd.Function):
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from all ranks along dim 0, keeping the autograd graph.
+    """Concatenate `x` from all ranks along dim 0, keeping the autograd graph.
 
-    Rank order is preserved, so row ``r·n + i`` of the result is row ``i`` of rank
-    ``r``'s tensor. Every rank must pass a tensor of the same shape (use
-    ``drop_last=True`` in the sampler so the last batch is not ragged). Outside a
+    Rank order is preserved, so row `r·n + i` of the result is row `i` of rank
+    `r`'s tensor. Every rank must pass a tensor of the same shape (use
+    `drop_last=True` in the sampler so the last batch is not ragged). Outside a
     multi-process group this is the identity.
     """
     if not is_distributed():
@@ -133,11 +133,11 @@ def setup_distributed(
     backend: str | None = None,
     timeout: datetime.timedelta = datetime.timedelta(minutes=30),
 ) -> DistInfo:
-    """Join the process group described by ``torchrun``'s environment variables.
+    """Join the process group described by `torchrun`'s environment variables.
 
-    ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (index of this process
-    on its machine, which picks the GPU), ``MASTER_ADDR`` and ``MASTER_PORT``; the
-    ``env://`` init method reads them. Without them (plain ``python train.py``) we
+    `torchrun` sets `RANK`, `WORLD_SIZE`, `LOCAL_RANK` (index of this process
+    on its machine, which picks the GPU), `MASTER_ADDR` and `MASTER_PORT`; the
+    `env://` init method reads them. Without them (plain `python train.py`) we
     run as a single process and do not create a group at all.
 
     The backend defaults to nccl when CUDA is available (GPU-to-GPU collectives) and

@@ -1,20 +1,20 @@
 """The two contrastive objectives: CLIP's softmax loss and SigLIP's sigmoid loss.
 
-Both start from the same picture. A batch holds ``N`` matching (image, text) pairs.
-The encoders map them to L2-normalised embeddings ``I`` and ``T`` (each ``[N, D]``),
-so ``I @ T.T`` is the ``N×N`` matrix of cosine similarities: entry ``(i, j)`` says
-how well image ``i`` goes with text ``j``. The diagonal holds the true pairs; the
-``N² − N`` off-diagonal entries are negatives that come for free from the batch.
+Both start from the same picture. A batch holds `N` matching (image, text) pairs.
+The encoders map them to L2-normalised embeddings `I` and `T` (each `[N, D]`),
+so `I @ T.T` is the `N×N` matrix of cosine similarities: entry `(i, j)` says
+how well image `i` goes with text `j`. The diagonal holds the true pairs; the
+`N² − N` off-diagonal entries are negatives that come for free from the batch.
 
-* **CLIP** (Radford et al. 2021, §2.3 and Fig. 3) reads each row as an ``N``-way
+* **CLIP** (Radford et al. 2021, §2.3 and Fig. 3) reads each row as an `N`-way
   classification "which text is mine?" and each column as "which image is mine?",
   and averages the two cross-entropies.
-* **SigLIP** (Zhai et al. 2023) instead scores every one of the ``N²`` entries as an
+* **SigLIP** (Zhai et al. 2023) instead scores every one of the `N²` entries as an
   independent binary question "is this a pair?" with a sigmoid.
 
 With data parallelism, the batch is split across processes, but the negatives
 should still come from the *global* batch. Both losses therefore gather the
-features of every process first (with gradients, see :mod:`miniclip.distributed`)
+features of every process first (with gradients, see `miniclip.distributed`)
 and evaluate the global-batch loss, so each process computes the very number a
 single process with the whole batch would.
 """
@@ -59,12 +59,12 @@ def clip_logits(
     text_features: torch.Tensor,
     logit_scale: torch.Tensor | float,
 ) -> torch.Tensor:
-    """Scaled similarity matrix ``logits[i, j] = scale · ⟨I_i, T_j⟩``, shape ``[N_img, N_txt]``.
+    """Scaled similarity matrix `logits[i, j] = scale · ⟨I_i, T_j⟩`, shape `[N_img, N_txt]`.
 
-    Row ``i`` scores image ``i`` against every text; column ``j`` (row ``j`` of the
-    transpose) scores text ``j`` against every image. The features are expected to be
-    L2-normalised already, so the dot product is a cosine similarity in ``[-1, 1]``
-    and ``logit_scale`` (already exponentiated) sets how peaked the softmax is.
+    Row `i` scores image `i` against every text; column `j` (row `j` of the
+    transpose) scores text `j` against every image. The features are expected to be
+    L2-normalised already, so the dot product is a cosine similarity in `[-1, 1]`
+    and `logit_scale` (already exponentiated) sets how peaked the softmax is.
     """
     return logit_scale * image_features @ text_features.T
 
@@ -82,23 +82,23 @@ def _gather_if_distributed(
 class ClipLoss(nn.Module):
     """CLIP's symmetric cross-entropy over the in-batch similarity matrix.
 
-    With ``logits = scale · I Tᵀ`` (``N×N``) and the correct match of row ``i`` being
-    column ``i``::
+    With `logits = scale · I Tᵀ` (`N×N`) and the correct match of row `i` being
+    column `i`::
 
         L_img = -(1/N) Σ_i log( exp(logits[i, i]) / Σ_j exp(logits[i, j]) )
         L_txt = -(1/N) Σ_i log( exp(logits[i, i]) / Σ_j exp(logits[j, i]) )
         loss  = (L_img + L_txt) / 2
 
-    ``L_img`` is a softmax over each row (image → which text?), ``L_txt`` over each
+    `L_img` is a softmax over each row (image → which text?), `L_txt` over each
     column (text → which image?). Both are ordinary cross-entropies with labels
-    ``0, 1, …, N-1``, exactly the paper's Fig. 3 pseudocode.
+    `0, 1, …, N-1`, exactly the paper's Fig. 3 pseudocode.
 
-    Distributed use: inside a ``torch.distributed`` group with more than one process,
-    each rank passes its local ``[n, D]`` features and the loss is computed on the
-    gathered ``[W·n, D]`` global batch. Every rank's loss then equals the
+    Distributed use: inside a `torch.distributed` group with more than one process,
+    each rank passes its local `[n, D]` features and the loss is computed on the
+    gathered `[W·n, D]` global batch. Every rank's loss then equals the
     single-process loss on the global batch, and after DDP averages the parameter
-    gradients they equal the single-process gradients (see ``forward``). Pass
-    ``gather=False`` to always use only the local batch (e.g. for evaluation on
+    gradients they equal the single-process gradients (see `forward`). Pass
+    `gather=False` to always use only the local batch (e.g. for evaluation on
     ragged batches).
     """
 
@@ -121,18 +121,18 @@ class ClipLoss(nn.Module):
         text_features: torch.Tensor,
         logit_scale: torch.Tensor | float,
     ) -> torch.Tensor:
-        """Return the scalar loss for L2-normalised ``[N, D]`` features and ``exp(t)``.
+        """Return the scalar loss for L2-normalised `[N, D]` features and `exp(t)`.
 
-        Why the distributed gradients come out right: say there are ``W`` ranks and
-        each computes the same global loss ``L``. On rank ``r`` the backward pass
-        yields ``∂L/∂(gathered features)``; the gather's backward sums these over
-        all ranks and keeps rank ``r``'s rows, giving ``W · ∂L/∂x_r``, because all
-        ``W`` copies of ``L`` depend on ``x_r``. Rank ``r``'s parameter gradient is
-        then ``W · ∂L/∂x_r · ∂x_r/∂θ``, and DDP divides the sum over ranks by ``W``:
-        ``Σ_r ∂L/∂x_r · ∂x_r/∂θ = ∂L/∂θ``, the single-process gradient. The logit
-        scale, used directly by every rank, gets ``∂L/∂scale`` on each rank, which
+        Why the distributed gradients come out right: say there are `W` ranks and
+        each computes the same global loss `L`. On rank `r` the backward pass
+        yields `∂L/∂(gathered features)`; the gather's backward sums these over
+        all ranks and keeps rank `r`'s rows, giving `W · ∂L/∂x_r`, because all
+        `W` copies of `L` depend on `x_r`. Rank `r`'s parameter gradient is
+        then `W · ∂L/∂x_r · ∂x_r/∂θ`, and DDP divides the sum over ranks by `W`:
+        `Σ_r ∂L/∂x_r · ∂x_r/∂θ = ∂L/∂θ`, the single-process gradient. The logit
+        scale, used directly by every rank, gets `∂L/∂scale` on each rank, which
         averaging leaves unchanged. (Without the sum, the encoders would receive
-        only ``1/W`` of their true gradient while the scale got all of it.)
+        only `1/W` of their true gradient while the scale got all of it.)
         """
         image_features, text_features = _gather_if_distributed(
             image_features, text_features, self.gather
@@ -149,21 +149,21 @@ class ClipLoss(nn.Module):
 class SigLipLoss(nn.Module):
     """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, Algorithm 1).
 
-    With ``logits = scale · I Tᵀ + bias`` (``N×N``) and targets ``z_ij = +1`` if
-    ``i = j`` (a true pair) and ``-1`` otherwise::
+    With `logits = scale · I Tᵀ + bias` (`N×N`) and targets `z_ij = +1` if
+    `i = j` (a true pair) and `-1` otherwise::
 
         loss = -(1/N) Σ_i Σ_j log σ(z_ij · logits[i, j])
 
     Each entry is an independent logistic regression "are image i and text j a
     pair?", so no softmax normalisation couples a row, and the loss is normalised by
-    the number of images ``N`` (not ``N²``), as in the paper. ``bias`` is a learnable
+    the number of images `N` (not `N²`), as in the paper. `bias` is a learnable
     scalar that, together with the scale, calibrates the sigmoid; see
-    ``SIGLIP_INIT_LOGIT_SCALE`` / ``SIGLIP_INIT_LOGIT_BIAS`` for the initial values.
+    `SIGLIP_INIT_LOGIT_SCALE` / `SIGLIP_INIT_LOGIT_BIAS` for the initial values.
 
-    Distributed use mirrors :class:`ClipLoss`: features are gathered with gradients
-    and every rank computes the global-batch loss (``N`` is then the global number of
+    Distributed use mirrors `ClipLoss`: features are gathered with gradients
+    and every rank computes the global-batch loss (`N` is then the global number of
     images). The paper (and open_clip) instead pass text chunks around a ring so no
-    rank ever holds the full ``N×N`` matrix, which matters at batch size 32k but not
+    rank ever holds the full `N×N` matrix, which matters at batch size 32k but not
     here; the gradients after DDP's averaging are the same either way.
     """
 
@@ -178,7 +178,7 @@ class SigLipLoss(nn.Module):
         logit_scale: torch.Tensor | float,
         logit_bias: torch.Tensor | float,
     ) -> torch.Tensor:
-        """Return the scalar loss for L2-normalised ``[N, D]`` features, ``exp(t)`` and ``b``."""
+        """Return the scalar loss for L2-normalised `[N, D]` features, `exp(t)` and `b`."""
         image_features, text_features = _gather_if_distributed(
             image_features, text_features, self.gather
         )

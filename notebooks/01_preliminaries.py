@@ -70,7 +70,6 @@
 # The machine and software this build ran on, as the notebook sees them:
 
 # %%
-import os
 import platform
 
 import torch

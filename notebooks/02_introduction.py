@@ -32,13 +32,13 @@
 # The whole of zero-shot classification is two functions. The classifier's weights are the embeddings of the
 # class prompts (averaged over templates when there are several, §3.1.4):
 #
-# ```{literalinclude} ../miniclip/zeroshot.py
+# ```{literalinclude} ../miniclip/eval/zeroshot.py
 # :pyobject: classifier_weights
 # ```
 #
 # and prediction is a matrix product of normalised image features with those weights, followed by an argmax:
 #
-# ```{literalinclude} ../miniclip/zeroshot.py
+# ```{literalinclude} ../miniclip/eval/zeroshot.py
 # :pyobject: evaluate_zeroshot
 # ```
 #
@@ -68,7 +68,7 @@ import torch
 from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.folders import open_test_set
 from miniclip.data.transforms import eval_transform
-from miniclip.zeroshot import CIFAR_TEMPLATES, classifier_weights, encode_dataset, encode_images, topk_accuracy
+from miniclip.eval.zeroshot import CIFAR_TEMPLATES, classifier_weights, encode_dataset, encode_images, topk_accuracy
 
 N_TEST = 200 if profile() == "ci" else 2000  # CIFAR-10 test images used (a stratified-enough prefix: see below)
 

@@ -85,7 +85,7 @@ from miniclip import ClipLoss
 from miniclip.book import glue, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.transforms import eval_transform, normalize
-from miniclip.zeroshot import encode_images, encode_texts
+from miniclip.eval.zeroshot import encode_images, encode_texts
 
 
 def clip_loss_from_the_equation(z_img: np.ndarray, z_txt: np.ndarray, scale: float) -> float:
@@ -126,7 +126,7 @@ print(f"ClipLoss: {package:.6f}; difference {abs(package - ours):.1e}")
 # and column.
 
 # %%
-from miniclip.diagrams import draw_objective
+from miniclip.book.diagrams import draw_objective
 
 show(draw_objective(), "03_objective_diagram")
 
@@ -134,7 +134,7 @@ show(draw_objective(), "03_objective_diagram")
 # ```{glue:figure} 03_objective_diagram
 # :name: fig-objective-diagram
 #
-# The contrastive objective, drawn by `miniclip.diagrams.draw_objective`: the counterpart of the seed
+# The contrastive objective, drawn by `miniclip.book.diagrams.draw_objective`: the counterpart of the seed
 # report's conceptual placeholder for the training objective (the paper's Fig. 3 shows the same idea).
 # ```
 #
@@ -262,8 +262,8 @@ show(fig, "03_temperature")
 
 # %%
 from miniclip.book import experiment, not_computed
+from miniclip.book.viz import OBJECTIVE_NAMES, ZEROSHOT_TASKS, plot_objective_curves
 from miniclip.experiments.objectives import efficiency_ratio
-from miniclip.viz import OBJECTIVE_NAMES, ZEROSHOT_TASKS, plot_objective_curves
 
 objectives = experiment("objectives")
 RATIO_NAMES = ("ratio_bow", "ratio_lm", "ratio_task", "objectives_samples", "objectives_finals", "objectives_wall")

@@ -172,11 +172,11 @@ show(fig, "04_parameters")
 #
 # ### The book's model as a picture
 #
-# The same sizes as a diagram, drawn by `miniclip.diagrams.draw_architecture` from the config of the model it
+# The same sizes as a diagram, drawn by `miniclip.book.diagrams.draw_architecture` from the config of the model it
 # shows ({glue}`book_model`), so the picture cannot disagree with the model.
 
 # %%
-from miniclip.diagrams import draw_architecture
+from miniclip.book.diagrams import draw_architecture
 
 show(draw_architecture(book_model_configs()[book_name], book_name), "04_architecture")
 
@@ -197,7 +197,7 @@ show(draw_architecture(book_model_configs()[book_name], book_name), "04_architec
 # profile the model is ViT-B/32 and RN50 at full size; in `ci`, a small ViT.
 
 # %%
-from miniclip.reference import open_clip_model, small_vit_open_clip
+from miniclip.bench.reference import open_clip_model, small_vit_open_clip
 
 if profile() == "ci":
     references = {"small ViT": small_vit_open_clip(image_size=32, width=64, vision_layers=2, text_layers=2)}
@@ -237,7 +237,7 @@ glue("max_diff", max(max(a, b) for _, a, b in rows), "{:.1e}")
 
 # %%
 from miniclip.book import experiment, not_computed
-from miniclip.viz import plot_grouped_bars
+from miniclip.book.viz import plot_grouped_bars
 
 encoders = experiment("encoders")
 ENCODER_NAMES = ("encoders_table_note", "encoders_steps")

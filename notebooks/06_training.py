@@ -32,25 +32,25 @@
 #
 # Weight decay goes only to weight matrices and convolution kernels:
 #
-# ```{literalinclude} ../miniclip/train.py
+# ```{literalinclude} ../miniclip/train/trainer.py
 # :pyobject: param_groups
 # ```
 #
 # The schedule is a linear warm-up followed by a cosine decay:
 #
-# ```{literalinclude} ../miniclip/train.py
+# ```{literalinclude} ../miniclip/train/trainer.py
 # :pyobject: learning_rate
 # ```
 #
 # One step computes the loss in float32 even under autocast, applies the scheduled learning rate, skips
 # (and counts) non-finite losses, and clips the temperature after the update:
 #
-# ```{literalinclude} ../miniclip/train.py
+# ```{literalinclude} ../miniclip/train/trainer.py
 # :pyobject: Trainer.train_step
 # :dedent:
 # ```
 #
-# ```{literalinclude} ../miniclip/train.py
+# ```{literalinclude} ../miniclip/train/trainer.py
 # :pyobject: Trainer.optimizer_step
 # :dedent:
 # ```
@@ -89,7 +89,7 @@ from IPython.display import Markdown, display
 from miniclip.book import glue, profile, read_metrics, show, trained_run
 from miniclip.checkpoint import read_metadata
 from miniclip.config import OptimConfig
-from miniclip.train import learning_rate
+from miniclip.train.trainer import learning_rate
 
 names = ["shapes"] if profile() == "ci" else ["shapes", "flickr8k"]
 runs = {name: trained_run(name) for name in names}
@@ -207,7 +207,7 @@ show(fig, "06_training_curves")
 
 # %%
 from miniclip.book import experiment, not_computed
-from miniclip.viz import plot_lr_batch, plot_throughput
+from miniclip.book.viz import plot_lr_batch, plot_throughput
 
 throughput = experiment("throughput")
 THROUGHPUT_NAMES = ("best_batch", "best_samples", "small_batch", "small_samples", "bf16_note")
@@ -253,7 +253,7 @@ else:
 # ```
 
 # %%
-from miniclip.diagrams import draw_data_parallel
+from miniclip.book.diagrams import draw_data_parallel
 
 show(draw_data_parallel(world=3, local=2), "06_data_parallel")
 
@@ -261,7 +261,7 @@ show(draw_data_parallel(world=3, local=2), "06_data_parallel")
 # ```{glue:figure} 06_data_parallel
 # :name: fig-data-parallel
 #
-# Data-parallel CLIP, drawn by `miniclip.diagrams.draw_data_parallel`: three processes of two pairs each
+# Data-parallel CLIP, drawn by `miniclip.book.diagrams.draw_data_parallel`: three processes of two pairs each
 # score one 6 × 6 global batch. `tests/test_loss.py` checks, with two real processes (gloo), that the loss
 # and gradients equal a single process's on the whole batch.
 # ```

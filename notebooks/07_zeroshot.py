@@ -38,25 +38,25 @@
 # The weights of the zero-shot classifier, with template ensembling (each prompt's embedding normalised,
 # averaged over the templates of its class, normalised again):
 #
-# ```{literalinclude} ../miniclip/zeroshot.py
+# ```{literalinclude} ../miniclip/eval/zeroshot.py
 # :pyobject: classifier_weights
 # ```
 #
 # Scoring normalised image features against those weights gives top-1/top-5, per-class accuracy and the
 # confusion matrix:
 #
-# ```{literalinclude} ../miniclip/zeroshot.py
+# ```{literalinclude} ../miniclip/eval/zeroshot.py
 # :pyobject: zeroshot_metrics
 # ```
 #
 # Classifiers in several languages are fused the way templates are, one level up: each language's class
 # vectors are normalised and averaged.
 #
-# ```{literalinclude} ../miniclip/zeroshot.py
+# ```{literalinclude} ../miniclip/eval/zeroshot.py
 # :pyobject: fuse_classifiers
 # ```
 #
-# ```{literalinclude} ../miniclip/zeroshot.py
+# ```{literalinclude} ../miniclip/eval/zeroshot.py
 # :pyobject: multilingual_zeroshot
 # ```
 #
@@ -78,7 +78,7 @@
 #
 # In the `cpu` profile the model is the book's Flickr8k model and the test set is CIFAR-10's test split (the
 # local JPEG copy of it, see `$MINICLIP_DATA/README.md`), all of it: its image features are computed once
-# and cached (`miniclip.features`). In the `ci` profile, or without CIFAR-10, the model is a Shapes model and
+# and cached (`miniclip.eval.features`). In the `ci` profile, or without CIFAR-10, the model is a Shapes model and
 # the test set is single Shapes objects of the test split in all four styles, classified by colour and shape.
 
 # %%
@@ -89,14 +89,21 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 from miniclip.book import data_note, glue, note, profile, real_or_shapes, show, trained_model, trained_shapes_world
-from miniclip.classnames import class_names as translated_class_names
+from miniclip.book.viz import plot_accuracies, plot_confusion
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes_text import STYLES
-from miniclip.features import FeatureCache, test_set_features
-from miniclip.robustness import shapes_style_features
-from miniclip.viz import plot_accuracies, plot_confusion
-from miniclip.zeroshot import (LANGUAGES, TEMPLATE_SETS, classifier_weights, multilingual_zeroshot,
-                               shapes_class_names, templates_for, zeroshot_metrics)
+from miniclip.eval.classnames import class_names as translated_class_names
+from miniclip.eval.features import FeatureCache, test_set_features
+from miniclip.eval.robustness import shapes_style_features
+from miniclip.eval.zeroshot import (
+    LANGUAGES,
+    TEMPLATE_SETS,
+    classifier_weights,
+    multilingual_zeroshot,
+    shapes_class_names,
+    templates_for,
+    zeroshot_metrics,
+)
 
 N_PER_STYLE = 100 if profile() == "ci" else 500  # Shapes test objects per style (cached features)
 cache = FeatureCache()
@@ -394,15 +401,15 @@ show(fig, "07_multilingual")
 #
 # ### The real CLIP on CIFAR-10 and CIFAR-100
 #
-# The same code runs OpenAI's released ViT-B/32 when its weights can be loaded (`miniclip.pretrained.load`;
+# The same code runs OpenAI's released ViT-B/32 when its weights can be loaded (`miniclip.eval.pretrained.load`;
 # our model class, their weights), in English, French and German. This shows what the method does at the
 # paper's scale and how well a model trained almost only on English captions handles other languages.
 
 # %%
 from miniclip.data.folders import open_test_set
 from miniclip.data.transforms import eval_transform
-from miniclip.pretrained import PretrainedUnavailable, load
-from miniclip.zeroshot import encode_dataset
+from miniclip.eval.pretrained import PretrainedUnavailable, load
+from miniclip.eval.zeroshot import encode_dataset
 
 N_REAL = 1000  # test images per dataset: ViT-B/32 at 224 px is slow on a CPU
 try:

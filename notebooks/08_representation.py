@@ -36,29 +36,29 @@
 # The probe sweeps the inverse regularisation $C$ on a validation split, refits on train + validation, and
 # scores on the test split:
 #
-# ```{literalinclude} ../miniclip/probes.py
+# ```{literalinclude} ../miniclip/eval/probes.py
 # :pyobject: linear_probe
 # ```
 #
-# ```{literalinclude} ../miniclip/probes.py
+# ```{literalinclude} ../miniclip/eval/probes.py
 # :pyobject: sweep_regularisation
 # ```
 #
 # The sweep is the paper's "parametric binary search": every second decade first, then the step is halved
 # around the best value:
 #
-# ```{literalinclude} ../miniclip/probes.py
+# ```{literalinclude} ../miniclip/eval/probes.py
 # :pyobject: parametric_binary_search
 # ```
 #
 # Few-shot probes draw $k$ examples per class with several seeds and report a mean with a 95% t-interval over
 # seeds. With $k \ge 2$, $C$ is cross-validated *inside* the $k$-shot sample, so no extra labels leak in:
 #
-# ```{literalinclude} ../miniclip/probes.py
+# ```{literalinclude} ../miniclip/eval/probes.py
 # :pyobject: few_shot
 # ```
 #
-# ```{literalinclude} ../miniclip/probes.py
+# ```{literalinclude} ../miniclip/eval/probes.py
 # :pyobject: few_shot_regularisation
 # ```
 #
@@ -90,10 +90,10 @@ from IPython.display import Markdown, display
 
 from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.shapes_text import STYLES
-from miniclip.features import FeatureCache, test_set_features
-from miniclip.probes import few_shot, linear_probe, stratified_split, zero_shot_accuracy
-from miniclip.robustness import shapes_style_features
-from miniclip.zeroshot import classifier_weights
+from miniclip.eval.features import FeatureCache, test_set_features
+from miniclip.eval.probes import few_shot, linear_probe, stratified_split, zero_shot_accuracy
+from miniclip.eval.robustness import shapes_style_features
+from miniclip.eval.zeroshot import classifier_weights
 
 SHOTS = (1, 2, 4, 8, 16)
 SEEDS = (0, 1, 2) if profile() == "ci" else (0, 1, 2, 3, 4)

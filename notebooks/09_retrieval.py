@@ -31,7 +31,7 @@
 # Both directions from one similarity matrix. A query's rank is the number of wrong candidates that score at
 # least as high as the right one, so ties count against the model:
 #
-# ```{literalinclude} ../miniclip/probes.py
+# ```{literalinclude} ../miniclip/eval/probes.py
 # :pyobject: retrieval_recall
 # ```
 #
@@ -66,14 +66,14 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from miniclip.analysis.similarity import encode_dataset_images
 from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_run, trained_shapes_world
+from miniclip.book.viz import display_image
 from miniclip.checkpoint import read_metadata
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.transforms import eval_transform, normalize
-from miniclip.probes import retrieval_recall
-from miniclip.viz import display_image
-from miniclip.zeroshot import encode_images, encode_texts
+from miniclip.eval.features import encode_dataset_images
+from miniclip.eval.probes import retrieval_recall
+from miniclip.eval.zeroshot import encode_images, encode_texts
 
 N_SHAPES = 200 if profile() == "ci" else 1000  # Shapes validation scenes, when Shapes stands in
 

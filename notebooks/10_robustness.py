@@ -36,18 +36,18 @@
 #
 # The corruptions act on the pixels the model sees, batch by batch, deterministically:
 #
-# ```{literalinclude} ../miniclip/robustness.py
+# ```{literalinclude} ../miniclip/eval/robustness.py
 # :pyobject: corrupt
 # ```
 #
 # Each classifier is scored on clean and shifted features of the same images, and the baseline family of
 # probes (k-shot and full probes trained on *clean* features) defines the line:
 #
-# ```{literalinclude} ../miniclip/robustness.py
+# ```{literalinclude} ../miniclip/eval/robustness.py
 # :pyobject: robustness_table
 # ```
 #
-# ```{literalinclude} ../miniclip/robustness.py
+# ```{literalinclude} ../miniclip/eval/robustness.py
 # :pyobject: effective_robustness
 # ```
 #
@@ -81,11 +81,19 @@ from IPython.display import Markdown, display
 from miniclip.book import data_note, glue, profile, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.folders import open_test_set
 from miniclip.data.paths import MissingDataError
-from miniclip.features import FeatureCache, encode_pixels, pixel_transform
-from miniclip.probes import prepare_features
-from miniclip.robustness import (CORRUPTIONS, cifar_corruptions, corrupt, corruption_fn, probe_family,
-                                 robustness_table, shapes_style_shift, summarise)
-from miniclip.zeroshot import classifier_weights
+from miniclip.eval.features import FeatureCache, encode_pixels, pixel_transform
+from miniclip.eval.probes import prepare_features
+from miniclip.eval.robustness import (
+    CORRUPTIONS,
+    cifar_corruptions,
+    corrupt,
+    corruption_fn,
+    probe_family,
+    robustness_table,
+    shapes_style_shift,
+    summarise,
+)
+from miniclip.eval.zeroshot import classifier_weights
 
 CI = profile() == "ci"
 N_SHAPES = dict(n_train=200, n_val=100, n_test=100) if CI else dict(n_train=1000, n_val=300, n_test=500)
@@ -129,7 +137,7 @@ show(fig, "10_corruption_examples")
 # ```{glue:figure} 10_corruption_examples
 # :name: fig-corruption-examples
 #
-# The corruptions of `miniclip.robustness` at severities 1-3 (parameters in brackets: noise standard
+# The corruptions of `miniclip.eval.robustness` at severities 1-3 (parameters in brackets: noise standard
 # deviation, blur sigma in pixels of a 32-pixel image, contrast factor, JPEG quality), applied to the pixels
 # the model receives.
 # ```

@@ -73,10 +73,10 @@ import torch
 
 from miniclip.analysis.embeddings import flickr8k_ambiguous_map, joint_embedding_map
 from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_shapes_world
+from miniclip.book.viz import plot_embedding_map
 from miniclip.data.paths import MissingDataError
 from miniclip.data.transforms import normalize
-from miniclip.viz import plot_embedding_map
-from miniclip.zeroshot import encode_images, encode_texts
+from miniclip.eval.zeroshot import encode_images, encode_texts
 
 CI = profile() == "ci"
 N_SHAPES = 96 if CI else 400  # single-object Shapes test scenes on the map, with their captions
@@ -233,7 +233,7 @@ image_words = ambiguous.labels[images]
 caption_words = ambiguous.labels[ambiguous.where("text")]
 if source.startswith("Flickr8k"):
     from miniclip.analysis.embeddings import ambiguous_pairs
-    from miniclip.analysis.similarity import encode_dataset_images
+    from miniclip.eval.features import encode_dataset_images
 
     indices, _, captions, _ = ambiguous_pairs(test.captions, max_images=MAX_AMBIGUOUS)
     full_images = encode_dataset_images(flickr_model, torch.utils.data.Subset(test, indices))

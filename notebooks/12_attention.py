@@ -77,15 +77,14 @@
 # %%
 import torch
 
-from miniclip.analysis.attention import (attnpool_attention, image_attention_maps, trained_vs_init,
-                                         vit_attention)
+from miniclip.analysis.attention import attnpool_attention, image_attention_maps, trained_vs_init, vit_attention
 from miniclip.book import ROOT, data_note, glue, note, profile, show, trained_model
+from miniclip.book.viz import plot_attention_heads, plot_attention_overlays, plot_localisation
 from miniclip.checkpoint import load_model
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes import ShapesConfig, ShapesWorld
 from miniclip.data.transforms import normalize
-from miniclip.experiments import vit_checkpoint
-from miniclip.viz import plot_attention_heads, plot_attention_overlays, plot_localisation
+from miniclip.experiments.sweeps import vit_checkpoint
 
 CI = profile() == "ci"
 N_SCORE = 32 if CI else 256  # Shapes test scenes per localisation score
@@ -96,7 +95,7 @@ def ci_vit():
     """The ci profile's tiny ViT (configs/ci.yaml), trained in seconds if it is not there yet."""
     from miniclip.cli import main
     from miniclip.config import load_config
-    from miniclip.train import run_dir
+    from miniclip.train.trainer import run_dir
 
     config_file = ROOT / "configs" / "ci.yaml"
     out = run_dir(load_config(config_file))

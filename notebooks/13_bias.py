@@ -94,9 +94,9 @@ import torch
 
 from miniclip.analysis.bias import GENDER_WORDS, flickr8k_bias
 from miniclip.book import data_note, experiment, glue, not_computed, note, profile, show, trained_model
+from miniclip.book.viz import PALETTE, plot_group_gaps, plot_topk_composition
 from miniclip.data.paths import MissingDataError
-from miniclip.features import dataset_image_features
-from miniclip.viz import PALETTE, plot_group_gaps, plot_topk_composition
+from miniclip.eval.features import dataset_image_features
 
 CI = profile() == "ci"
 N_CI_IMAGES = 200  # the ci profile probes the first test images only: seconds, and smoke
@@ -114,7 +114,7 @@ try:
     model = trained_model("flickr8k")
     test = Flickr8k(split="test", transform=eval_transform(model.config.image_size), train=False)
     if CI:
-        from miniclip.analysis.similarity import encode_dataset_images
+        from miniclip.eval.features import encode_dataset_images
 
         subset = torch.utils.data.Subset(test, range(N_CI_IMAGES))
         view = SimpleNamespace(captions=test.captions[:N_CI_IMAGES])  # what flickr8k_bias reads

@@ -81,12 +81,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from miniclip.analysis.limitations import (flickr8k_counting, prompt_sensitivity, shapes_counting,
-                                           shapes_prompt_sensitivity, shapes_relations, template_prompt_sets)
+from miniclip.analysis.limitations import (
+    flickr8k_counting,
+    prompt_sensitivity,
+    shapes_counting,
+    shapes_prompt_sensitivity,
+    shapes_relations,
+    template_prompt_sets,
+)
 from miniclip.book import data_note, experiment, glue, not_computed, note, profile, show, trained_model
+from miniclip.book.viz import PALETTE, plot_accuracies, plot_confusion
 from miniclip.data.paths import MissingDataError
-from miniclip.features import dataset_image_features
-from miniclip.viz import PALETTE, plot_accuracies, plot_confusion
+from miniclip.eval.features import dataset_image_features
 
 CI = profile() == "ci"
 N_PER_COUNT = 16 if CI else 200  # Shapes scenes per object count
@@ -142,7 +148,7 @@ try:
     flickr_model = trained_model("flickr8k")
     test = Flickr8k(split="test", transform=eval_transform(flickr_model.config.image_size), train=False)
     if CI:
-        from miniclip.analysis.similarity import encode_dataset_images
+        from miniclip.eval.features import encode_dataset_images
 
         features = encode_dataset_images(flickr_model, torch.utils.data.Subset(test, range(N_CI_IMAGES)))
         view = SimpleNamespace(captions=test.captions[:N_CI_IMAGES])  # what flickr8k_counting reads
@@ -236,8 +242,8 @@ print(relations["accuracy"], {r: round(v["accuracy"], 3) for r, v in relations["
 sensitivity, task = None, None
 if not CI:  # the ci profile's model is a Shapes model: it is tested on Shapes below
     try:
-        from miniclip.features import test_set_features
-        from miniclip.zeroshot import CIFAR_TEMPLATES
+        from miniclip.eval.features import test_set_features
+        from miniclip.eval.zeroshot import CIFAR_TEMPLATES
 
         features, labels, class_names = test_set_features(flickr_model, "cifar10")
         features = torch.nn.functional.normalize(features, dim=-1)

@@ -23,8 +23,8 @@
 #
 # ```bash
 # make experiments                              # all six, cached; an unchanged experiment is not rerun
-# python -m miniclip.experiments objectives     # just one
-# python -m miniclip.experiments --force noisy  # rerun one whose result exists
+# python -m miniclip experiments objectives     # just one
+# python -m miniclip experiments --force noisy  # rerun one whose result exists
 # ```
 #
 # Each experiment writes `runs/<profile>/experiments/<name>.json`: its result, and the provenance that says how
@@ -51,7 +51,7 @@
 from IPython.display import Markdown, display
 
 from miniclip.book import experiment, glue, profile
-from miniclip.experiments import EXPERIMENTS
+from miniclip.experiments.registry import EXPERIMENTS
 
 WHERE = {"objectives": ("Contrastive vs predictive objectives (Fig. 2)", "03_contrastive"),
          "encoders": ("ViT vs ModifiedResNet on Flickr8k; the attention chapter's ViTs", "04_architecture"),

@@ -31,7 +31,7 @@
 # and as its `{glue:figure}` name in that chapter) that shows the real thing. The seed's other conceptual
 # diagrams and summary dashboards (its Figs. 1, 2, 4, 5, 7, 16, 17, 28 and 31–34) are not in the list: they
 # illustrate ideas or collect other figures rather than show a result. The diagrams that explain our code are
-# drawn by it (`miniclip.diagrams`): the objective (Fig. 3 below), the model's two towers read from its config
+# drawn by it (`miniclip.book.diagrams`): the objective (Fig. 3 below), the model's two towers read from its config
 # ({doc}`04_architecture`, `04_architecture`) and data-parallel training (Fig. 27 below).
 #
 # | seed item | what its placeholder was meant to show | our counterpart |
@@ -78,7 +78,7 @@
 #
 # In the `cpu` profile: the book's Flickr8k model (a ModifiedResNet at 64 px, trained by `make train`) on the
 # whole CIFAR-10 test set for zero-shot, linear and few-shot probes (image features cached by
-# `miniclip.features`, the probe protocol of {doc}`08_representation`), on the whole Flickr8k test split for
+# `miniclip.eval.features`, the probe protocol of {doc}`08_representation`), on the whole Flickr8k test split for
 # retrieval, and on 1,000 CIFAR-10 test images under synthetic corruptions for robustness (the protocol of
 # {doc}`10_robustness`, corrupted features cached); the book's Shapes model for the multilingual row. In the
 # `ci` profile, everything runs on the tiny ci Shapes model and small Shapes subsets (a few hundred objects and
@@ -97,11 +97,20 @@ from miniclip.checkpoint import read_metadata
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.shapes_text import STYLES
 from miniclip.data.transforms import eval_transform, normalize
-from miniclip.features import FeatureCache, dataset_image_features, test_set_features
-from miniclip.probes import few_shot, linear_probe, retrieval_recall, stratified_split, zero_shot_accuracy
-from miniclip.robustness import cifar_corruptions, shapes_style_features
-from miniclip.zeroshot import (LANGUAGES, TEMPLATE_SETS, classifier_weights, encode_images, encode_texts,
-                               multilingual_zeroshot, shapes_class_names, templates_for, zeroshot_metrics)
+from miniclip.eval.features import FeatureCache, dataset_image_features, test_set_features
+from miniclip.eval.probes import few_shot, linear_probe, retrieval_recall, stratified_split, zero_shot_accuracy
+from miniclip.eval.robustness import cifar_corruptions, shapes_style_features
+from miniclip.eval.zeroshot import (
+    LANGUAGES,
+    TEMPLATE_SETS,
+    classifier_weights,
+    encode_images,
+    encode_texts,
+    multilingual_zeroshot,
+    shapes_class_names,
+    templates_for,
+    zeroshot_metrics,
+)
 
 CI = profile() == "ci"
 N_PER_STYLE = 100 if CI else 500  # Shapes test objects per style (cached features), as in chapters 7 and 8

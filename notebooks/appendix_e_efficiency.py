@@ -34,13 +34,13 @@
 # Model FLOPs are counted analytically from the config (a test checks the count against PyTorch's
 # `FlopCounterMode` exactly); the backward pass costs twice the forward:
 #
-# ```{literalinclude} ../miniclip/bench.py
+# ```{literalinclude} ../miniclip/bench/suite.py
 # :pyobject: step_flops
 # ```
 #
 # Model FLOP utilisation (MFU) is achieved FLOP/s over the measured peak:
 #
-# ```{literalinclude} ../miniclip/bench.py
+# ```{literalinclude} ../miniclip/bench/suite.py
 # :pyobject: mfu
 # ```
 #
@@ -73,12 +73,11 @@
 
 # %%
 import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from miniclip import bench
+from miniclip.bench import suite as bench
 from miniclip.book import ROOT, glue, note, profile, show
 from miniclip.model import CLIPConfig
 

@@ -8,8 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from miniclip.analysis.attention import (attention_rollout, attnpool_attention, fresh_init_like, localisation_scores,
-                                         shapes_localisation, trained_vs_init, upsample, vit_attention)
+from miniclip.analysis.attention import (
+    attention_rollout,
+    attnpool_attention,
+    fresh_init_like,
+    localisation_scores,
+    shapes_localisation,
+    trained_vs_init,
+    upsample,
+    vit_attention,
+)
 from miniclip.model import CLIP, CLIPConfig
 
 TINY_VIT = CLIPConfig(embed_dim=32, image_size=32, vision_layers=2, vision_width=128, patch_size=8,

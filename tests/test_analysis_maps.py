@@ -10,12 +10,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from miniclip import viz  # noqa: E402
-from miniclip.analysis.embeddings import (EmbeddingMap, ambiguous_pairs, first_word,  # noqa: E402
-                                          joint_embedding_map, project_2d)
-from miniclip.analysis.similarity import (encode_dataset_images, image_class_similarity,  # noqa: E402
-                                          image_text_similarity)
-from miniclip.zeroshot import SIMPLE_TEMPLATES  # noqa: E402
+from miniclip.analysis.embeddings import EmbeddingMap, ambiguous_pairs, first_word, joint_embedding_map, project_2d  # noqa: E402
+from miniclip.analysis.similarity import image_class_similarity, image_text_similarity  # noqa: E402
+from miniclip.book import viz  # noqa: E402
+from miniclip.eval.features import encode_dataset_images  # noqa: E402
+from miniclip.eval.zeroshot import SIMPLE_TEMPLATES  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def model(tiny_vit):  # tests/conftest.py

@@ -6,13 +6,29 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from miniclip.analysis.bias import (association, bootstrap_mean_gap, caption_groups, flickr8k_bias, group_gaps,
-                                    topk_composition)
-from miniclip.analysis.limitations import (count_prompt, flickr8k_counting, pairwise_accuracy, prompt_sensitivity,
-                                           relation_captions, shapes_counting, shapes_prompt_sets,
-                                           shapes_prompt_sensitivity, shapes_relations, swap_count,
-                                           template_prompt_sets)
-from miniclip.zeroshot import encode_images, encode_texts
+from miniclip.analysis.bias import (
+    association,
+    bootstrap_mean_gap,
+    caption_groups,
+    flickr8k_bias,
+    group_gaps,
+    topk_composition,
+)
+from miniclip.analysis.limitations import (
+    count_prompt,
+    flickr8k_counting,
+    pairwise_accuracy,
+    prompt_sensitivity,
+    relation_captions,
+    shapes_counting,
+    shapes_prompt_sensitivity,
+    shapes_prompt_sets,
+    shapes_relations,
+    swap_count,
+    template_prompt_sets,
+)
+from miniclip.eval.zeroshot import encode_images, encode_texts
+
 
 @pytest.fixture(scope="module")
 def model(tiny_vit):  # tests/conftest.py

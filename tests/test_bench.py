@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from miniclip import bench
+from miniclip.bench import suite as bench
 from miniclip.loss import ClipLoss
 from miniclip.model import CLIP, CLIPConfig, capture_attention
 from miniclip.tokenizer import tokenize

@@ -9,7 +9,7 @@ import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from miniclip.diagrams import PAIR_COLOUR, draw_architecture, draw_data_parallel, draw_objective  # noqa: E402
+from miniclip.book.diagrams import PAIR_COLOUR, draw_architecture, draw_data_parallel, draw_objective  # noqa: E402
 from miniclip.model import CLIPConfig  # noqa: E402
 
 

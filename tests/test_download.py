@@ -9,10 +9,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from http_fixtures import LoopbackServer
 from PIL import Image
 
-from http_fixtures import LoopbackServer
-from miniclip.data.commands import main as data_main
+from miniclip.cli.data import main as data_main
 from miniclip.data.download import DATASETS, ChecksumError, DownloadError, Resource, download_dataset, download_file
 from miniclip.data.folders import CIFAR10_CLASSES, open_test_set
 
@@ -79,7 +79,8 @@ def test_flickr8k_command_unpacks_the_loader_layout(tmp_path, capsys):
     texts = _zip({"Flickr8k.token.txt": b"1.jpg#0\ta dog\n", "Flickr_8k.testImages.txt": b"1.jpg\n"})  # flat
     files = {"/m/Flickr8k_Dataset.zip": (images, "application/zip"), "/m/Flickr8k_text.zip": (texts, "application/zip")}
     with LoopbackServer(files, max_requests=5) as server:
-        assert data_main(["data", "download", "flickr8k", "--dest", str(tmp_path), "--url", server.url("/m"), "--json"]) == 0
+        argv = ["data", "download", "flickr8k", "--dest", str(tmp_path), "--url", server.url("/m"), "--json"]
+        assert data_main(argv) == 0
     home = tmp_path / "flickr8k"
     assert sorted(p.name for p in (home / "Flicker8k_Dataset").iterdir()) == ["1.jpg", "2.jpg"]
     assert (home / "Flickr8k_text" / "Flickr8k.token.txt").read_bytes() == b"1.jpg#0\ta dog\n"

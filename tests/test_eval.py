@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from miniclip.probes import retrieval_recall
-from miniclip.zeroshot import topk_accuracy
+from miniclip.eval.probes import retrieval_recall
+from miniclip.eval.zeroshot import topk_accuracy
 
 
 def brute_force_recall(sim: np.ndarray, text_to_image: np.ndarray, k: int) -> tuple[float, float]:
@@ -62,7 +62,7 @@ def test_topk_accuracy_matches_numpy():
 
 def test_eval_has_nested_zeroshot_and_retrieval_subcommands():
     from miniclip.cli import build_parser
-    from miniclip.eval_commands import run_retrieval, run_zeroshot
+    from miniclip.cli.eval import run_retrieval, run_zeroshot
 
     parser = build_parser()
     args = parser.parse_args(["eval", "retrieval", "--checkpoint", "c.safetensors", "--data", "flickr8k"])

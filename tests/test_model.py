@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from miniclip.bench.reference import open_clip_model, perturb_, small_vit_open_clip
 from miniclip.model import CLIP, CLIPConfig, LayerNorm, build_model, capture_attention
-from miniclip.reference import open_clip_model, perturb_, small_vit_open_clip
 
 CAPTIONS = [
     "a dog runs across the grass .",

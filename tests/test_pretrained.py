@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-import miniclip.pretrained as pretrained
+import miniclip.eval.pretrained as pretrained
+from miniclip.bench.reference import small_vit_open_clip
 from miniclip.cli import main
 from miniclip.data.transforms import OPENAI_MEAN
-from miniclip.reference import small_vit_open_clip
 from miniclip.tokenizer import tokenize
 
 

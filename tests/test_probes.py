@@ -8,10 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from miniclip.features import FeatureCache, cached_image_features, encode_pixels, model_fingerprint
+from miniclip.eval.features import FeatureCache, cached_image_features, encode_pixels, model_fingerprint
+from miniclip.eval.probes import (
+    few_shot,
+    linear_probe,
+    mean_interval,
+    parametric_binary_search,
+    retrieval_recall,
+    sample_few_shot,
+    stratified_split,
+    zero_shot_accuracy,
+)
 from miniclip.model import CLIP, CLIPConfig
-from miniclip.probes import (few_shot, linear_probe, mean_interval, parametric_binary_search, retrieval_recall,
-                             sample_few_shot, stratified_split, zero_shot_accuracy)
 
 TINY = CLIPConfig(embed_dim=16, image_size=32, vision_layers=1, vision_width=64, patch_size=16, text_width=64,
                   text_layers=1)
@@ -159,7 +167,7 @@ def test_encode_pixels_matches_the_eval_transform(tiny_model):
     from PIL import Image
 
     from miniclip.data.transforms import eval_transform
-    from miniclip.features import pixel_transform
+    from miniclip.eval.features import pixel_transform
 
     g = np.random.default_rng(0)
     images = [Image.fromarray(g.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(3)]
@@ -208,7 +216,7 @@ def test_probe_commands_parse_and_run_on_a_tiny_checkpoint(tmp_path, tiny_model,
     from PIL import Image
 
     from miniclip.checkpoint import save_checkpoint
-    from miniclip.probe_commands import add_probe_commands
+    from miniclip.cli.eval import add_probe_commands
 
     g = np.random.default_rng(0)
     for c, name in enumerate(("cat", "dog")):  # two classes of different mean colour, 30 images each
@@ -234,7 +242,7 @@ def test_probe_commands_parse_and_run_on_a_tiny_checkpoint(tmp_path, tiny_model,
     assert set(result["shots"]) == {"1", "2"} and result["cache_hits"] == 1 and result["cache_misses"] == 0
 
     args = parser.parse_args(["robustness", *common, "--n-shifted", "10"])
-    monkeypatch.setattr("miniclip.robustness.CORRUPTIONS", {"contrast": (0.5, 0.3, 0.15)})
+    monkeypatch.setattr("miniclip.eval.robustness.CORRUPTIONS", {"contrast": (0.5, 0.3, 0.15)})
     assert args.func(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result["summary"]) == {"contrast@1", "contrast@2", "contrast@3"}

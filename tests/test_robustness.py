@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from miniclip.robustness import (CORRUPTIONS, corrupt, corruption_fn, effective_robustness, gaussian_blur, psnr,
-                                 robustness_table)
+from miniclip.eval.robustness import (
+    CORRUPTIONS,
+    corrupt,
+    corruption_fn,
+    effective_robustness,
+    gaussian_blur,
+    psnr,
+    robustness_table,
+)
 
 
 def smooth_images(n=4, size=32, seed=0):
@@ -118,7 +125,7 @@ def test_effective_robustness_is_the_distance_above_the_logit_line_of_the_family
 
 
 def test_robustness_table_rows_from_features():
-    from miniclip.probes import fit_logistic, prepare_features
+    from miniclip.eval.probes import fit_logistic, prepare_features
 
     g = torch.Generator().manual_seed(0)
     centres = torch.randn(3, 6, generator=g) * 3
@@ -138,9 +145,9 @@ def test_robustness_table_rows_from_features():
 
 def test_shapes_style_shift_on_a_tiny_model(tmp_path):
     from miniclip.data.shapes import ShapesConfig, ShapesWorld
-    from miniclip.features import FeatureCache
+    from miniclip.eval.features import FeatureCache
+    from miniclip.eval.robustness import shapes_style_features, shapes_style_shift
     from miniclip.model import CLIP, CLIPConfig
-    from miniclip.robustness import shapes_style_features, shapes_style_shift
 
     torch.manual_seed(0)
     model = CLIP(CLIPConfig(embed_dim=16, image_size=32, vision_layers=1, vision_width=64, patch_size=16,

@@ -17,8 +17,16 @@ import torch.nn.functional as F
 
 from miniclip.data import shapes_text as text
 from miniclip.data.shapes import (
-    COLOUR_RGB, COLOURS, SHAPES, STYLES, PlantedCorrelation, ShapesConfig, ShapesDataset, ShapesWorld,
-    benchmark_render, class_prompts,
+    COLOUR_RGB,
+    COLOURS,
+    SHAPES,
+    STYLES,
+    PlantedCorrelation,
+    ShapesConfig,
+    ShapesDataset,
+    ShapesWorld,
+    benchmark_render,
+    class_prompts,
 )
 
 CONFIG = dict(lang_rates={"fr": 0.1, "de": 0.2}, planted={"word": "wug", "attribute": "style", "value": "photo",

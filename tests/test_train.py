@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from miniclip.config import load_config
 from miniclip.data.loaders import train_batches
 from miniclip.tokenizer import tokenize
-from miniclip.train import Trainer, TrainingDiverged, learning_rate, param_groups
+from miniclip.train.trainer import Trainer, TrainingDiverged, learning_rate, param_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = ROOT / "configs" / "ci.yaml"
@@ -169,7 +169,8 @@ def test_one_ddp_step_equals_one_single_process_step(tmp_path, chunks):
                         load_file(str(tmp_path / "single" / "grads.st"))),
                        ("weight", weights(tmp_path / "ddp"), weights(tmp_path / "single"))):
         assert a.keys() == b.keys()
-        print(f"DDP vs single process, largest {kind} difference: {max((a[k] - b[k]).abs().max().item() for k in a):.2e}")
+        largest = max((a[k] - b[k]).abs().max().item() for k in a)
+        print(f"DDP vs single process, largest {kind} difference: {largest:.2e}")
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=f"{kind} of {k}")
 

@@ -16,13 +16,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-
 from http_fixtures import CASE_OK, LoopbackServer, image_cases
 
 if importlib.util.find_spec("img2dataset") is None:  # the [data] extra; importing it here would cost seconds
     pytest.skip("img2dataset is not installed", allow_module_level=True)
 
-from miniclip.data.commands import main as data_main  # noqa: E402
+from miniclip.cli.data import main as data_main  # noqa: E402
 from miniclip.data.shards import ShardDataset  # noqa: E402
 from miniclip.data.web_subset import read_url_list, summarize  # noqa: E402
 
@@ -142,7 +141,8 @@ def test_read_url_list_formats(tmp_path):
     (tmp_path / "cc3m.tsv").write_text("".join(f"{c.replace(chr(9), ' ')}\t{u}\n" for u, c in rows))
     (tmp_path / "cc12m.tsv").write_text("".join(f"{u}\t{c.replace(chr(9), ' ')}\n" for u, c in rows))
     pd.DataFrame({"TEXT": [c for _, c in rows], "URL": [u for u, _ in rows]}).to_parquet(tmp_path / "laion.parquet")
-    pd.DataFrame({"image_url": [u for u, _ in rows], "alt": [c for _, c in rows]}).to_csv(tmp_path / "x.csv", index=False)
+    frame = pd.DataFrame({"image_url": [u for u, _ in rows], "alt": [c for _, c in rows]})
+    frame.to_csv(tmp_path / "x.csv", index=False)
 
     for name in ("cc3m.tsv", "cc12m.tsv", "laion.parquet", "x.csv"):
         frame, report = read_url_list(tmp_path / name, num_samples=4)

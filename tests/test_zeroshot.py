@@ -12,15 +12,26 @@ import torch.nn.functional as F
 from PIL import Image
 
 from miniclip.checkpoint import save_checkpoint
-from miniclip.classnames import CIFAR10, CIFAR100, CLASS_NAMES, names_for_folders
 from miniclip.cli import main
 from miniclip.config import load_config
 from miniclip.data import shapes_text
 from miniclip.data.folders import CIFAR10_CLASSES
+from miniclip.eval.classnames import CIFAR10, CIFAR100, CLASS_NAMES, names_for_folders
+from miniclip.eval.zeroshot import (
+    IMAGENET_TEMPLATES,
+    SHAPES_TEMPLATES,
+    TEMPLATE_SETS,
+    classifier_weights,
+    encode_texts,
+    evaluate_zeroshot,
+    fill_template,
+    fuse_classifiers,
+    multilingual_zeroshot,
+    shapes_class_names,
+    templates_for,
+    zeroshot_metrics,
+)
 from miniclip.model import CLIP
-from miniclip.zeroshot import (IMAGENET_TEMPLATES, SHAPES_TEMPLATES, TEMPLATE_SETS, classifier_weights,
-                               encode_texts, evaluate_zeroshot, fill_template, fuse_classifiers,
-                               multilingual_zeroshot, shapes_class_names, templates_for, zeroshot_metrics)
 
 ROOT = Path(__file__).resolve().parent.parent
 

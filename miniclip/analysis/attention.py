@@ -23,7 +23,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from miniclip.data.shapes import ShapesConfig, ShapesWorld
+from miniclip.data.transforms import normalize
 from miniclip.model import CLIP, capture_attention
 
 
@@ -31,8 +34,8 @@ from miniclip.model import CLIP, capture_attention
 class ViTAttention:
     """Per-layer, per-head attention weights of a ViT image encoder for a batch of images.
 
-    ``weights`` is [layers, batch, heads, tokens, tokens]; token 0 is the class token and tokens 1… are the
-    patches in row-major order of a ``grid`` x ``grid`` layout. Every row sums to 1."""
+    `weights` is [layers, batch, heads, tokens, tokens]; token 0 is the class token and tokens 1… are the
+    patches in row-major order of a `grid` x `grid` layout. Every row sums to 1."""
 
     weights: torch.Tensor
     grid: int
@@ -48,7 +51,7 @@ class ViTAttention:
 
 @torch.no_grad()
 def vit_attention(model: CLIP, images: torch.Tensor) -> ViTAttention:
-    """Run the ViT image encoder on normalised ``images`` [B, 3, H, W] and keep every layer's weights."""
+    """Run the ViT image encoder on normalised `images` [B, 3, H, W] and keep every layer's weights."""
     if not model.config.is_vit:
         raise ValueError("vit_attention needs a Vision Transformer; for a ModifiedResNet use attnpool_attention")
     device = next(model.parameters()).device
@@ -123,14 +126,14 @@ def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
 def localisation_scores(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
     """Score attention maps [B, g, g] against boolean masks [B, H, W] (H == W, any multiple of g).
 
-    - ``mass_inside``: mean over images of the fraction of the (upsampled, renormalised) map's mass that
+    - `mass_inside`: mean over images of the fraction of the (upsampled, renormalised) map's mass that
       falls inside the mask;
-    - ``mask_fraction``: the mean share of the picture the masks cover, what ``mass_inside`` is for a uniform
+    - `mask_fraction`: the mean share of the picture the masks cover, what `mass_inside` is for a uniform
       map: the floor that score must beat to mean anything;
-    - ``pointing``: the pointing game, played at the map's own resolution: the fraction of images whose
+    - `pointing`: the pointing game, played at the map's own resolution: the fraction of images whose
       peak *cell* holds some of the mask. (Played on the upsampled map instead, a peak lands on one pixel of a
       coarse cell and misses an object that covers the cell's other corner, so even the mask itself would lose.)
-    - ``pointing_chance``: the mean share of cells the mask touches, what a peak in a random cell scores.
+    - `pointing_chance`: the mean share of cells the mask touches, what a peak in a random cell scores.
     """
     if maps.shape[0] != masks.shape[0]:
         raise ValueError(f"{maps.shape[0]} maps but {masks.shape[0]} masks")
@@ -150,8 +153,8 @@ def localisation_scores(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, fl
 
 
 def image_attention_maps(model: CLIP, images: torch.Tensor, method: str = "rollout") -> torch.Tensor:
-    """One map per image, [B, g, g]: ViT ``"rollout"`` or ``"last"`` (the last layer's class-token attention,
-    mean over heads); for a ModifiedResNet, the attention pool's map averaged over heads (``method`` ignored)."""
+    """One map per image, [B, g, g]: ViT `"rollout"` or `"last"` (the last layer's class-token attention,
+    mean over heads); for a ModifiedResNet, the attention pool's map averaged over heads (`method` ignored)."""
     if not model.config.is_vit:
         return attnpool_attention(model, images).mean(dim=1)
     attention = vit_attention(model, images)
@@ -165,16 +168,11 @@ def image_attention_maps(model: CLIP, images: torch.Tensor, method: str = "rollo
 @torch.no_grad()
 def shapes_localisation(model: CLIP, n: int = 64, *, n_objects: int = 1, method: str = "rollout",
                         split: str = "test", world_seed: int = 0, batch_size: int = 64) -> dict[str, float]:
-    """Localisation score of ``model`` on ``n`` Shapes test scenes of ``n_objects`` objects each.
+    """Localisation score of `model` on `n` Shapes test scenes of `n_objects` objects each.
 
     With one object, the mask is the named object's (every caption names it). With more, the image
     encoder's attention is not conditioned on any text, so the target is the union of all objects' masks.
     Scenes are rendered at the model's image size."""
-    from tqdm.auto import tqdm
-
-    from miniclip.data.shapes import ShapesConfig, ShapesWorld
-    from miniclip.data.transforms import normalize
-
     world = ShapesWorld(ShapesConfig(image_size=model.config.image_size, seed=world_seed))
     maps, masks = [], []
     for start in tqdm(range(0, n, batch_size), desc="localisation", leave=False):
@@ -186,8 +184,8 @@ def shapes_localisation(model: CLIP, n: int = 64, *, n_objects: int = 1, method:
 
 
 def fresh_init_like(model: CLIP, seed: int = 0) -> CLIP:
-    """The same architecture at initialisation: a new CLIP with ``model``'s config, initialised from ``seed``
-    without touching the global random state, on ``model``'s device, in eval mode."""
+    """The same architecture at initialisation: a new CLIP with `model`'s config, initialised from `seed`
+    without touching the global random state, on `model`'s device, in eval mode."""
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -196,7 +194,7 @@ def fresh_init_like(model: CLIP, seed: int = 0) -> CLIP:
 
 
 def trained_vs_init(model: CLIP, n: int = 64, *, seed: int = 0, **kwargs) -> dict[str, dict]:
-    """`shapes_localisation` of the trained ``model`` and of the same architecture freshly initialised
-    (``fresh_init_like(model, seed)``), on the same scenes. Extra arguments go to `shapes_localisation`."""
+    """`shapes_localisation` of the trained `model` and of the same architecture freshly initialised
+    (`fresh_init_like(model, seed)`), on the same scenes. Extra arguments go to `shapes_localisation`."""
     return {"trained": shapes_localisation(model, n, **kwargs),
             "init": shapes_localisation(fresh_init_like(model, seed), n, **kwargs)}

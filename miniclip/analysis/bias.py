@@ -4,8 +4,8 @@ Two probes:
 
 - **Flickr8k** (real photos, real captions). We have no demographic labels, so we use a proxy: the words
   annotators chose. An image whose captions say "man", "men", "boy", "boys", "guy(s)" and never "woman",
-  "women", "girl", "girls", "lady"/"ladies" goes into the group ``"male words"``, and the reverse into
-  ``"female words"``; images with both or neither are left out. **This is crude.** It records how five
+  "women", "girl", "girls", "lady"/"ladies" goes into the group `"male words"`, and the reverse into
+  `"female words"`; images with both or neither are left out. **This is crude.** It records how five
   crowd workers *perceived and chose to describe* the people in a photo, not anyone's gender; it forces a
   binary that leaves out everyone it does not fit; nobody in the photos identified themselves; and one
   word can be about one person in a crowd while the other people go unmentioned. The probe measures the
@@ -25,7 +25,8 @@ import re
 import numpy as np
 import torch
 
-from miniclip.zeroshot import encode_images, encode_texts
+from miniclip.eval.features import encode_dataset_images
+from miniclip.eval.zeroshot import encode_images, encode_texts
 
 # The proxy's word lists (whole words, any case). See the module docstring for how crude this is.
 GENDER_WORDS = {
@@ -45,7 +46,7 @@ RETRIEVAL_PROMPTS = ("a photo of a nurse.", "a photo of a doctor.", "a photo of 
 
 def caption_groups(captions_per_image: list[list[str]], group_words: dict[str, tuple[str, ...]] = GENDER_WORDS
                    ) -> list[str | None]:
-    """For each image, the one group whose words its captions use, or ``None`` (no group's words, or several)."""
+    """For each image, the one group whose words its captions use, or `None` (no group's words, or several)."""
     patterns = {g: re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b") for g, words in group_words.items()}
     out = []
     for captions in captions_per_image:
@@ -57,9 +58,9 @@ def caption_groups(captions_per_image: list[list[str]], group_words: dict[str, t
 
 def bootstrap_mean_gap(a: torch.Tensor, b: torch.Tensor, n_boot: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean(a) - mean(b) for each column of ``a`` [Na, P] and ``b`` [Nb, P], with a percentile bootstrap CI:
-    each group is resampled with replacement on its own (the groups are independent samples), ``n_boot``
-    times. Returns ``(gap [P], low [P], high [P])``."""
+    """Mean(a) - mean(b) for each column of `a` [Na, P] and `b` [Nb, P], with a percentile bootstrap CI:
+    each group is resampled with replacement on its own (the groups are independent samples), `n_boot`
+    times. Returns `(gap [P], low [P], high [P])`."""
     if len(a) == 0 or len(b) == 0:
         raise ValueError("both groups need at least one image")
     g = torch.Generator().manual_seed(seed)
@@ -75,7 +76,7 @@ def bootstrap_mean_gap(a: torch.Tensor, b: torch.Tensor, n_boot: int = 1000, see
 def group_gaps(features_by_group: dict[str, torch.Tensor], text_features: torch.Tensor, prompts: list[str],
                n_boot: int = 1000, seed: int = 0) -> list[dict]:
     """One row per prompt: each group's mean cosine similarity to it, and the gap (first group minus second)
-    with its bootstrap 95% CI. ``features_by_group`` holds exactly two groups of normalised image features."""
+    with its bootstrap 95% CI. `features_by_group` holds exactly two groups of normalised image features."""
     if len(features_by_group) != 2:
         raise ValueError(f"need exactly two groups to compare, got {list(features_by_group)}")
     (name_a, fa), (name_b, fb) = features_by_group.items()
@@ -90,17 +91,17 @@ def group_gaps(features_by_group: dict[str, torch.Tensor], text_features: torch.
 @torch.no_grad()
 def association(model, images_by_group: dict[str, torch.Tensor], prompts: str | list[str],
                 n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """How much more ``prompts`` match one group of images than another.
+    """How much more `prompts` match one group of images than another.
 
     Args:
         model: a CLIP.
-        images_by_group: exactly two groups, ``{"with attribute": images, "without": images}``; images are
-            normalised tensors [N, 3, H, W] at the model's size (e.g. ``normalize(world.render(...).images)``).
-        prompts: one prompt or a list, e.g. ``"a vintage photo"``.
+        images_by_group: exactly two groups, `{"with attribute": images, "without": images}`; images are
+            normalised tensors [N, 3, H, W] at the model's size (e.g. `normalize(world.render(...).images)`).
+        prompts: one prompt or a list, e.g. `"a vintage photo"`.
         n_boot, seed: the bootstrap's resamples and seed.
 
-    Returns one dict per prompt: ``prompt``, ``mean_<group>`` for both groups, ``gap`` (first group's mean
-    cosine similarity minus the second's), its 95% CI ``ci_low``/``ci_high``, ``groups`` and ``n``. A model
+    Returns one dict per prompt: `prompt`, `mean_<group>` for both groups, `gap` (first group's mean
+    cosine similarity minus the second's), its 95% CI `ci_low`/`ci_high`, `groups` and `n`. A model
     that learned nothing about the prompt gives a gap near 0; a planted word should give a positive gap
     that grows with the rate it was planted at.
     """
@@ -111,9 +112,9 @@ def association(model, images_by_group: dict[str, torch.Tensor], prompts: str | 
 
 def topk_composition(image_features: torch.Tensor, groups: list[str | None], text_features: torch.Tensor,
                      prompts: list[str], k: int = 20, n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """For each prompt, the share of each group among the ``k`` grouped images most similar to it.
+    """For each prompt, the share of each group among the `k` grouped images most similar to it.
 
-    Only images with a group take part (the pool). ``base_rate_<group>`` is the group's share of the pool:
+    Only images with a group take part (the pool). `base_rate_<group>` is the group's share of the pool:
     what a retrieval that ignores the group would return on average. The 95% CI comes from resampling the
     pool with replacement and retrieving again, so it reflects how much the top-k depends on which images
     happen to be in the pool."""
@@ -143,13 +144,11 @@ def topk_composition(image_features: torch.Tensor, groups: list[str | None], tex
 def flickr8k_bias(model, dataset, *, prompts=ACTIVITY_PROMPTS + OCCUPATION_PROMPTS, retrieval_prompts=RETRIEVAL_PROMPTS,
                   k: int = 20, n_boot: int = 1000, seed: int = 0, group_words=GENDER_WORDS,
                   image_features: torch.Tensor | None = None) -> dict:
-    """Both Flickr8k probes on ``dataset`` (a Flickr8k split in eval mode, with the model's eval transform).
+    """Both Flickr8k probes on `dataset` (a Flickr8k split in eval mode, with the model's eval transform).
 
-    Returns ``{"group_sizes", "excluded", "gaps", "topk"}``: the images per group, the images left out (no
-    group word, or both), `group_gaps` rows for ``prompts`` (first group minus second, in ``group_words``
-    order) and `topk_composition` rows for ``retrieval_prompts``. Pass ``image_features`` to reuse an encoding."""
-    from miniclip.analysis.similarity import encode_dataset_images
-
+    Returns `{"group_sizes", "excluded", "gaps", "topk"}`: the images per group, the images left out (no
+    group word, or both), `group_gaps` rows for `prompts` (first group minus second, in `group_words`
+    order) and `topk_composition` rows for `retrieval_prompts`. Pass `image_features` to reuse an encoding."""
     groups = caption_groups(dataset.captions, group_words)
     if image_features is None:
         image_features = encode_dataset_images(model, dataset)

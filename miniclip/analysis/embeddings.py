@@ -17,6 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.manifold import TSNE
+from torch.utils.data import Subset
+
+from miniclip.eval.features import encode_dataset_images
+from miniclip.eval.zeroshot import encode_texts
 
 AMBIGUOUS_WORDS = ("beach", "ocean", "water", "sea", "sand")
 
@@ -25,8 +30,8 @@ AMBIGUOUS_WORDS = ("beach", "ocean", "water", "sea", "sand")
 class EmbeddingMap:
     """2-D coordinates of image and text embeddings together.
 
-    ``coords`` [N, 2]; ``modality[i]`` is "image" or "text"; ``labels[i]`` is any per-point label (a class,
-    a caption word) or "" when none was given; ``method`` is "tsne" or "umap"."""
+    `coords` [N, 2]; `modality[i]` is "image" or "text"; `labels[i]` is any per-point label (a class,
+    a caption word) or "" when none was given; `method` is "tsne" or "umap"."""
 
     coords: np.ndarray
     modality: np.ndarray
@@ -40,15 +45,13 @@ class EmbeddingMap:
 def project_2d(features: np.ndarray | torch.Tensor, method: str = "tsne", seed: int = 0, **kwargs) -> np.ndarray:
     """[N, D] features -> [N, 2] coordinates with t-SNE or UMAP under cosine distance, seeded.
 
-    ``kwargs`` go to `sklearn.manifold.TSNE` or `umap.UMAP` (e.g. ``perplexity``, ``n_neighbors``). Small inputs
+    `kwargs` go to `sklearn.manifold.TSNE` or `umap.UMAP` (e.g. `perplexity`, `n_neighbors`). Small inputs
     get a perplexity / neighbour count that fits them instead of an error."""
     x = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float32)
     n = len(x)
     if n < 4:
         raise ValueError(f"need at least 4 points to make a map, got {n}")
     if method == "tsne":
-        from sklearn.manifold import TSNE
-
         kwargs.setdefault("perplexity", min(30.0, (n - 1) / 3))  # t-SNE requires perplexity < n
         tsne = TSNE(n_components=2, metric="cosine", init="pca", random_state=seed, **kwargs)
         return tsne.fit_transform(x)
@@ -81,16 +84,16 @@ def joint_embedding_map(image_features: torch.Tensor, text_features: torch.Tenso
 
 
 def first_word(caption: str, words=AMBIGUOUS_WORDS) -> str | None:
-    """The first of ``words`` (as a whole word, any case) that occurs in ``caption``, in caption order."""
+    """The first of `words` (as a whole word, any case) that occurs in `caption`, in caption order."""
     found = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", caption.lower())
     return found.group(1) if found else None
 
 
 def ambiguous_pairs(captions_per_image: list[list[str]], words=AMBIGUOUS_WORDS, max_images: int | None = None):
-    """Select the images whose captions mention one of ``words`` (beach, ocean, water, sea, sand).
+    """Select the images whose captions mention one of `words` (beach, ocean, water, sea, sand).
 
-    Returns ``(image_indices, image_labels, captions, caption_labels)``: each selected image is labelled with
-    the word its captions use most often (ties: the earliest in ``words``); each of its captions that
+    Returns `(image_indices, image_labels, captions, caption_labels)`: each selected image is labelled with
+    the word its captions use most often (ties: the earliest in `words`); each of its captions that
     mentions a word contributes one text point, labelled with that word. Images come in dataset order."""
     indices, image_labels, captions, caption_labels = [], [], [], []
     for i, image_captions in enumerate(captions_per_image):
@@ -112,12 +115,7 @@ def ambiguous_pairs(captions_per_image: list[list[str]], words=AMBIGUOUS_WORDS, 
 def flickr8k_ambiguous_map(model, dataset, *, method: str = "tsne", words=AMBIGUOUS_WORDS,
                            max_images: int = 300, seed: int = 0, **kwargs) -> EmbeddingMap:
     """The ambiguous-pairs map on a Flickr8k split (eval mode, with the model's eval transform): selected
-    images and their matching captions, embedded by ``model`` and projected together."""
-    from torch.utils.data import Subset
-
-    from miniclip.analysis.similarity import encode_dataset_images
-    from miniclip.zeroshot import encode_texts
-
+    images and their matching captions, embedded by `model` and projected together."""
     indices, image_labels, captions, caption_labels = ambiguous_pairs(dataset.captions, words, max_images)
     if not indices:
         raise ValueError(f"no caption of {dataset!r} mentions any of {words}")

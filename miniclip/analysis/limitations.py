@@ -23,20 +23,28 @@ import re
 import numpy as np
 import torch
 
-from miniclip.data.shapes_text import Caption, Thing, realise, true_relations
-from miniclip.zeroshot import encode_images, encode_texts, topk_accuracy
+from miniclip.data.shapes import ShapesConfig, ShapesWorld
+from miniclip.data.shapes_text import (
+    NEUTRAL_FRAMES,
+    POSITIONS,
+    Caption,
+    SceneObject,
+    Thing,
+    class_prompts,
+    realise,
+    true_relations,
+)
+from miniclip.data.transforms import normalize
+from miniclip.eval.features import encode_dataset_images
+from miniclip.eval.zeroshot import encode_images, encode_texts, topk_accuracy
 
 
 def _shapes_world(model, **config):
-    from miniclip.data.shapes import ShapesConfig, ShapesWorld
-
     return ShapesWorld(ShapesConfig(image_size=model.config.image_size, **config))
 
 
 def _render(world, n: int, split: str, batch_size: int = 256, **kwargs):
-    """Render ``n`` scenes in batches; returns (normalised images, scenes' metadata)."""
-    from miniclip.data.transforms import normalize
-
+    """Render `n` scenes in batches; returns (normalised images, scenes' metadata)."""
     images, meta = [], []
     for start in range(0, n, batch_size):
         batch = world.render(range(start, min(start + batch_size, n)), split, **kwargs)
@@ -60,7 +68,7 @@ def pairwise_accuracy(true_scores: torch.Tensor, false_scores: torch.Tensor, n_b
 
 
 def count_prompt(count: int, shape: str, colour: str, frame: str = "photo", lang: str = "en") -> str:
-    """The Shapes grammar's phrase for ``count`` identical objects: "a photo of two red circles".
+    """The Shapes grammar's phrase for `count` identical objects: "a photo of two red circles".
     A count of one is said with the article ("a photo of a red circle"), as in training captions."""
     return realise(Caption((Thing(count, shape, colour),), frame), lang)
 
@@ -68,9 +76,9 @@ def count_prompt(count: int, shape: str, colour: str, frame: str = "photo", lang
 @torch.no_grad()
 def shapes_counting(model, n: int = 400, *, max_count: int = 4, frame: str = "photo", split: str = "test",
                     seed: int = 0) -> dict:
-    """Zero-shot counting on Shapes scenes of 1..``max_count`` identical objects (``n`` scenes per count).
+    """Zero-shot counting on Shapes scenes of 1..`max_count` identical objects (`n` scenes per count).
 
-    Each image is scored against ``max_count`` prompts that differ only in the count, for its own colour and
+    Each image is scored against `max_count` prompts that differ only in the count, for its own colour and
     shape, so colour and shape recognition cannot help. Returns overall and per-count accuracy, the
     confusion matrix (rows: true count, columns: predicted) and chance."""
     world = _shapes_world(model, seed=seed, group_prob=1.0, max_objects=max(max_count, 1))
@@ -106,7 +114,7 @@ def swap_count(caption: str) -> tuple[str, str] | None:
 
     "Two dogs run on the beach" -> ("A dog run on the beach", "plural->singular"); "A man rides a bike" ->
     ("Two men rides a bike", "singular->plural"). Only the noun phrase changes (not the verb), so the pair
-    differs in the count alone. Returns ``None`` when the caption counts none of `COUNT_NOUNS`.
+    differs in the count alone. Returns `None` when the caption counts none of `COUNT_NOUNS`.
     Nouns like "sheep" that read the same in both numbers are skipped going to the plural side."""
     plural = re.search(rf"\b{_NUMBER} (\w+ )?({'|'.join(_SINGULAR_OF)})\b", caption, flags=re.IGNORECASE)
     singular = re.search(rf"\b(a|an|one) (\w+ )?({'|'.join(COUNT_NOUNS)})\b", caption, flags=re.IGNORECASE)
@@ -130,13 +138,11 @@ def swap_count(caption: str) -> tuple[str, str] | None:
 @torch.no_grad()
 def flickr8k_counting(model, dataset, *, image_features: torch.Tensor | None = None, n_boot: int = 1000,
                       seed: int = 0) -> dict:
-    """For every caption of ``dataset`` with a count `swap_count` can change: does its own image prefer the
+    """For every caption of `dataset` with a count `swap_count` can change: does its own image prefer the
     true caption to the count-swapped one? Accuracy overall and per direction (a model that always prefers
     plurals would score high on one direction and low on the other), with bootstrap CIs; chance 0.5.
-    ``unrelated_image_baseline`` is the same test with each pair scored against an unrelated image: what
+    `unrelated_image_baseline` is the same test with each pair scored against an unrelated image: what
     the text alone earns. Counting shows as the gap between the two, not as the distance from 0.5."""
-    from miniclip.analysis.similarity import encode_dataset_images
-
     pairs = [(i, c, *swapped) for i, captions in enumerate(dataset.captions) for c in captions
              if (swapped := swap_count(c))]
     if not pairs:
@@ -168,8 +174,6 @@ def relation_captions(objects: list[dict], frame: str = "photo", lang: str = "en
     """For two objects (Shapes metadata dicts), a true relation caption, its swapped-order version and the
     relation: ("a photo of a red circle left of a blue square", "a photo of a blue square left of a red
     circle", "left of"). Sizes are left out, so the two captions hold exactly the same words."""
-    from miniclip.data.shapes_text import POSITIONS, SceneObject
-
     a, b = (SceneObject(o["shape"], o["colour"], o["size"], POSITIONS.index(o["position"])) for o in objects[:2])
     rel = true_relations(a, b)[0]  # horizontal first when both hold
     thing_a, thing_b = Thing(1, a.shape, a.colour), Thing(1, b.shape, b.colour)
@@ -210,8 +214,8 @@ def prompt_sensitivity(model, image_features: torch.Tensor, labels: torch.Tensor
                        prompt_sets: dict[str, list[str]]) -> dict:
     """Zero-shot top-1 accuracy with each prompt set alone, and with all of them ensembled.
 
-    ``prompt_sets`` maps a template's name to one prompt per class (in label order). Returns
-    ``per_template`` {name: accuracy}, their mean, std, min, max and range, ``ensemble`` (accuracy of the
+    `prompt_sets` maps a template's name to one prompt per class (in label order). Returns
+    `per_template` {name: accuracy}, their mean, std, min, max and range, `ensemble` (accuracy of the
     renormalised mean of every set's normalised embeddings, as `classifier_weights` does) and chance."""
     image_features = image_features.float()
     weights = {name: encode_texts(model, prompts) for name, prompts in prompt_sets.items()}
@@ -226,16 +230,14 @@ def prompt_sensitivity(model, image_features: torch.Tensor, labels: torch.Tensor
 
 
 def template_prompt_sets(class_names: list[str], templates) -> dict[str, list[str]]:
-    """``{template: [template.format(name) for each class]}``, e.g. from `miniclip.zeroshot.CIFAR_TEMPLATES`."""
+    """`{template: [template.format(name) for each class]}`, e.g. from `miniclip.eval.zeroshot.CIFAR_TEMPLATES`."""
     return {t: [t.format(name) for name in class_names] for t in templates}
 
 
 def shapes_prompt_sets(kind: str = "colour_shape", lang: str = "en") -> dict[str, list[str]]:
-    """Every paraphrase the Shapes grammar has for class prompts of ``kind``: each neutral frame ("bare",
+    """Every paraphrase the Shapes grammar has for class prompts of `kind`: each neutral frame ("bare",
     "photo", "image", "there") in each of its variants, deduplicated ("a red circle", "an image of a red
     circle", "a picture of a red circle", …)."""
-    from miniclip.data.shapes_text import NEUTRAL_FRAMES, class_prompts
-
     sets: dict[str, list[str]] = {}
     for frame in NEUTRAL_FRAMES:
         for variant in range(2):
@@ -248,7 +250,7 @@ def shapes_prompt_sets(kind: str = "colour_shape", lang: str = "en") -> dict[str
 @torch.no_grad()
 def shapes_prompt_sensitivity(model, n: int = 500, *, kind: str = "colour_shape", split: str = "test",
                               seed: int = 0) -> dict:
-    """`prompt_sensitivity` on ``n`` single-object Shapes scenes, classified by ``kind``, over
+    """`prompt_sensitivity` on `n` single-object Shapes scenes, classified by `kind`, over
     `shapes_prompt_sets`."""
     world = _shapes_world(model, seed=seed)
     images, _ = _render(world, n, split, n_objects=1)

@@ -1,14 +1,14 @@
 """Fetch the real-small tier's public datasets: checked, resumable, atomic.
 
-``python -m miniclip data download flickr8k`` (or ``cifar10``, ``cifar100``) puts the files where the
-loaders look, under :func:`~miniclip.data.paths.data_root`:
+`python -m miniclip data download flickr8k` (or `cifar10`, `cifar100`) puts the files where the
+loaders look, under `data_root`:
 
-- **flickr8k** -> ``<root>/flickr8k/Flicker8k_Dataset/*.jpg`` and ``<root>/flickr8k/Flickr8k_text/*.txt``,
+- **flickr8k** -> `<root>/flickr8k/Flicker8k_Dataset/*.jpg` and `<root>/flickr8k/Flickr8k_text/*.txt`,
   the original distribution's layout (including its "Flicker" spelling), from the two zips that Jason
-  Brownlee's public ``Datasets`` GitHub release mirrors.
-- **cifar10** / **cifar100** -> ``<root>/cifar10/test/<class>/<nnnn>.png`` (``cifar100`` likewise): the test
-  split as lossless PNGs in the ImageFolder layout that :func:`~miniclip.data.folders.open_test_set` already
-  reads, numbered per class like the shared ``cifar10-test.zip``.
+  Brownlee's public `Datasets` GitHub release mirrors.
+- **cifar10** / **cifar100** -> `<root>/cifar10/test/<class>/<nnnn>.png` (`cifar100` likewise): the test
+  split as lossless PNGs in the ImageFolder layout that `open_test_set` already
+  reads, numbered per class like the shared `cifar10-test.zip`.
 
 Why CIFAR's *binary* version: the dataset page offers a Python, a Matlab and a binary tarball. The Python
 one (what torchvision downloads) stores its batches as pickles, and unpickling a file can run any code in
@@ -18,14 +18,14 @@ class names, which a few lines of NumPy read. We read the two members we need st
 instead of unpacking it, so no path inside the archive is ever written to disk. Only the test split is
 converted: it is all that zero-shot evaluation uses.
 
-Every file is streamed into ``<name>.part``; an interrupted download continues from where it stopped with
-an HTTP ``Range`` request; the checksum is verified before the file is renamed into place, so a file
-without ``.part`` is always complete and correct. A mismatch deletes the bad file and says what was
+Every file is streamed into `<name>.part`; an interrupted download continues from where it stopped with
+an HTTP `Range` request; the checksum is verified before the file is renamed into place, so a file
+without `.part` is always complete and correct. A mismatch deletes the bad file and says what was
 expected and what arrived. Converted folders are written next to their final place under a temporary name
-and renamed at the end, so ``<root>/cifar10/test`` is either absent or complete.
+and renamed at the end, so `<root>/cifar10/test` is either absent or complete.
 
 Checksums: only values that are *published* are stored. Where none is published (the Flickr8k mirror),
-the entry is ``None`` and the downloader prints the SHA-256 it computed so the user can record it.
+the entry is `None` and the downloader prints the SHA-256 it computed so the user can record it.
 """
 
 from __future__ import annotations
@@ -41,7 +41,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import data_root
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from miniclip.data.paths import data_root
 
 CHUNK = 1 << 20
 # Lets a test (or a user behind a mirror) point every download at another server: <base>/<filename>.
@@ -114,7 +118,7 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
 
 
 def _verify(path: Path, sha256: str | None, md5: str | None) -> str:
-    """Check ``path`` against whichever checksum is known; return its SHA-256 either way."""
+    """Check `path` against whichever checksum is known; return its SHA-256 either way."""
     got_sha = file_digest(path, "sha256")
     if sha256 is not None and got_sha != sha256.lower():
         raise ChecksumError(f"sha256 mismatch for {path.name}: expected {sha256}, got {got_sha}")
@@ -127,9 +131,9 @@ def _verify(path: Path, sha256: str | None, md5: str | None) -> str:
 
 def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: str | None = None,
                   timeout: float = 30.0, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` via ``dest.part``, resuming a partial file, verifying, then renaming.
+    """Download `url` to `dest` via `dest.part`, resuming a partial file, verifying, then renaming.
 
-    If ``dest`` already exists and matches the checksum, nothing is fetched.
+    If `dest` already exists and matches the checksum, nothing is fetched.
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -161,7 +165,6 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, 
                 have = 0  # the server ignored Range and is sending everything: start the file over
             length = response.headers.get("Content-Length")
             total = have + int(length) if length is not None else None
-            from tqdm.auto import tqdm
 
             with open(part, "ab" if have else "wb") as out, tqdm(
                 total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
@@ -195,10 +198,10 @@ def _junk(name: str) -> bool:
 
 
 def extract_zip_into(archive: Path, dest: Path, folder: str) -> Path:
-    """Unpack ``archive`` so that its files end up in ``dest/folder/``.
+    """Unpack `archive` so that its files end up in `dest/folder/`.
 
-    The zips in circulation differ: some hold ``folder/`` at the top, some hold the files flat. We look at
-    the members and do the right thing for both. Member paths are checked so none escapes ``dest``.
+    The zips in circulation differ: some hold `folder/` at the top, some hold the files flat. We look at
+    the members and do the right thing for both. Member paths are checked so none escapes `dest`.
     """
     target = (dest / folder).resolve()
     with zipfile.ZipFile(archive) as zf:
@@ -245,14 +248,12 @@ def _class_names(text: bytes, expected: int, source: str) -> list[str]:
 
 
 def cifar_records(raw: bytes, spec: CifarBinary, source: str = "CIFAR records"):
-    """Decode binary CIFAR records into ``(labels, images)``: shapes ``(n,)`` and ``(n, 32, 32, 3)``, uint8.
+    """Decode binary CIFAR records into `(labels, images)`: shapes `(n,)` and `(n, 32, 32, 3)`, uint8.
 
-    A record is ``spec.label_bytes`` label bytes, then the red, green and blue planes, each 32 rows of 32
-    bytes. Reshaped to ``(n, 3, 32, 32)`` the planes are channels; moving the channel axis last gives the
+    A record is `spec.label_bytes` label bytes, then the red, green and blue planes, each 32 rows of 32
+    bytes. Reshaped to `(n, 3, 32, 32)` the planes are channels; moving the channel axis last gives the
     height x width x RGB layout that PIL (and every image file) uses.
     """
-    import numpy as np
-
     record = spec.label_bytes + CIFAR_PIXELS
     if not raw or len(raw) % record:
         raise DownloadError(f"{source}: {len(raw)} bytes is not a whole number of {record}-byte records")
@@ -263,17 +264,15 @@ def cifar_records(raw: bytes, spec: CifarBinary, source: str = "CIFAR records"):
 
 
 def convert_cifar_test(archive: Path, dataset: str, root: Path) -> dict:
-    """Write the test split of a CIFAR binary tarball as ``<root>/<dataset>/test/<class>/<nnnn>.png``.
+    """Write the test split of a CIFAR binary tarball as `<root>/<dataset>/test/<class>/<nnnn>.png`.
 
     Images are numbered per class in the order the test file lists them (the file's first cat is
-    ``cat/0000.png``), as in the shared ``cifar10-test.zip``. PNG, not JPEG: the files must hold exactly the
+    `cat/0000.png`), as in the shared `cifar10-test.zip`. PNG, not JPEG: the files must hold exactly the
     published pixels.
 
-    Everything is written into a temporary folder beside ``test`` and renamed into place at the end, so an
-    interrupted run never leaves a half-filled ``test`` folder for the loaders to find.
+    Everything is written into a temporary folder beside `test` and renamed into place at the end, so an
+    interrupted run never leaves a half-filled `test` folder for the loaders to find.
     """
-    from PIL import Image
-
     spec = CIFAR_BINARY[dataset]
     with tarfile.open(archive, "r:gz") as tf:
         names = _class_names(_tar_member_bytes(tf, spec.names_member), spec.num_classes, spec.names_member)
@@ -329,7 +328,7 @@ def _resources(dataset: str, base_url: str | None) -> list[Resource]:
 
 def download_dataset(dataset: str, dest: str | os.PathLike | None = None, base_url: str | None = None,
                      progress: bool = True, keep_archives: bool = True) -> dict:
-    """Download and unpack ``dataset`` under ``dest`` (default: ``data_root()``). Returns what was made."""
+    """Download and unpack `dataset` under `dest` (default: `data_root()`). Returns what was made."""
     root = Path(dest) if dest is not None else data_root()
     root.mkdir(parents=True, exist_ok=True)
     archives = root / "downloads"

@@ -3,14 +3,14 @@
 Hodosh, Young & Hockenmaier (JAIR 2013). Two layouts are in circulation and both are read, from a zip (with or
 without a top-level folder inside) or from the extracted folder:
 
-- the original distribution: ``Flicker8k_Dataset/<id>.jpg`` (sic) and ``Flickr8k_text/`` holding
-  ``Flickr8k.token.txt`` (``<id>#<n><TAB><caption>`` lines) and the official split lists
-  ``Flickr_8k.{train,dev,test}Images.txt``;
-- the Kaggle re-upload: ``Images/<id>.jpg`` and ``captions.txt`` (csv with an ``image,caption`` header). It has
-  no split lists, so we derive one (see :func:`derived_split`).
+- the original distribution: `Flicker8k_Dataset/<id>.jpg` (sic) and `Flickr8k_text/` holding
+  `Flickr8k.token.txt` (`<id>#<n><TAB><caption>` lines) and the official split lists
+  `Flickr_8k.{train,dev,test}Images.txt`;
+- the Kaggle re-upload: `Images/<id>.jpg` and `captions.txt` (csv with an `image,caption` header). It has
+  no split lists, so we derive one (see `derived_split`).
 
 Real downloads are messy: the token file names images that are not in the image folder, and the split lists
-name some of those too. Listed-but-absent images are skipped, counted in ``.missing`` and reported in one
+name some of those too. Listed-but-absent images are skipped, counted in `.missing` and reported in one
 warning; nothing is invented to fill the gap.
 """
 
@@ -28,9 +28,9 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset
 
-from .folders import IMAGE_EXTENSIONS, FileTree
-from .paths import MissingDataError, data_root
-from .transforms import PairCollator, SharedInt, load_image, train_transform
+from miniclip.data.folders import IMAGE_EXTENSIONS, FileTree
+from miniclip.data.paths import MissingDataError, data_root
+from miniclip.data.transforms import PairCollator, SharedInt, load_image, train_transform
 
 FETCH_COMMAND = "python -m miniclip data download flickr8k"
 TOKEN_FILE = "Flickr8k.token.txt"
@@ -46,8 +46,8 @@ SPLIT_ALIASES = {"val": "dev", "valid": "dev", "validation": "dev"}
 
 
 def find_flickr8k(path: str | os.PathLike | None = None) -> Path:
-    """The Flickr8k zip or folder: ``path`` if given, else the first of ``flickr8k``/``Flickr8k`` (folder, then
-    ``.zip``) or any other ``flickr8k*`` entry under :func:`~miniclip.data.paths.data_root`."""
+    """The Flickr8k zip or folder: `path` if given, else the first of `flickr8k`/`Flickr8k` (folder, then
+    `.zip`) or any other `flickr8k*` entry under `data_root`."""
     if path is not None:
         if not Path(path).exists():
             raise MissingDataError("Flickr8k", path, FETCH_COMMAND)
@@ -64,7 +64,7 @@ def find_flickr8k(path: str | os.PathLike | None = None) -> Path:
 
 
 def parse_token_file(text: str) -> dict[str, list[str]]:
-    """``<image>#<n><TAB><caption>`` lines -> {image: [captions in file order]}. Blank captions are dropped."""
+    """`<image>#<n><TAB><caption>` lines -> {image: [captions in file order]}. Blank captions are dropped."""
     captions: dict[str, list[str]] = {}
     for line in text.splitlines():
         key, tab, caption = line.partition("\t")
@@ -78,7 +78,7 @@ def parse_token_file(text: str) -> dict[str, list[str]]:
 
 
 def parse_kaggle_captions(text: str) -> dict[str, list[str]]:
-    """Kaggle's ``captions.txt`` (csv, header ``image,caption``; captions may hold quoted commas)."""
+    """Kaggle's `captions.txt` (csv, header `image,caption`; captions may hold quoted commas)."""
     captions: dict[str, list[str]] = {}
     for row in csv.DictReader(io.StringIO(text)):
         image, caption = (row.get("image") or "").strip(), (row.get("caption") or "").strip()
@@ -90,7 +90,7 @@ def parse_kaggle_captions(text: str) -> dict[str, list[str]]:
 def derived_split(image_ids: list[str], seed: int = 0) -> dict[str, list[str]]:
     """A deterministic train/dev/test split for layouts that ship without split lists (Kaggle's).
 
-    The ids are sorted, then shuffled by sorting on ``sha256(f"{seed}:{id}")``: a seeded shuffle that depends
+    The ids are sorted, then shuffled by sorting on `sha256(f"{seed}:{id}")`: a seeded shuffle that depends
     on nothing but the ids and the seed (not on file order, Python's version or a random-number library), so
     everyone with the same captions gets the same split. The first 6,000 are train, the next 1,000 dev and the
     next 1,000 test, the standard sizes; the rest (91 of Kaggle's 8,091) are left out, as in the original.
@@ -131,27 +131,27 @@ class Flickr8k(Dataset):
     """Flickr8k image-caption pairs for one split.
 
     Args:
-        root: the zip or folder; ``None`` looks under ``data_root()`` (see :func:`find_flickr8k`).
-        split: ``"train"``, ``"dev"`` (or ``"val"``), ``"test"``, or ``"all"`` (every image the caption file names).
-        transform: PIL image -> tensor, e.g. :func:`~miniclip.data.transforms.train_transform`. ``None`` returns
+        root: the zip or folder; `None` looks under `data_root()` (see `find_flickr8k`).
+        split: `"train"`, `"dev"` (or `"val"`), `"test"`, or `"all"` (every image the caption file names).
+        transform: PIL image -> tensor, e.g. `train_transform`. `None` returns
             the RGB PIL image.
-        train: training mode (default: ``split == "train"``). Each item is an image with *one* of its captions,
-            a different one each epoch: the choice is a hash of ``(seed, epoch, index)``, so it is reproducible,
-            independent of worker count, and changes when you call :meth:`set_epoch`. In evaluation mode each
-            item carries the image's first caption, and all of them are in ``.captions`` (and flattened in
-            :meth:`caption_texts` / :meth:`caption_image_index`, the form retrieval needs).
+        train: training mode (default: `split == "train"`). Each item is an image with *one* of its captions,
+            a different one each epoch: the choice is a hash of `(seed, epoch, index)`, so it is reproducible,
+            independent of worker count, and changes when you call `set_epoch`. In evaluation mode each
+            item carries the image's first caption, and all of them are in `.captions` (and flattened in
+            `caption_texts` / `caption_image_index`, the form retrieval needs).
         seed: the seed of the per-epoch caption choice.
-        decode_size: the size JPEGs may be drafted down to while decoding (see ``load_image``); default: the
-            transform's ``draft_size``; ``0`` decodes at full size.
+        decode_size: the size JPEGs may be drafted down to while decoding (see `load_image`); default: the
+            transform's `draft_size`; `0` decodes at full size.
         split_seed: the seed of the derived split, for layouts without split lists.
 
-    Attributes: ``image_ids``, ``captions`` (list of lists), ``missing`` (listed ids with no image file),
-    ``uncaptioned`` (images the split lists but the caption file does not), ``listed`` (how many ids the split
-    named), ``failed`` (images that could not be decoded so far), ``layout`` (``"original"`` or ``"kaggle"``),
-    ``official_split`` (False when the split was derived).
+    Attributes: `image_ids`, `captions` (list of lists), `missing` (listed ids with no image file),
+    `uncaptioned` (images the split lists but the caption file does not), `listed` (how many ids the split
+    named), `failed` (images that could not be decoded so far), `layout` (`"original"` or `"kaggle"`),
+    `official_split` (False when the split was derived).
 
-    ``__getitem__`` returns ``(image, caption)``, or ``None`` when the image cannot be decoded: pass
-    :data:`~miniclip.data.transforms.collate_pairs` to the DataLoader to drop those.
+    `__getitem__` returns `(image, caption)`, or `None` when the image cannot be decoded: pass
+    `collate_pairs` to the DataLoader to drop those.
     """
 
     def __init__(
@@ -247,7 +247,7 @@ class Flickr8k(Dataset):
         return self._epoch.value
 
     def caption_for(self, index: int, epoch: int | None = None) -> str:
-        """The caption item ``index`` carries in training mode, in ``epoch`` (default: the current one)."""
+        """The caption item `index` carries in training mode, in `epoch` (default: the current one)."""
         options = self.captions[index]
         epoch = self._epoch.value if epoch is None else epoch
         return options[_mix64(self.seed, epoch, index) % len(options)]
@@ -257,7 +257,7 @@ class Flickr8k(Dataset):
         return [c for captions in self.captions for c in captions]
 
     def caption_image_index(self) -> list[int]:
-        """For each entry of :meth:`caption_texts`, the index of its image: the ground truth of retrieval."""
+        """For each entry of `caption_texts`, the index of its image: the ground truth of retrieval."""
         return [i for i, captions in enumerate(self.captions) for _ in captions]
 
     # --- images -------------------------------------------------------------------------------------------
@@ -268,12 +268,12 @@ class Flickr8k(Dataset):
         return self._failed.value
 
     def pil_image(self, index: int, draft_size: int | None = None):
-        """The RGB PIL image of item ``index`` before any transform (``None`` if it cannot be decoded)."""
+        """The RGB PIL image of item `index` before any transform (`None` if it cannot be decoded)."""
         return load_image(self.tree.read_bytes_or_empty(self.files[index]), draft_size=draft_size)
 
     def iter_raw(self):
-        """Every ``(image id, caption, encoded image bytes)`` of this split, one per caption, reading each image
-        file once: what webdataset shards store. The bytes are the file's own, undecoded (``b""`` if unreadable)."""
+        """Every `(image id, caption, encoded image bytes)` of this split, one per caption, reading each image
+        file once: what webdataset shards store. The bytes are the file's own, undecoded (`b""` if unreadable)."""
         for image_id, file, captions in zip(self.image_ids, self.files, self.captions):
             data = self.tree.read_bytes_or_empty(file)
             for caption in captions:
@@ -308,10 +308,10 @@ def benchmark_flickr8k(
 ) -> dict:
     """Decode + augment + collate throughput of the Flickr8k training pipeline, in one process.
 
-    Reads the training split in a fixed shuffled order, as a DataLoader would, for about ``seconds`` after one
+    Reads the training split in a fixed shuffled order, as a DataLoader would, for about `seconds` after one
     warm-up batch. Torch runs single-threaded here, as it does in a DataLoader worker (and because the only
     multi-threaded step, stacking the batch, slows down when it competes with other work for the cores).
-    A DataLoader with ``num_workers=k`` gets close to k times this rate on k free cores.
+    A DataLoader with `num_workers=k` gets close to k times this rate on k free cores.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the missing-images warning is not news to a benchmark

@@ -1,16 +1,16 @@
-"""Labelled test sets: ``<root>/<class>/<image>`` folders, plain or zipped (CIFAR-10/100 included).
+"""Labelled test sets: `<root>/<class>/<image>` folders, plain or zipped (CIFAR-10/100 included).
 
 Zero-shot classification needs three things from a test set: images, integer labels, and class *names* a
 prompt can be built from ("a photo of a {name}."). Folder names are close to that but not quite
-("aquarium_fish"), so every set here carries both ``.classes`` (the folder names, which define the label
-order) and ``.class_names`` (readable, for prompts).
+("aquarium_fish"), so every set here carries both `.classes` (the folder names, which define the label
+order) and `.class_names` (readable, for prompts).
 
-CIFAR is read as image files too, never through torchvision's ``CIFAR10``/``CIFAR100``: those read the
+CIFAR is read as image files too, never through torchvision's `CIFAR10`/`CIFAR100`: those read the
 "python version" batches, which are pickles, and unpickling a file can run code hidden in it. This project
-unpickles nothing; ``python -m miniclip data download cifar10`` instead converts the binary version's test
-split into ``<root>/cifar10/test/<class>/<nnnn>.png``, which :func:`open_test_set` finds like any other copy.
+unpickles nothing; `python -m miniclip data download cifar10` instead converts the binary version's test
+split into `<root>/cifar10/test/<class>/<nnnn>.png`, which `open_test_set` finds like any other copy.
 
-This module also holds :class:`FileTree`, the read-only view of "a folder or a zip" that the Flickr8k loader
+This module also holds `FileTree`, the read-only view of "a folder or a zip" that the Flickr8k loader
 shares: users keep downloads zipped, and reading them in place saves unpacking 10,000 small files.
 """
 
@@ -25,8 +25,8 @@ from typing import Callable
 
 from torch.utils.data import Dataset
 
-from .paths import MissingDataError, data_root
-from .transforms import SharedInt, load_image
+from miniclip.data.paths import MissingDataError, data_root
+from miniclip.data.transforms import SharedInt, load_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -43,12 +43,12 @@ def _is_junk(name: str) -> bool:
 
 
 class FileTree:
-    """The files under a folder, or inside a zip, addressed by relative ``/``-separated names.
+    """The files under a folder, or inside a zip, addressed by relative `/`-separated names.
 
-    ``path`` may also point *into* a zip (``cifar10-test.zip/cifar10/test``): the part after the ``.zip`` is a
+    `path` may also point *into* a zip (`cifar10-test.zip/cifar10/test`): the part after the `.zip` is a
     folder inside the archive, and names are relative to it.
 
-    A ``zipfile.ZipFile`` is not safe to share across processes: a forked DataLoader worker would share the
+    A `zipfile.ZipFile` is not safe to share across processes: a forked DataLoader worker would share the
     parent's file offset, and reads from several workers would interleave into garbage. So the handle remembers
     the process that opened it, a process that finds someone else's handle opens its own, and the handle is
     never pickled.
@@ -78,7 +78,7 @@ class FileTree:
 
     @staticmethod
     def _split_zip(path: Path) -> tuple[Path | None, str]:
-        """``a/b.zip/c/d`` -> (``a/b.zip``, ``c/d``); a plain zip -> (zip, ``""``); a folder -> (None, ``""``)."""
+        """`a/b.zip/c/d` -> (`a/b.zip`, `c/d`); a plain zip -> (zip, `""`); a folder -> (None, `""`)."""
         for i in range(len(path.parts), 0, -1):
             head = Path(*path.parts[:i])
             if head.suffix.lower() == ".zip" and head.is_file():
@@ -96,7 +96,7 @@ class FileTree:
         return (self.path / name).read_bytes()
 
     def read_bytes_or_empty(self, name: str) -> bytes:
-        """``read_bytes``, but ``b""`` for a file that cannot be read: a zip member that fails its CRC check or
+        """`read_bytes`, but `b""` for a file that cannot be read: a zip member that fails its CRC check or
         inflates to garbage, a file deleted since we listed it. The decoder then counts it as undecodable,
         instead of the error ending a training run."""
         try:
@@ -130,7 +130,7 @@ _CIFAR10_ALIASES = {"aeroplane": "airplane", "plane": "airplane", "car": "automo
 
 
 def readable_class_name(folder: str) -> str:
-    """A folder or label name as words for a prompt: ``aquarium_fish`` -> ``aquarium fish``."""
+    """A folder or label name as words for a prompt: `aquarium_fish` -> `aquarium fish`."""
     name = folder.replace("_", " ").strip()
     return _CIFAR10_ALIASES.get(name.lower(), name)
 
@@ -143,9 +143,9 @@ def readable_class_name(folder: str) -> str:
 def _find_class_root(files: list[str], where: Path, prefer: str | None = None) -> str:
     """The folder whose subfolders are the classes: the one common grandparent of every image.
 
-    Downloads nest the class folders at different depths (``test/cat/1.jpg``, ``cifar10/test/cat/1.jpg``),
+    Downloads nest the class folders at different depths (`test/cat/1.jpg`, `cifar10/test/cat/1.jpg`),
     so we look at where the images are rather than assume a depth. When they sit under several roots
-    (``train/`` and ``test/`` in one archive) we take the one named ``prefer`` if there is exactly one such,
+    (`train/` and `test/` in one archive) we take the one named `prefer` if there is exactly one such,
     and otherwise refuse to guess and name the candidates.
     """
     images = [PurePosixPath(f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
@@ -168,15 +168,15 @@ def _find_class_root(files: list[str], where: Path, prefer: str | None = None) -
 
 
 class ImageFolderDataset(Dataset):
-    """``<root>/<class>/<image>`` as ``(image_tensor, label)`` pairs, read from a folder or a zip.
+    """`<root>/<class>/<image>` as `(image_tensor, label)` pairs, read from a folder or a zip.
 
-    ``path``: a folder, a zip, or a folder inside a zip (``cifar10-test.zip/cifar10/test``). The level that holds
-    the class folders is found automatically (``prefer="test"`` picks the ``test`` root when an archive holds
-    several splits). Labels follow the sorted folder names, as torchvision's ``ImageFolder`` does, so a model
+    `path`: a folder, a zip, or a folder inside a zip (`cifar10-test.zip/cifar10/test`). The level that holds
+    the class folders is found automatically (`prefer="test"` picks the `test` root when an archive holds
+    several splits). Labels follow the sorted folder names, as torchvision's `ImageFolder` does, so a model
     evaluated on either sees the same label order.
 
-    ``__getitem__`` returns ``None`` for an image that cannot be decoded (counted in ``.failed``); use
-    :data:`~miniclip.data.transforms.collate_pairs` to drop those from batches.
+    `__getitem__` returns `None` for an image that cannot be decoded (counted in `.failed`); use
+    `collate_pairs` to drop those from batches.
     """
 
     def __init__(self, path: str | os.PathLike, transform: Callable | None = None, prefer: str | None = None):
@@ -222,13 +222,13 @@ class ImageFolderDataset(Dataset):
 # --------------------------------------------------------------------------------------------------------
 
 
-# The test sets that ``cifar10`` / ``cifar100`` name, with the names their error messages use.
+# The test sets that `cifar10` / `cifar100` name, with the names their error messages use.
 _CIFAR = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 
 def _local_test_copy(name: str) -> Path | None:
-    """A test set the user keeps under the data root in ImageFolder layout: ``<name>-test.zip``, or a folder
-    ``<name>/test`` or ``<name>-test``, whichever exists first."""
+    """A test set the user keeps under the data root in ImageFolder layout: `<name>-test.zip`, or a folder
+    `<name>/test` or `<name>-test`, whichever exists first."""
     root = data_root()
     for candidate in (root / f"{name}-test.zip", root / name / "test", root / f"{name}-test"):
         if candidate.exists():
@@ -237,15 +237,15 @@ def _local_test_copy(name: str) -> Path | None:
 
 
 def open_test_set(spec: str, transform: Callable | None = None):
-    """A labelled test set from a spec string, as the CLI's ``--data`` takes it.
+    """A labelled test set from a spec string, as the CLI's `--data` takes it.
 
-    - ``imagefolder:PATH``: a folder or zip (or folder inside a zip) in ImageFolder layout;
-    - ``cifar10`` / ``cifar100``: the test split, from an ImageFolder copy under ``data_root()``
-      (``cifar10-test.zip``, ``cifar10/test`` or ``cifar10-test``, the first that exists; the download command
-      writes ``cifar10/test``); none -> :class:`MissingDataError` naming the download command.
-    - ``cifar10:PATH`` / ``cifar100:PATH``: that ImageFolder copy.
+    - `imagefolder:PATH`: a folder or zip (or folder inside a zip) in ImageFolder layout;
+    - `cifar10` / `cifar100`: the test split, from an ImageFolder copy under `data_root()`
+      (`cifar10-test.zip`, `cifar10/test` or `cifar10-test`, the first that exists; the download command
+      writes `cifar10/test`); none -> `MissingDataError` naming the download command.
+    - `cifar10:PATH` / `cifar100:PATH`: that ImageFolder copy.
 
-    Every set returned has ``.classes``, ``.class_names``, ``.targets`` and yields ``(image, label)``.
+    Every set returned has `.classes`, `.class_names`, `.targets` and yields `(image, label)`.
     """
     kind, _, path = spec.partition(":")
     kind = kind.strip().lower()

@@ -17,7 +17,6 @@ so the gathered batch is the single-process batch.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from typing import Iterator
@@ -25,16 +24,14 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.paths import data_root
+from miniclip.data.seeds import stable_seed
+from miniclip.data.shapes import ShapesConfig, ShapesDataset, ShapesWorld
+from miniclip.data.shards import ShardDataset
 from miniclip.data.transforms import eval_transform, train_transform
 
 Batch = tuple[torch.Tensor, list[str]]
-
-
-def _seed(*parts: int) -> int:
-    """A 63-bit seed from integers, stable across processes and Python versions (unlike `hash`)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 # ----------------------------------------------------------------------------- Shapes
@@ -42,19 +39,15 @@ def _seed(*parts: int) -> int:
 
 def shapes_config(shapes_options: dict, image_size: int, seed: int):
     """The ShapesConfig of a run: its `data.shapes` options, at the model's resolution and the run's seed."""
-    from miniclip.data.shapes import ShapesConfig
-
     options = dict(shapes_options)
     options.setdefault("image_size", image_size)
     options.setdefault("seed", seed)
     return ShapesConfig(**options)
 
 
-def trained_shapes_world(run_config: dict, image_size: int | None = None):
+def shapes_world_of_run(run_config: dict, image_size: int | None = None):
     """The Shapes world a run trained in (its held-out pairs, languages, caption grammar and seed), from the
     run's config as saved beside its checkpoint: evaluation must use the pairs *that* run held out."""
-    from miniclip.data.shapes import ShapesWorld
-
     image_size = image_size or run_config["model"]["image_size"]
     return ShapesWorld(shapes_config(run_config.get("data", {}).get("shapes", {}), image_size,
                                      run_config.get("train", {}).get("seed", 0)))
@@ -62,8 +55,6 @@ def trained_shapes_world(run_config: dict, image_size: int | None = None):
 
 def shapes_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
                    world_size: int) -> Iterator[Batch]:
-    from miniclip.data.shapes import ShapesDataset
-
     local = batch_size // world_size
     dataset = ShapesDataset(shapes_config(data_cfg.shapes, image_size, seed), split="train", batch_size=local,
                             start=start_step * batch_size, rank=rank, world_size=world_size)
@@ -90,7 +81,7 @@ class StepBatchSampler(Sampler):
         step = self.start
         while True:
             epoch, k = divmod(step, self.steps_per_epoch)
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
+            order = torch.randperm(self.n, generator=torch.Generator().manualstable_seed(stable_seed(self.seed, epoch)))
             lo = k * self.batch_size + self.rank * local
             yield [(epoch, i) for i in order[lo:lo + local].tolist()]
             step += 1
@@ -119,7 +110,7 @@ class SeededPairs(Dataset):
         else:
             raise RuntimeError("no image of the training set could be decoded")
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(self.seed, epoch, i))
+            torch.manualstable_seed(stable_seed(self.seed, epoch, i))
             return self.base.transform(image), self.base.caption_for(i, epoch)
 
 
@@ -129,8 +120,6 @@ def _collate(batch) -> Batch:
 
 def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
                      world_size: int) -> Iterator[Batch]:
-    from miniclip.data.flickr8k import Flickr8k
-
     transform = train_transform(image_size) if data_cfg.augment else eval_transform(image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if rank else "default")  # the missing-files warning, once
@@ -142,8 +131,6 @@ def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, star
 
 
 def flickr8k_steps_per_epoch(batch_size: int) -> int:
-    from miniclip.data.flickr8k import Flickr8k
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return len(Flickr8k(split="train")) // batch_size
@@ -163,11 +150,9 @@ def shard_location(spec: str) -> str:
 
 def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
                   world_size: int) -> Iterator[Batch]:
-    from miniclip.data.shards import ShardDataset
-
     transform = train_transform(image_size) if data_cfg.augment else eval_transform(image_size)
     dataset = ShardDataset(shard_location(data_cfg.dataset), transform=transform,
-                           shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=_seed(seed, start_step))
+                           shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=stable_seed(seed, start_step))
     loader = DataLoader(dataset, batch_size=batch_size // world_size, collate_fn=_collate,
                         num_workers=data_cfg.num_workers, drop_last=True)
     yield from loader

@@ -1,8 +1,8 @@
 """Where real data lives, and the one error raised when it is not there.
 
-Real datasets are looked up under ``$MINICLIP_DATA`` (default ``~/.cache/miniclip``), in the layouts a user
+Real datasets are looked up under `$MINICLIP_DATA` (default `~/.cache/miniclip`), in the layouts a user
 gets when downloading them by hand. A missing dataset is never a crash deep inside a loader: it is a
-:class:`MissingDataError` that names the path looked in and the exact command that fetches it.
+`MissingDataError` that names the path looked in and the exact command that fetches it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ DEFAULT_DATA_ROOT = Path("~/.cache/miniclip")
 
 
 def data_root() -> Path:
-    """The folder real datasets are read from: ``$MINICLIP_DATA`` or ``~/.cache/miniclip``."""
+    """The folder real datasets are read from: `$MINICLIP_DATA` or `~/.cache/miniclip`."""
     return Path(os.environ.get("MINICLIP_DATA") or DEFAULT_DATA_ROOT).expanduser()
 
 

@@ -8,25 +8,25 @@ measure whether the model picks it up, and score attention maps against exact ma
 
 How a sample is made, top to bottom:
 
-1. **Randomness.** Sample ``i`` of split ``s`` owns the random numbers ``hash(seed, s, i, slot)`` for a fixed
+1. **Randomness.** Sample `i` of split `s` owns the random numbers `hash(seed, s, i, slot)` for a fixed
    list of slots (count, style, each object's colour …). Nothing depends on which other samples are in
    the batch, on the process or on the order of calls, so a sample is a pure function of
-   ``(seed, split, index)``. The hash is integer arithmetic on tensors, so a whole batch is vectorised.
-2. **Scene.** :meth:`ShapesWorld.scenes` turns those numbers into scene parameters (tensors, no pixels):
+   `(seed, split, index)`. The hash is integer arithmetic on tensors, so a whole batch is vectorised.
+2. **Scene.** `ShapesWorld.scenes` turns those numbers into scene parameters (tensors, no pixels):
    1–4 objects placed in distinct cells of a 3x3 grid, so positions ("top left") and relations ("left of")
    are never borderline and objects never overlap. Training scenes never use a held-out (colour, shape)
    pair.
-3. **Pixels.** :meth:`ShapesWorld.rasterise` evaluates each object's signed distance function on the pixels
+3. **Pixels.** `ShapesWorld.rasterise` evaluates each object's signed distance function on the pixels
    of a small window around its cell, all objects of a shape at once, on any device, and turns distance
-   into antialiased coverage: a pixel whose centre is ``d`` pixels inside the edge gets coverage
-   ``clamp(0.5 + d, 0, 1)``. Four styles paint the scene: flat, outline sketch, textured "photo" (lit
+   into antialiased coverage: a pixel whose centre is `d` pixels inside the edge gets coverage
+   `clamp(0.5 + d, 0, 1)`. Four styles paint the scene: flat, outline sketch, textured "photo" (lit
    objects, drop shadows, textured background) and noisy.
-4. **Caption.** :mod:`miniclip.data.shapes_text` plans a caption from the scene and puts it into English,
+4. **Caption.** `miniclip.data.shapes_text` plans a caption from the scene and puts it into English,
    French or German.
 
-Bitwise reproducibility: the pixel path uses only ``+ - * /``, ``sqrt``, ``abs``, ``min``/``max`` and
+Bitwise reproducibility: the pixel path uses only `+ - * /`, `sqrt`, `abs`, `min`/`max` and
 comparisons, which IEEE arithmetic rounds the same way in vectorised and scalar code. Functions like
-``sin`` or ``exp`` can differ in the last bit between the two, and which path an element takes depends on
+`sin` or `exp` can differ in the last bit between the two, and which path an element takes depends on
 where it sits in the batch; we avoid them (tilts come from a table of cosines computed once in Python) so
 that a sample's bytes never depend on its batch. The same holds on one GPU, but CPU and GPU pictures may
 differ in the last bit.
@@ -86,8 +86,8 @@ _M32 = 0xFFFFFFFF
 
 
 def _mul32(x: torch.Tensor, m: int) -> torch.Tensor:
-    """``(x * m) mod 2**32`` for 32-bit ``x`` held in int64, without ever overflowing int64 (signed overflow
-    is not something to rely on): multiply the two 16-bit halves of ``x`` separately."""
+    """`(x * m) mod 2**32` for 32-bit `x` held in int64, without ever overflowing int64 (signed overflow
+    is not something to rely on): multiply the two 16-bit halves of `x` separately."""
     lo = (x & 0xFFFF) * m  # < 2**48
     hi = (((x >> 16) * m) & 0xFFFF) << 16  # only the low 16 bits of this product survive the shift
     return (lo + hi) & _M32
@@ -113,12 +113,12 @@ def _fold_hash(*parts) -> torch.Tensor:
 
 
 def _salts(n: int, offset: int, device=None) -> torch.Tensor:
-    """``n`` well-mixed constants, one per slot (or per pixel)."""
+    """`n` well-mixed constants, one per slot (or per pixel)."""
     return _mix32(torch.arange(n, dtype=torch.int64, device=device) + offset)
 
 
 def _random_bits(seed: int, stream: int, index: torch.Tensor, n_slots: int) -> torch.Tensor:
-    """``[N, n_slots]`` random 32-bit integers that depend only on (seed, stream, index, slot).
+    """`[N, n_slots]` random 32-bit integers that depend only on (seed, stream, index, slot).
 
     Two independent 32-bit keys per sample (64 bits together) keep distinct samples apart; with a single
     key, two samples would share all their random numbers after about 2**16 samples (the birthday bound).
@@ -252,10 +252,10 @@ def _shadow_shift(image_size: int) -> int:
 class PlantedCorrelation:
     """A spurious word with a known link to the picture, for bias probes.
 
-    ``word`` is appended to the caption (", vintage") with probability ``p`` when the scene's
-    ``attribute`` equals ``value``, and with probability ``p_otherwise`` when it does not. ``attribute`` is
+    `word` is appended to the caption (", vintage") with probability `p` when the scene's
+    `attribute` equals `value`, and with probability `p_otherwise` when it does not. `attribute` is
     "style", "count" (value an int), or "shape", "colour" or "size" (true when any object has it). The
-    ground truth of each sample is in its metadata (``meta["planted"]``).
+    ground truth of each sample is in its metadata (`meta["planted"]`).
     """
 
     word: str = "vintage"
@@ -326,9 +326,9 @@ class ShapesConfig:
 
 @dataclass
 class Scenes:
-    """The parameters of N scenes, as CPU tensors; slot k of a scene is an object when ``valid[:, k]``.
+    """The parameters of N scenes, as CPU tensors; slot k of a scene is an object when `valid[:, k]`.
 
-    Vocabulary attributes are integer ids into SHAPES, COLOURS, SIZES, POSITIONS (``cell``), STYLES and
+    Vocabulary attributes are integer ids into SHAPES, COLOURS, SIZES, POSITIONS (`cell`), STYLES and
     LANGUAGES. Geometry is in fractions of the image side, with y pointing down.
     """
 
@@ -406,10 +406,10 @@ class ShapesWorld:
 
     def scenes(self, indices, split: str = "train", *, n_objects: int | None = None,
                style: str | None = None) -> Scenes:
-        """Scene parameters for ``indices`` of ``split``, without drawing anything (100k scenes in ~1 s).
+        """Scene parameters for `indices` of `split`, without drawing anything (100k scenes in ~1 s).
 
-        ``split``: "train", "val" and "test" are independent streams from the same distribution, with no
-        held-out pair; "heldout" uses only held-out pairs. ``n_objects`` and ``style`` override the
+        `split`: "train", "val" and "test" are independent streams from the same distribution, with no
+        held-out pair; "heldout" uses only held-out pairs. `n_objects` and `style` override the
         sampled count or style and leave everything else about each sample as it was, e.g. to show the
         same scenes in every style.
         """
@@ -496,8 +496,8 @@ class ShapesWorld:
         )
 
     def _block_pairs(self, index: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(colour, shape) ids for objects whose uniforms are ``u`` [N, K], with each sample's colours drawn from
-        its block's ``colours_per_block`` colours (see ShapesConfig) and its shape from the shapes that colour
+        """(colour, shape) ids for objects whose uniforms are `u` [N, K], with each sample's colours drawn from
+        its block's `colours_per_block` colours (see ShapesConfig) and its shape from the shapes that colour
         may take in training (held-out pairs excluded). One uniform serves both draws: its integer part
         (times c) picks the colour and its fractional part the shape, so no new random slot is needed."""
         cfg, c = self.config, self.config.colours_per_block
@@ -523,7 +523,7 @@ class ShapesWorld:
     def _windows(self) -> tuple[int, torch.Tensor]:
         """Each object is drawn only in a small square window around its grid cell, not on the whole
         picture: ~7x less work at the same result, because nothing of an object reaches outside its cell.
-        The window overhangs the cell by ``pad`` pixels, enough for rounding and for a "photo" shadow.
+        The window overhangs the cell by `pad` pixels, enough for rounding and for a "photo" shadow.
         Returns the window side T and the first pixel row/column of the window of grid row/column 0, 1, 2."""
         s = self.config.image_size
         pad = 1 + max(0, math.ceil(_shadow_shift(s) + 0.5 - _margin(s)))
@@ -531,12 +531,12 @@ class ShapesWorld:
         return t, torch.tensor([min(max(math.floor(c * s / 3) - pad, 0), s - t) for c in range(3)])
 
     def rasterise(self, sc: Scenes) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw scenes: images ``[N, 3, H, W]`` in [0, 1] and object masks ``[N, K, H, W]`` (bool)."""
+        """Draw scenes: images `[N, 3, H, W]` in [0, 1] and object masks `[N, K, H, W]` (bool)."""
         images, masks, _ = self._draw(sc)
         return images, masks
 
     def _draw(self, sc: Scenes):
-        """Images, masks and the masks' bounding boxes ``[N, K, 4]`` (x0, y0, x1, y1 inclusive; -1 if empty)."""
+        """Images, masks and the masks' bounding boxes `[N, K, 4]` (x0, y0, x1, y1 inclusive; -1 if empty)."""
         n, k_max = sc.valid.shape
         size, dev = self.config.image_size, self.device
         t, window_start = self._windows()
@@ -626,7 +626,7 @@ class ShapesWorld:
         return images, masks, boxes
 
     def _background(self, sc: Scenes) -> torch.Tensor:
-        """``[N, 3, H, W]`` backgrounds: light grey (flat, noisy), off-white paper (sketch), or for "photo" a
+        """`[N, 3, H, W]` backgrounds: light grey (flat, noisy), off-white paper (sketch), or for "photo" a
         tinted surface, lit from above, with a smooth random texture."""
         n, size, dev = len(sc), self.config.image_size, self.device
         u = sc.background.to(dev, torch.float32)  # [N, 8] uniforms owned by the background
@@ -647,7 +647,7 @@ class ShapesWorld:
         return background
 
     def _pixel_noise(self, sc: Scenes, rows: torch.Tensor) -> torch.Tensor:
-        """Per-pixel, per-channel noise for scenes ``rows``: one of the world's fixed noise images, scaled
+        """Per-pixel, per-channel noise for scenes `rows`: one of the world's fixed noise images, scaled
         by an amplitude of 0.15-0.35 per scene."""
         key = sc.noise_key.to(self.device)[rows]
         amplitude = 0.15 + 0.2 * sc.background.to(self.device, torch.float32)[rows, 5]
@@ -667,8 +667,8 @@ class ShapesWorld:
                 for i in range(len(sc))]
 
     def captions(self, sc: Scenes, lang: str | None = None) -> list[str]:
-        """One caption per scene, in its sampled language or in ``lang`` for all. The same scene gets the same
-        caption plan in every language, so ``captions(sc, "fr")`` translates ``captions(sc, "en")``."""
+        """One caption per scene, in its sampled language or in `lang` for all. The same scene gets the same
+        caption plan in every language, so `captions(sc, "fr")` translates `captions(sc, "en")`."""
         return self._captions(sc, self._caption_plans(sc), lang)
 
     def _captions(self, sc, plans, lang):
@@ -684,10 +684,10 @@ class ShapesWorld:
 
     def render(self, indices, split: str = "train", *, n_objects: int | None = None, style: str | None = None,
                lang: str | None = None) -> ShapesBatch:
-        """Render samples ``indices`` of ``split`` (see :meth:`scenes` for the arguments).
+        """Render samples `indices` of `split` (see `scenes` for the arguments).
 
-        ``meta[i]`` holds: index, split, count, style, lang, group, planted, caption_kind, heldout (any
-        object is a held-out pair) and ``objects``, one dict per object with shape, colour, size,
+        `meta[i]` holds: index, split, count, style, lang, group, planted, caption_kind, heldout (any
+        object is a held-out pair) and `objects`, one dict per object with shape, colour, size,
         position (one of POSITIONS), centre (x, y) and radius in pixels, rotation in degrees, and box
         (x0, y0, x1, y1), the inclusive pixel bounds of its mask.
         """
@@ -719,16 +719,16 @@ class ShapesWorld:
     # --- zero-shot helpers ---------------------------------------------------------------------------------
 
     def class_names(self, kind: str) -> list[str]:
-        """English names of the classes of ``kind`` (see :data:`shapes_text.CLASS_KINDS`), in label order."""
+        """English names of the classes of `kind` (see `shapes_text.CLASS_KINDS`), in label order."""
         return class_names(kind, self.config.max_objects)
 
     def class_prompts(self, kind: str, lang: str = "en", frame: str = "photo", variant: int = 0) -> list[str]:
-        """One prompt per class, e.g. ``class_prompts("colour_shape", "fr")[0] == "une photo d'un cercle rouge"``."""
+        """One prompt per class, e.g. `class_prompts("colour_shape", "fr")[0] == "une photo d'un cercle rouge"`."""
         return class_prompts(kind, lang, frame, variant, self.config.max_objects)
 
     def labels(self, scenes: Scenes | ShapesBatch, kind: str) -> torch.Tensor:
-        """Class labels of ``kind`` for each scene, matching :meth:`class_names`. Object attributes are those
-        of the first object, so render with ``n_objects=1`` to classify them."""
+        """Class labels of `kind` for each scene, matching `class_names`. Object attributes are those
+        of the first object, so render with `n_objects=1` to classify them."""
         sc = scenes.scenes if isinstance(scenes, ShapesBatch) else scenes
         per_kind = {"shape": sc.shape[:, 0], "colour": sc.colour[:, 0], "size": sc.size[:, 0],
                     "colour_shape": sc.colour[:, 0] * len(SHAPES) + sc.shape[:, 0], "count": sc.count - 1,
@@ -738,32 +738,32 @@ class ShapesWorld:
         return per_kind[kind].clone()
 
     def heldout_zeroshot(self, n: int, lang: str = "en") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """True zero-shot: ``n`` single objects of held-out (colour, shape) pairs, normalised for the model,
+        """True zero-shot: `n` single objects of held-out (colour, shape) pairs, normalised for the model,
         their labels among all colour_shape classes, and one prompt per class in this world's own grammar."""
         batch = self.render(range(n), split="heldout", n_objects=1)
         return normalize(batch.images), self.labels(batch, "colour_shape"), self.class_prompts("colour_shape", lang)
 
     def heldout_classes(self) -> list[int]:
-        """Indices of the held-out pairs among ``class_names("colour_shape")``."""
+        """Indices of the held-out pairs among `class_names("colour_shape")`."""
         return [COLOURS.index(c) * len(SHAPES) + SHAPES.index(s) for c, s in self.config.holdout]
 
 
 def _value_noise(keys: torch.Tensor, cells: int, size: int) -> torch.Tensor:
-    """Smooth random texture, ``[n, 1, size, size]`` in [-1, 1]: random values on a (cells+1)^2 lattice
-    (from the hash of ``keys``), interpolated bilinearly."""
+    """Smooth random texture, `[n, 1, size, size]` in [-1, 1]: random values on a (cells+1)^2 lattice
+    (from the hash of `keys`), interpolated bilinearly."""
     lattice = _mix32(keys[:, None] ^ _salts((cells + 1) ** 2, 0x165667B1, keys.device)[None])
     values = (lattice.float() / 2.0**32 * 2 - 1).reshape(-1, 1, cells + 1, cells + 1)
     return torch.nn.functional.interpolate(values, size=(size, size), mode="bilinear", align_corners=True)
 
 
 def class_names(kind: str, max_objects: int = 4) -> list[str]:
-    """English class names in label order; see :func:`shapes_text.class_names`."""
+    """English class names in label order; see `shapes_text.class_names`."""
     return text.class_names(kind, max_objects)
 
 
 def class_prompts(kind: str, lang: str = "en", frame: str = "photo", variant: int = 0,
                   max_objects: int = 4) -> list[str]:
-    """Zero-shot prompts per class and language; see :func:`shapes_text.class_prompts`."""
+    """Zero-shot prompts per class and language; see `shapes_text.class_prompts`."""
     return text.class_prompts(kind, lang, frame, variant, max_objects)
 
 
@@ -773,14 +773,14 @@ def class_prompts(kind: str, lang: str = "en", frame: str = "photo", variant: in
 
 
 class ShapesDataset(IterableDataset):
-    """Streams ``(images, captions)`` batches of a Shapes world, rendered a whole batch at a time.
+    """Streams `(images, captions)` batches of a Shapes world, rendered a whole batch at a time.
 
-    Batch ``b`` holds samples ``start + b*batch_size … start + (b+1)*batch_size - 1``. Batches are dealt
-    round-robin to the ``world_size * num_workers`` shards (DDP ranks times DataLoader workers), so every
-    sample is produced exactly once. Use it with ``DataLoader(dataset, batch_size=None, num_workers=…)``.
-    The stream is endless unless ``num_samples`` is given. Under DDP with a finite stream, ranks may get
-    one batch more or fewer than each other; choose ``num_samples`` a multiple of
-    ``batch_size * world_size`` to avoid that.
+    Batch `b` holds samples `start + b*batch_size … start + (b+1)*batch_size - 1`. Batches are dealt
+    round-robin to the `world_size * num_workers` shards (DDP ranks times DataLoader workers), so every
+    sample is produced exactly once. Use it with `DataLoader(dataset, batch_size=None, num_workers=…)`.
+    The stream is endless unless `num_samples` is given. Under DDP with a finite stream, ranks may get
+    one batch more or fewer than each other; choose `num_samples` a multiple of
+    `batch_size * world_size` to avoid that.
     """
 
     def __init__(self, config: ShapesConfig | None = None, *, split: str = "train", batch_size: int = 256,
@@ -826,8 +826,8 @@ class ShapesDataset(IterableDataset):
 def benchmark_render(batch_size: int = 256, image_size: int = 64, seconds: float = 3.0,
                      device: str = "cpu", threads: int | None = None) -> dict:
     """Render throughput of the full pipeline (scenes, pixels, captions, metadata), in samples per second,
-    with the time per batch split by stage. ``threads`` sets torch's CPU threads for the measurement (and
-    restores them after); by default the current ``torch.get_num_threads()`` is used."""
+    with the time per batch split by stage. `threads` sets torch's CPU threads for the measurement (and
+    restores them after); by default the current `torch.get_num_threads()` is used."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

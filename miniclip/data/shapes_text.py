@@ -2,13 +2,13 @@
 
 A caption is made in two steps, so that every language says the same thing:
 
-1. :func:`plan_caption` looks at a scene and decides *what* to say: which objects, which attributes, which
-   relation, which frame ("a photo of …", "a sketch of …"). It returns a :class:`Caption`, a small
-   language-free tree of :class:`Thing` noun phrases. All random choices happen here.
-2. :func:`realise` puts a :class:`Caption` into words in one language. It makes no random choices, so the
+1. `plan_caption` looks at a scene and decides *what* to say: which objects, which attributes, which
+   relation, which frame ("a photo of …", "a sketch of …"). It returns a `Caption`, a small
+   language-free tree of `Thing` noun phrases. All random choices happen here.
+2. `realise` puts a `Caption` into words in one language. It makes no random choices, so the
    French caption of a sample is a translation of its English caption, not a different description.
 
-The same two steps build zero-shot class prompts (:func:`class_prompts`): "a photo of a red circle",
+The same two steps build zero-shot class prompts (`class_prompts`): "a photo of a red circle",
 "une photo d'un cercle rouge", "ein Foto von einem roten Kreis".
 
 Grammar notes, because the translations are where such generators usually go wrong:
@@ -51,8 +51,8 @@ FRAMES = NEUTRAL_FRAMES + ("style",)
 class Thing:
     """One noun phrase before it is put into words, e.g. "two small red circles" or "a shape on the left".
 
-    ``shape=None`` means the generic noun ("shape"); ``colour`` and ``size`` are left out when ``None``.
-    ``numeral`` spells a count of one as a number ("one shape") instead of an article ("a shape").
+    `shape=None` means the generic noun ("shape"); `colour` and `size` are left out when `None`.
+    `numeral` spells a count of one as a number ("one shape") instead of an article ("a shape").
     """
 
     count: int = 1
@@ -68,7 +68,7 @@ class Thing:
 class Caption:
     """What a caption says, in no language: noun phrases joined by "and", inside a frame.
 
-    ``total`` prefixes a count of all objects ("three shapes: a red circle, …"). ``variant`` picks a
+    `total` prefixes a count of all objects ("three shapes: a red circle, …"). `variant` picks a
     paraphrase where a language has several for the same frame or relation; it is taken modulo the number
     of paraphrases, so languages with fewer simply repeat one.
     """
@@ -132,9 +132,9 @@ def true_relations(a: SceneObject, b: SceneObject) -> list[str]:
 
 
 def plan_caption(objects: list[SceneObject], style: str, rng) -> tuple[Caption, str]:
-    """Choose what to say about a scene. ``rng`` is a ``random.Random`` seeded per sample.
+    """Choose what to say about a scene. `rng` is a `random.Random` seeded per sample.
 
-    Returns the :class:`Caption` and its kind ("describe", "position", "relation" or "count").
+    Returns the `Caption` and its kind ("describe", "position", "relation" or "count").
     """
     n = len(objects)
     same_look = len({(o.shape, o.colour, o.size) for o in objects}) == 1
@@ -401,7 +401,7 @@ REALISERS = {"en": realise_en, "fr": realise_fr, "de": realise_de}
 
 
 def realise(caption: Caption, lang: str = "en") -> str:
-    """Put a planned caption into words in ``lang`` ("en", "fr" or "de")."""
+    """Put a planned caption into words in `lang` ("en", "fr" or "de")."""
     if lang not in REALISERS:
         raise ValueError(f"unknown caption language {lang!r}; choose from {LANGUAGES}")
     return REALISERS[lang](caption)
@@ -434,17 +434,17 @@ def class_things(kind: str, max_objects: int = 4) -> list[tuple[str, Thing, str]
 
 
 def class_names(kind: str, max_objects: int = 4) -> list[str]:
-    """English class names in label order, e.g. ``class_names("colour_shape")[0] == "red circle"``."""
+    """English class names in label order, e.g. `class_names("colour_shape")[0] == "red circle"`."""
     return [name for name, _, _ in class_things(kind, max_objects)]
 
 
 def class_prompts(kind: str, lang: str = "en", frame: str = "photo", variant: int = 0,
                   max_objects: int = 4) -> list[str]:
-    """One prompt per class of ``kind`` in ``lang``, e.g. "a photo of a red circle" /
+    """One prompt per class of `kind` in `lang`, e.g. "a photo of a red circle" /
     "une photo d'un cercle rouge" / "ein Foto von einem roten Kreis".
 
-    ``frame`` is one of FRAMES; for ``kind="style"`` the frame is always the style's own ("a sketch of a
-    shape"). ``variant`` picks among paraphrases where a language has them (useful for ensembling).
+    `frame` is one of FRAMES; for `kind="style"` the frame is always the style's own ("a sketch of a
+    shape"). `variant` picks among paraphrases where a language has them (useful for ensembling).
     """
     if frame not in FRAMES:
         raise ValueError(f"unknown frame {frame!r}; choose from {FRAMES}")

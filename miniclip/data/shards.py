@@ -1,17 +1,17 @@
 """Image–caption pairs as webdataset tar shards: the storage format of the full (1M-pair) tier.
 
-A *shard* is a plain ``.tar`` file. Each sample is a few members that share a *key*::
+A *shard* is a plain `.tar` file. Each sample is a few members that share a *key*::
 
     000000000.jpg   the image, JPEG bytes
     000000000.txt   the caption, UTF-8
     000000000.json  anything else we know (size, source, ...)
 
-This is exactly the layout ``img2dataset`` writes when it downloads a URL list, so the same reader serves
-web data and our own datasets written out with :func:`write_shards`. Tar shards are read sequentially,
+This is exactly the layout `img2dataset` writes when it downloads a URL list, so the same reader serves
+web data and our own datasets written out with `write_shards`. Tar shards are read sequentially,
 which is what makes them fast on spinning disks, network file systems and object stores: a training job
 streams a few large files instead of opening a million small ones.
 
-The reader, :class:`ShardDataset`, is a :class:`torch.utils.data.IterableDataset` built from webdataset's
+The reader, `ShardDataset`, is a `torch.utils.data.IterableDataset` built from webdataset's
 pipeline stages. Reading the stages top to bottom tells the whole story of where a training sample comes
 from: pick shards -> split them across DDP ranks and DataLoader workers -> open -> group tar members into
 samples -> shuffle in a buffer -> decode -> transform.
@@ -36,7 +36,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from .transforms import SharedInt, load_image, to_rgb
+from miniclip.data.transforms import SharedInt, load_image, to_rgb
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -51,8 +51,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def sample_key(shard_index: int, index_in_shard: int, shard_size: int, shard_digits: int = 5) -> str:
     """The key img2dataset gives a sample: shard id and position, zero-padded to a fixed width.
 
-    img2dataset reserves ``ceil(log10(shard_size))`` digits for the position and 5 for the shard, so with
-    its default 10,000 samples per shard the first key is ``000000000``. Matching it means shards we write
+    img2dataset reserves `ceil(log10(shard_size))` digits for the position and 5 for the shard, so with
+    its default 10,000 samples per shard the first key is `000000000`. Matching it means shards we write
     and shards it downloads sort, and can be mixed, the same way.
     """
     position_digits = math.ceil(math.log10(shard_size)) if shard_size > 1 else 0
@@ -92,7 +92,7 @@ def encode_image(image: Any, quality: int = 95) -> tuple[bytes, str]:
 
 
 def _image_size(data: bytes) -> tuple[int | None, int | None]:
-    """Width and height from the header only (PIL does not decode pixels for ``.size``)."""
+    """Width and height from the header only (PIL does not decode pixels for `.size`)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
@@ -107,9 +107,9 @@ def write_shards(
     prefix: str = "",
     quality: int = 95,
 ) -> dict:
-    """Write ``(image, caption)`` or ``(image, caption, extra_metadata)`` items as tar shards.
+    """Write `(image, caption)` or `(image, caption, extra_metadata)` items as tar shards.
 
-    Shards are named ``{prefix}00000.tar, {prefix}00001.tar, ...`` with ``shard_size`` samples each (the
+    Shards are named `{prefix}00000.tar, {prefix}00001.tar, ...` with `shard_size` samples each (the
     last may be shorter). Returns a summary: sample and shard counts and the shard paths.
     """
     if shard_size < 1:
@@ -145,7 +145,7 @@ SKIP_REASONS = ("undecodable image", "missing image", "missing caption", "empty 
 
 
 class BadSample(Exception):
-    """A sample we skip. ``reason`` is the short label it is counted under."""
+    """A sample we skip. `reason` is the short label it is counted under."""
 
     def __init__(self, reason: str, key: str = "?"):
         super().__init__(f"{reason} (key {key})")
@@ -153,7 +153,7 @@ class BadSample(Exception):
 
 
 def expand_urls(urls_or_glob: str | os.PathLike | Sequence[str]) -> list[str]:
-    """A directory, a glob, webdataset brace notation (``data/{00000..00009}.tar``), or a list."""
+    """A directory, a glob, webdataset brace notation (`data/{00000..00009}.tar`), or a list."""
     if isinstance(urls_or_glob, (str, os.PathLike)):
         spec = str(urls_or_glob)
         if os.path.isdir(spec):
@@ -165,7 +165,7 @@ def expand_urls(urls_or_glob: str | os.PathLike | Sequence[str]) -> list[str]:
 
 
 def _mix_seed(*parts: int) -> int:
-    """One 63-bit seed from several integers (stable across processes, unlike ``hash``)."""
+    """One 63-bit seed from several integers (stable across processes, unlike `hash`)."""
     return random.Random(repr(parts)).getrandbits(63)
 
 
@@ -176,28 +176,29 @@ def default_transform(image: Image.Image) -> torch.Tensor:
 
 
 class ShardDataset(torch.utils.data.IterableDataset):
-    """Stream ``(image_tensor, caption)`` pairs from webdataset tar shards.
+    """Stream `(image_tensor, caption)` pairs from webdataset tar shards.
 
     Args:
-        urls_or_glob: shard paths or URLs: a directory of ``.tar`` files, a glob, brace notation or a list.
-        transform: PIL RGB image -> tensor (e.g. the train or eval transform). Default: ``[0, 1]`` CHW.
+        urls_or_glob: shard paths or URLs: a directory of `.tar` files, a glob, brace notation or a list.
+        transform: PIL RGB image -> tensor (e.g. the train or eval transform). Default: `[0, 1]` CHW.
         shuffle_buffer: size of the in-memory sample shuffle buffer; 0 reads in shard order (evaluation).
             When > 0 the shard order is shuffled too.
         resampled: draw shards with replacement, forever. This is how multi-epoch training on shards
             works across many ranks: no rank runs out of shards early, and every rank sees an
-            (independent) stream of the same distribution. Combine with ``samples_per_epoch`` (or an
-            ``itertools.islice``) to give each "epoch" a length.
-        seed: makes shard order, shuffling and resampling reproducible; ``None`` draws fresh randomness.
-            Call :meth:`set_epoch` each epoch (as with ``DistributedSampler``) to vary the order.
-        samples_per_epoch: with ``resampled``, the total samples per epoch across all ranks and workers.
+            (independent) stream of the same distribution. Combine with `samples_per_epoch` (or an
+            `itertools.islice`) to give each "epoch" a length.
+        seed: makes shard order, shuffling and resampling reproducible; `None` draws fresh randomness.
+            Call `set_epoch` each epoch (as with `DistributedSampler`) to vary the order.
+        samples_per_epoch: with `resampled`, the total samples per epoch across all ranks and workers.
 
-    Splitting: without resampling, shards are dealt out first across DDP ranks (``torch.distributed`` or
-    ``RANK``/``WORLD_SIZE``) and then across DataLoader workers, so each shard is read by exactly one
+    Splitting: without resampling, shards are dealt out first across DDP ranks (`torch.distributed` or
+    `RANK`/`WORLD_SIZE`) and then across DataLoader workers, so each shard is read by exactly one
     process. There must be at least ranks x workers shards or some workers get none.
 
     Faults: a sample whose image does not decode, or that lacks an image or a caption, or a truncated tar,
-    is skipped, counted by reason in :attr:`skipped` (shared memory, so counts made in DataLoader workers
-    show up in the main process) and reported once per reason as a warning. A training run never dies on one bad JPEG out of a million.
+    is skipped, counted by reason in `skipped` (shared memory, so counts made in DataLoader workers
+    show up in the main process) and reported once per reason as a warning. A training run never dies on one
+    bad JPEG out of a million.
     """
 
     def __init__(
@@ -314,7 +315,7 @@ def benchmark_shards(
 ) -> dict:
     """Read throughput of the shard pipeline, in samples per second, on a temporary set of JPEG shards.
 
-    The images are smooth random gradients at ``image_size`` (JPEG-compressible like photos, unlike noise).
+    The images are smooth random gradients at `image_size` (JPEG-compressible like photos, unlike noise).
     The timing covers tar reading, JPEG decoding, RGB conversion, the transform and batching: everything
     between the disk and the model.
     """

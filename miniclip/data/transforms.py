@@ -3,7 +3,7 @@
 Real image collections are messy: greyscale scans, palette GIFs with transparency, CMYK JPEGs from print
 workflows, 16-bit medical PNGs, files cut short by a failed download. Everything here turns those into the
 one thing the model eats, an RGB float tensor normalised with CLIP's statistics, and turns the files that
-cannot be decoded at all into ``None`` (counted), never into a crash halfway through an epoch.
+cannot be decoded at all into `None` (counted), never into a crash halfway through an epoch.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Transparent pixels are composited onto white. Transparent images on the web (logos, product shots,
 # icons) were made to be seen on white pages, so white is what a person captioning them saw. Pillow's plain
-# ``convert("RGB")`` just drops alpha and shows whatever colour the hidden pixels happen to hold (often black,
+# `convert("RGB")` just drops alpha and shows whatever colour the hidden pixels happen to hold (often black,
 # sometimes garbage).
 ALPHA_BACKGROUND = (255, 255, 255)
 
@@ -42,8 +42,8 @@ ALPHA_BACKGROUND = (255, 255, 255)
 class SharedInt:
     """An integer that DataLoader worker processes can add to, and the main process can read and set.
 
-    A dataset's ``__getitem__`` runs in worker processes, so a plain ``self.count += 1`` there is lost: each
-    worker increments its own copy. This keeps the integer in shared memory (``multiprocessing.RawArray``),
+    A dataset's `__getitem__` runs in worker processes, so a plain `self.count += 1` there is lost: each
+    worker increments its own copy. This keeps the integer in shared memory (`multiprocessing.RawArray`),
     which workers inherit whether they are forked or spawned, because the DataLoader hands them the dataset
     (and the collate function) when it launches them.
 
@@ -115,16 +115,16 @@ def _stretch(a: np.ndarray) -> np.ndarray:
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = ALPHA_BACKGROUND) -> Image.Image:
     """Any PIL image as 8-bit RGB, converting each mode the way its pixels are meant to be read.
 
-    - ``RGB`` is returned unchanged (no copy).
-    - Anything with transparency (``RGBA``, ``LA``, ``PA``, premultiplied ``RGBa``/``La``, and ``P``/``L``/``RGB``
-      with a ``transparency`` entry, as GIFs and PNGs carry it) is composited onto ``background`` (white).
-    - ``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ``HSV``: Pillow's own conversion, which is correct for these.
-    - 16-bit ``I;16*``: divided by 257, so 65535 -> 255 and mid-grey 32768 -> 128. (Pillow's ``convert("L")``
+    - `RGB` is returned unchanged (no copy).
+    - Anything with transparency (`RGBA`, `LA`, `PA`, premultiplied `RGBa`/`La`, and `P`/`L`/`RGB`
+      with a `transparency` entry, as GIFs and PNGs carry it) is composited onto `background` (white).
+    - `1`, `L`, `P`, `CMYK`, `YCbCr`, `HSV`: Pillow's own conversion, which is correct for these.
+    - 16-bit `I;16*`: divided by 257, so 65535 -> 255 and mid-grey 32768 -> 128. (Pillow's `convert("L")`
       clips 16-bit values at 255, which turns almost every 16-bit photo white.)
-    - 32-bit ``I``: values in 0..255 are taken as 8-bit, values in 0..65535 as 16-bit; anything else (negative,
+    - 32-bit `I`: values in 0..255 are taken as 8-bit, values in 0..65535 as 16-bit; anything else (negative,
       larger) is stretched linearly from its min..max. The mode does not record the intended range, so this is
       a guess, but it is the guess that keeps real files visible.
-    - float ``F``: values in 0..1 are scaled by 255, values in 0..255 kept, anything else stretched; NaN -> 0.
+    - float `F`: values in 0..1 are scaled by 255, values in 0..255 kept, anything else stretched; NaN -> 0.
     """
     mode = img.mode
     if mode == "RGB" and "transparency" not in img.info:
@@ -175,14 +175,14 @@ _warned_pids: set[int] = set()
 def load_image(
     source: str | os.PathLike | bytes | BinaryIO, draft_size: int | None = None
 ) -> Image.Image | None:
-    """Decode an image file (a path, the file's bytes, or an open binary file) into RGB, or ``None``.
+    """Decode an image file (a path, the file's bytes, or an open binary file) into RGB, or `None`.
 
-    ``None`` means the file is truncated, corrupt or not an image; it is counted in ``decode_failures`` and
+    `None` means the file is truncated, corrupt or not an image; it is counted in `decode_failures` and
     warned about once per process. Any exception from the decoder counts: Pillow raises OSError, ValueError,
     SyntaxError, struct errors or DecompressionBombError depending on where in the file the damage is.
 
-    ``draft_size``: for JPEGs, let the decoder itself downscale by 1/2, 1/4 or 1/8 while keeping both sides at
-    least ``draft_size`` pixels. Decoding fewer DCT coefficients is much cheaper than decoding everything and
+    `draft_size`: for JPEGs, let the decoder itself downscale by 1/2, 1/4 or 1/8 while keeping both sides at
+    least `draft_size` pixels. Decoding fewer DCT coefficients is much cheaper than decoding everything and
     resizing afterwards, and the result is as sharp as the later resize needs. Non-JPEGs ignore it.
     """
     try:
@@ -211,10 +211,10 @@ def load_image(
 
 
 class ImageTransform(T.Compose):
-    """A torchvision ``Compose`` that also says which size it wants images decoded at.
+    """A torchvision `Compose` that also says which size it wants images decoded at.
 
-    ``image_size``: the side of the square tensor it produces. ``draft_size``: the smallest shorter side the
-    decoder may reduce a JPEG to (see :func:`load_image`); datasets read it to decode no more than needed.
+    `image_size`: the side of the square tensor it produces. `draft_size`: the smallest shorter side the
+    decoder may reduce a JPEG to (see `load_image`); datasets read it to decode no more than needed.
     """
 
     def __init__(self, transforms, image_size: int, draft_size: int | None):
@@ -225,8 +225,8 @@ class ImageTransform(T.Compose):
 class ToNormalizedTensor:
     """RGB PIL image -> float tensor [3, H, W], scaled to 0..1 and normalised with CLIP's mean and std.
 
-    The same arithmetic, in the same order and precision, as OpenAI's ``ToTensor()`` then
-    ``Normalize(mean, std)`` (divide by 255, subtract the mean, divide by the std, in float32), so the output is
+    The same arithmetic, in the same order and precision, as OpenAI's `ToTensor()` then
+    `Normalize(mean, std)` (divide by 255, subtract the mean, divide by the std, in float32), so the output is
     bit-identical to the reference preprocessing. Doing it in numpy on the whole image costs a third of the two
     torchvision steps, whose per-call checks and small tensor allocations dominate at 64 px.
     """
@@ -254,13 +254,13 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 class RandomResizedCrop:
-    """Crop a random region (area fraction in ``scale``, aspect ratio in ``ratio``) and resize it to a square.
+    """Crop a random region (area fraction in `scale`, aspect ratio in `ratio`) and resize it to a square.
 
-    The Inception-style crop of torchvision's ``RandomResizedCrop``: up to ten tries to draw an area and a
+    The Inception-style crop of torchvision's `RandomResizedCrop`: up to ten tries to draw an area and a
     log-uniform aspect ratio that fit in the image, else the largest centred crop of an allowed ratio. Two
     changes make it about twice as fast at 64 px, where the per-call overhead outweighs the pixels: all random
-    numbers come from one ``torch.rand`` call (so ``torch.manual_seed`` and the DataLoader's per-worker seeding
-    still govern them), and Pillow crops and resizes in one step (``resize(box=...)``, no intermediate copy).
+    numbers come from one `torch.rand` call (so `torch.manual_seed` and the DataLoader's per-worker seeding
+    still govern them), and Pillow crops and resizes in one step (`resize(box=...)`, no intermediate copy).
     """
 
     def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation=Image.BICUBIC):
@@ -298,7 +298,7 @@ class RandomResizedCrop:
 def eval_transform(image_size: int) -> ImageTransform:
     """CLIP's evaluation preprocessing: bicubic resize of the shorter side, centre crop, normalise.
 
-    The one difference from OpenAI's ``_transform``: we convert to RGB first rather than after the resize, so
+    The one difference from OpenAI's `_transform`: we convert to RGB first rather than after the resize, so
     that transparency is composited before any resampling blends it into neighbouring pixels. For RGB inputs
     (nearly all photos) the output is identical.
     """
@@ -320,9 +320,9 @@ DEFAULT_TRAIN_SCALE = (0.5, 1.0)
 
 
 def train_transform(image_size: int, scale: tuple[float, float] = DEFAULT_TRAIN_SCALE) -> ImageTransform:
-    """Training augmentation: random resized crop (area fraction in ``scale``), horizontal flip, normalise.
+    """Training augmentation: random resized crop (area fraction in `scale`), horizontal flip, normalise.
 
-    Decoding is drafted to ``image_size`` (the decoder only halves a JPEG when it stays at least that big), so
+    Decoding is drafted to `image_size` (the decoder only halves a JPEG when it stays at least that big), so
     the smallest crops are upsampled by up to 1/sqrt(scale[0]) (1.4x for 0.5): a slight softening of a few
     crops, traded for a noticeably faster pipeline on CPU.
     """
@@ -345,12 +345,12 @@ def train_transform(image_size: int, scale: tuple[float, float] = DEFAULT_TRAIN_
 
 
 class PairCollator:
-    """Collate ``(image, caption)`` or ``(image, label)`` samples into a batch, dropping ``None`` samples.
+    """Collate `(image, caption)` or `(image, label)` samples into a batch, dropping `None` samples.
 
-    Datasets return ``None`` for an image that could not be decoded; this drops them and counts how many in
-    ``.dropped`` (shared with DataLoader workers). Returns ``(images [B,3,H,W], captions list[str])``, or
-    ``(images, labels LongTensor[B])`` when the second items are integers. If every sample of a batch failed the
-    batch comes back empty (``len(images) == 0``): skip it.
+    Datasets return `None` for an image that could not be decoded; this drops them and counts how many in
+    `.dropped` (shared with DataLoader workers). Returns `(images [B,3,H,W], captions list[str])`, or
+    `(images, labels LongTensor[B])` when the second items are integers. If every sample of a batch failed the
+    batch comes back empty (`len(images) == 0`): skip it.
     """
 
     def __init__(self):
@@ -369,7 +369,7 @@ class PairCollator:
         return images, seconds
 
 
-# The collate function to give a DataLoader; ``collate_pairs.dropped`` counts the samples it dropped.
+# The collate function to give a DataLoader; `collate_pairs.dropped` counts the samples it dropped.
 collate_pairs = PairCollator()
 
 

@@ -3,17 +3,17 @@
 The web datasets are distributed as *lists of URLs and captions*, not images: the images stay on the
 sites that host them (and some have disappeared since). Building a subset is therefore three steps:
 
-1. **Normalise the list.** CC3M ships a header-less TSV ``caption<TAB>url``; CC12M a TSV
-   ``url<TAB>caption``; others ship parquet or CSV with named columns. We find the URL and caption
+1. **Normalise the list.** CC3M ships a header-less TSV `caption<TAB>url`; CC12M a TSV
+   `url<TAB>caption`; others ship parquet or CSV with named columns. We find the URL and caption
    columns by name or, failing that, by content (the column whose values are http(s) URLs), keep the first
-   N valid rows (or a seeded random sample), and write ``DIR/_input/urls.parquet`` with exactly two
-   columns, ``url`` and ``caption``. That file is what makes a resumed run line up with the first one.
+   N valid rows (or a seeded random sample), and write `DIR/_input/urls.parquet` with exactly two
+   columns, `url` and `caption`. That file is what makes a resumed run line up with the first one.
 2. **Download with img2dataset**, which fetches with many threads per process, resizes, re-encodes, and
-   writes webdataset shards (``00000.tar`` ...) plus a ``00000_stats.json`` per shard. Resume works
-   because img2dataset skips every shard whose stats file exists (``incremental_mode="incremental"``).
+   writes webdataset shards (`00000.tar` ...) plus a `00000_stats.json` per shard. Resume works
+   because img2dataset skips every shard whose stats file exists (`incremental_mode="incremental"`).
 3. **Summarise** the stats files: how many pairs arrived, and why the others did not.
 
-Resize policy: ``resize_mode="keep_ratio"`` scales the *shorter* side to ``image_size`` and keeps the whole
+Resize policy: `resize_mode="keep_ratio"` scales the *shorter* side to `image_size` and keeps the whole
 picture. CLIP's only training augmentation is a random square crop of the resized image (paper §2.5);
 storing the uncropped image keeps that crop possible at training time, at about a third more disk than
 a centre crop would take.
@@ -108,9 +108,9 @@ def _clean(frame: pd.DataFrame, url_col, cap_col) -> pd.DataFrame:
 
 def read_url_list(path: str | os.PathLike, num_samples: int | None = None, sample_seed: int | None = None
                   ) -> tuple[pd.DataFrame, dict]:
-    """Read a url+caption list (parquet / csv / tsv[.gz]) into a frame with columns ``url``, ``caption``.
+    """Read a url+caption list (parquet / csv / tsv[.gz]) into a frame with columns `url`, `caption`.
 
-    ``num_samples`` keeps the first N valid rows; with ``sample_seed`` it is instead a seeded uniform
+    `num_samples` keeps the first N valid rows; with `sample_seed` it is instead a seeded uniform
     sample of all valid rows (which reads the whole list). Returns the frame and a small report.
     """
     path = Path(path)
@@ -147,7 +147,7 @@ def read_url_list(path: str | os.PathLike, num_samples: int | None = None, sampl
 
 
 def summarize(out_dir: str | os.PathLike) -> dict:
-    """Add up img2dataset's per-shard ``*_stats.json`` files."""
+    """Add up img2dataset's per-shard `*_stats.json` files."""
     out_dir = Path(out_dir)
     total = {"shards": 0, "count": 0, "successes": 0, "failed_to_download": 0, "failed_to_resize": 0}
     reasons: dict[str, int] = {}
@@ -166,7 +166,8 @@ def summarize(out_dir: str | os.PathLike) -> dict:
 
 def format_summary(summary: dict, top: int = 10) -> str:
     lines = [f"{summary['successes']:,} of {summary['count']:,} pairs downloaded into {summary['tar_files']} shards "
-             f"({summary['failed_to_download']:,} failed to download, {summary['failed_to_resize']:,} failed to decode/resize)"]
+             f"({summary['failed_to_download']:,} failed to download, "
+             f"{summary['failed_to_resize']:,} failed to decode/resize)"]
     for reason, n in list(summary["failure_reasons"].items())[:top]:
         lines.append(f"  {n:>8,}  {reason[:120]}")
     return "\n".join(lines)
@@ -188,11 +189,11 @@ def build_web_subset(
     respect_robots_headers: bool = True,
     verbose: bool = True,
 ) -> dict:
-    """Select ``num_samples`` pairs from ``urls`` and download them into webdataset shards in ``out_dir``.
+    """Select `num_samples` pairs from `urls` and download them into webdataset shards in `out_dir`.
 
-    ``resume=True`` continues an interrupted build: the saved ``_input/urls.parquet`` is reused and every
-    shard that already has its stats file is skipped without a single request. Without ``resume`` an
-    ``out_dir`` that already holds shards is an error, never silently overwritten.
+    `resume=True` continues an interrupted build: the saved `_input/urls.parquet` is reused and every
+    shard that already has its stats file is skipped without a single request. Without `resume` an
+    `out_dir` that already holds shards is an error, never silently overwritten.
     """
     from img2dataset import download  # imported here: it is heavy and optional ([data] extra)
 

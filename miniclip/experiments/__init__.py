@@ -1,31 +1,8 @@
-"""The paper's experiments at small scale, run once and cached: `make experiments` or
-`python -m miniclip.experiments [NAME …]`. Results land in runs/<profile>/experiments/<name>.json.
+"""The paper's experiments at small scale, run once and cached (`make experiments`).
 
-| name | what it measures | module |
-|---|---|---|
-| objectives | zero-shot accuracy vs samples seen: contrastive, bag-of-words, captioning LM (Fig. 2) | objectives.py |
-| encoders | ViT vs ModifiedResNet on Flickr8k (retrieval, CIFAR-10); the attention chapter's ViTs | sweeps.py |
-| lr_batch | a learning-rate x batch-size grid: validation loss and zero-shot | sweeps.py |
-| throughput | training steps/s and samples/s against batch size, fp32 vs bf16 | sweeps.py |
-| planted | a word planted at rate p: the probe's association rises with p (slope) | planted.py |
-| noisy | a fraction of mismatched captions: held-out zero-shot | planted.py |
-
-Settings per profile are in configs/experiments/<profile>.yaml; models derive from the base training configs.
+- `registry.py`: the table of experiments, in the order `make experiments` runs them;
+- `store.py`: settings per profile, configs derived from the base models, cached results and their provenance;
+- `runner.py`: `run_experiment(name)`, cached or computed;
+- `training.py`, `shapes_eval.py`: short training runs and the Shapes zero-shot check they share;
+- `objectives.py`, `sweeps.py`, `planted.py`: the experiments themselves.
 """
-
-from miniclip.experiments import objectives, planted, sweeps
-from miniclip.experiments.runner import add_experiment_commands, load_cached, results_path, run_experiment
-from miniclip.experiments.sweeps import vit_checkpoint
-
-# name -> run(settings, profile) -> result dict; `make experiments` runs them in this order (cheapest first)
-EXPERIMENTS = {
-    "throughput": sweeps.run_throughput,
-    "lr_batch": sweeps.run_lr_batch,
-    "planted": planted.run_planted,
-    "noisy": planted.run_noisy,
-    "objectives": objectives.run,
-    "encoders": sweeps.run_encoders,
-}
-
-__all__ = ["EXPERIMENTS", "run_experiment", "load_cached", "results_path", "add_experiment_commands",
-           "vit_checkpoint"]

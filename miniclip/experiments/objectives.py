@@ -3,8 +3,9 @@
 CLIP's §2.3 tells how its authors first tried to *predict* the caption of an image (a transformer language
 model, as VirTex does), then to predict only its *bag of words*, and found that matching images to captions
 contrastively reached the same zero-shot ImageNet accuracy with far fewer images (Fig. 2: bag-of-words
-prediction was 3x more efficient than the captioning LM, and the contrastive loss 4x more again). Here the three objectives train the same image
-encoder on the same Shapes stream, at the same batch size, learning-rate schedule and samples seen:
+prediction was 3x more efficient than the captioning LM, and the contrastive loss 4x more again). Here the
+three objectives train the same image encoder on the same Shapes stream, at the same batch size,
+learning-rate schedule and samples seen:
 
 - `CaptioningLM`: the image's embedding is the first token of a causal transformer that predicts the
   caption token by token. Zero-shot: the class whose prompt has the highest log-likelihood given the image.
@@ -29,8 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from miniclip.data.loaders import train_batches
+from miniclip.data.shapes_text import CLASS_KINDS
+from miniclip.experiments.shapes_eval import CHANCE, ShapesZeroShot, clip_scorer, shapes_world
+from miniclip.experiments.store import cached_part, derived_config
+from miniclip.experiments.training import eval_points, train_contrastive
 from miniclip.model import CLIPConfig, LayerNorm, QuickGELU, Transformer, build_image_encoder
 from miniclip.tokenizer import default_tokenizer
+from miniclip.train.trainer import learning_rate, param_groups
 
 PAD, UNK, EOT = 0, 1, 2  # the compact vocabulary's special ids; words start at 3
 
@@ -58,8 +65,6 @@ class CompactVocabulary:
 def shapes_vocabulary(world, n_captions: int = 4096) -> CompactVocabulary:
     """The vocabulary of a Shapes world: its first training captions (any language it speaks) and its prompts.
     Captions are cheap without pixels: `scenes` + `captions` draw nothing."""
-    from miniclip.data.shapes_text import CLASS_KINDS
-
     texts = world.captions(world.scenes(range(n_captions), "train"))
     texts += [p for kind in CLASS_KINDS for p in world.class_prompts(kind)]
     return CompactVocabulary.from_texts(texts)
@@ -195,9 +200,6 @@ def train_predictive(model: nn.Module, config, vocab: CompactVocabulary, *, eval
                      progress: bool = True, desc: str = "") -> dict:
     """Train a predictive model on the config's Shapes stream with the trainer's optimizer recipe
     (AdamW, decay on weight matrices only, warmup + cosine), evaluating at `eval_steps`."""
-    from miniclip.data.loaders import train_batches
-    from miniclip.train import learning_rate, param_groups
-
     o = config.optim
     torch.manual_seed(config.train.seed)
     optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps)
@@ -279,10 +281,6 @@ def run(settings: dict, profile: str) -> dict:
 
     Settings: `base` (a training config), `overrides` (applied to it: steps, batch size, …), `eval_points`
     (how many evaluations after step 0), `eval_images` (pictures per zero-shot set)."""
-    from miniclip.experiments.runner import cached_part, derived_config
-    from miniclip.experiments.shapes_eval import CHANCE, ShapesZeroShot, clip_scorer, shapes_world
-    from miniclip.experiments.training import eval_points, train_contrastive
-
     config = derived_config(settings["base"], settings.get("overrides"), name="objectives", profile=profile)
     if config.data.dataset != "shapes":
         raise ValueError("the objectives experiment runs on Shapes: its base config must have data.dataset=shapes")

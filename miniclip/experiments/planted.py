@@ -17,13 +17,21 @@ pictures shows what the noise costs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from miniclip.experiments.runner import cached_part, derived_config
-
+from miniclip.analysis.bias import association, bootstrap_mean_gap
+from miniclip.data.loaders import train_batches
+from miniclip.data.seeds import stable_seed
+from miniclip.data.shapes import PlantedCorrelation, ShapesWorld
+from miniclip.data.transforms import normalize
+from miniclip.eval.zeroshot import encode_images, encode_texts
+from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
+from miniclip.experiments.store import cached_part, derived_config
+from miniclip.experiments.training import train_contrastive
 
 # ----------------------------------------------------------------------------- the association probe
 
@@ -46,13 +54,6 @@ def planted_association(model, world, word: str, attribute: str, value, n: int, 
       similarity between the two groups, cruder (it includes the word's accidental position in embedding
       space).
     """
-    from dataclasses import replace
-
-    from miniclip.analysis.bias import association, bootstrap_mean_gap
-    from miniclip.data.shapes import PlantedCorrelation, ShapesWorld
-    from miniclip.data.transforms import normalize
-    from miniclip.zeroshot import encode_images, encode_texts
-
     marker = ShapesWorld(replace(world.config, planted=PlantedCorrelation(word, attribute, value, 1.0, 0.0)))
     holds = marker.scenes(range(n), "test").planted
     if holds.all() or not holds.any():
@@ -87,9 +88,6 @@ def fit_slope(x: list[float], y: list[float]) -> dict:
 def run_planted(settings: dict, profile: str) -> dict:
     """Settings: `base`, `overrides`, `word`, `attribute`, `value`, `rates` (the p values), `probe_images`,
     `eval_images`. One model per p, trained the same way; the probe runs on each."""
-    from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
-    from miniclip.experiments.training import train_contrastive
-
     runs = []
     clean_world = zeroshot = None
     for p in settings["rates"]:
@@ -122,11 +120,9 @@ def run_planted(settings: dict, profile: str) -> dict:
 def corrupt_captions(batches: Iterator, fraction: float, seed: int = 0) -> Iterator:
     """Replace each caption, with probability `fraction`, by the caption of another picture of the same batch.
     Which ones, and by which, is seeded by (seed, batch number): reruns corrupt identically."""
-    from miniclip.data.loaders import _seed
-
     for step, (images, captions) in enumerate(batches):
         n = len(captions)
-        g = torch.Generator().manual_seed(_seed(seed, step))
+        g = torch.Generator().manual_seed(stable_seed(seed, step))
         replace = (torch.rand(n, generator=g) < fraction).tolist()
         shift = torch.randint(1, max(n, 2), (n,), generator=g).tolist()  # 1..n-1: never the picture's own
         yield images, [captions[(i + shift[i]) % n] if replace[i] else c for i, c in enumerate(captions)]
@@ -135,10 +131,6 @@ def corrupt_captions(batches: Iterator, fraction: float, seed: int = 0) -> Itera
 def run_noisy(settings: dict, profile: str) -> dict:
     """Settings: `base`, `overrides`, `fractions`, `eval_images`. Same model, data and steps for every
     fraction; only the captions differ."""
-    from miniclip.data.loaders import train_batches
-    from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
-    from miniclip.experiments.training import train_contrastive
-
     runs, zeroshot = [], None
     for fraction in settings["fractions"]:
         config = derived_config(settings["base"], settings.get("overrides"), name=f"noisy-{fraction:g}",

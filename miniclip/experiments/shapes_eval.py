@@ -21,8 +21,10 @@ from typing import Callable
 
 import torch
 
+from miniclip.data.loaders import shapes_config
 from miniclip.data.shapes import SHAPES, ShapesWorld
 from miniclip.data.transforms import normalize
+from miniclip.eval.zeroshot import encode_images, encode_texts
 
 # scores(images [N, 3, H, W] normalised, prompts) -> [N, len(prompts)]; higher means a better fit
 Scorer = Callable[[torch.Tensor, list[str]], torch.Tensor]
@@ -59,8 +61,6 @@ CHANCE = {"colour": 1 / 8, "shape": 1 / 8, "colour_shape": 1 / 64}
 
 def clip_scorer(model) -> Scorer:
     """CLIP's zero-shot score: cosine similarity of the image and prompt embeddings."""
-    from miniclip.zeroshot import encode_images, encode_texts
-
     def scores(images, prompts):
         was_training = model.training
         model.eval()
@@ -74,6 +74,4 @@ def clip_scorer(model) -> Scorer:
 
 def shapes_world(config) -> ShapesWorld:
     """The Shapes world a training config trains on (its held-out pairs, languages, planted word, seed)."""
-    from miniclip.data.loaders import shapes_config
-
     return ShapesWorld(shapes_config(config.data.shapes, config.model.image_size, config.train.seed))

@@ -12,13 +12,27 @@ from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 import warnings
 
 import torch
+from torch.utils.data import Subset
 
-from miniclip.experiments.runner import cached_part, derived_config, work_dir
-
+from miniclip.checkpoint import load_model
+from miniclip.data.flickr8k import Flickr8k
+from miniclip.data.folders import open_test_set
+from miniclip.data.transforms import eval_transform
+from miniclip.env import matmul_peak
+from miniclip.env import profile as active_profile
+from miniclip.eval.probes import evaluate_retrieval
+from miniclip.eval.zeroshot import TEMPLATE_SETS, evaluate_zeroshot
+from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
+from miniclip.experiments.store import cached_part, derived_config, work_dir
+from miniclip.experiments.training import train_contrastive
+from miniclip.tokenizer import tokenize
+from miniclip.train.runs import train_if_changed
+from miniclip.train.trainer import Trainer
 
 # ----------------------------------------------------------------------------- encoder variants
 
@@ -26,28 +40,17 @@ from miniclip.experiments.runner import cached_part, derived_config, work_dir
 def vit_checkpoint(dataset: str, profile: str | None = None):
     """Where the `encoders` experiment keeps its ViT for `dataset` ("flickr8k" or "shapes"):
     runs/<profile>/experiments/encoders/<dataset>-vit/final.safetensors."""
-    from miniclip.book import profile as active_profile
-
     return work_dir("encoders", profile or active_profile()) / f"{dataset}-vit" / "final.safetensors"
 
 
-def train_or_reuse(config, out_dir) -> dict:
-    """`Trainer.run()` into out_dir, unless a final checkpoint trained with exactly this config is there
-    (`make train --if-changed` semantics). Returns the run's provenance (wall time, status)."""
-    from miniclip.checkpoint import CheckpointError, read_metadata
-    from miniclip.train import Trainer
-
-    ours = json.loads(json.dumps(config.to_dict()))
-    try:
-        reuse = read_metadata(out_dir / "final")["config"] == ours
-    except CheckpointError:
-        reuse = False
-    if not reuse:
-        Trainer(config, out_dir, resume=(out_dir / "last.json").exists()
-                and read_metadata(out_dir / "last")["config"] == ours).run()
+def train_kept(config, out_dir) -> dict:
+    """Train `config` into `out_dir` unless a finished run with exactly this config is there
+    (`train_if_changed`); returns what the experiment's JSON records of it (wall time, samples seen)."""
+    result = train_if_changed(config, out_dir, progress=False)
     prov = json.loads((out_dir / "provenance.json").read_text())
-    return {"checkpoint": str(out_dir / "final.safetensors"), "reused": reuse, "train_wall_s": prov.get("wall_s"),
-            "steps": config.optim.steps, "samples_seen": config.optim.steps * config.optim.batch_size}
+    return {"checkpoint": str(out_dir / "final.safetensors"), "reused": result["status"] == "up to date",
+            "train_wall_s": prov.get("wall_s"), "steps": config.optim.steps,
+            "samples_seen": config.optim.steps * config.optim.batch_size}
 
 
 def parameter_count(module) -> int:
@@ -56,10 +59,6 @@ def parameter_count(module) -> int:
 
 def _retrieval(model, image_size: int, n_images: int | None) -> dict:
     """Flickr8k test retrieval; `n_images` keeps only the first images (and their captions) to save time."""
-    from miniclip.data.flickr8k import Flickr8k
-    from miniclip.data.transforms import eval_transform
-    from miniclip.probes import evaluate_retrieval
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the note about absent images, already given at training time
         test = Flickr8k(split="test", transform=eval_transform(image_size), train=False)
@@ -72,12 +71,6 @@ def _retrieval(model, image_size: int, n_images: int | None) -> dict:
 def _cifar10(model, image_size: int, n_images: int | None, templates: str) -> dict:
     """CIFAR-10 test zero-shot; `n_images` takes every k-th image (the copy is sorted by class, so the
     subset stays balanced)."""
-    from torch.utils.data import Subset
-
-    from miniclip.data.folders import open_test_set
-    from miniclip.data.transforms import eval_transform
-    from miniclip.zeroshot import TEMPLATE_SETS, evaluate_zeroshot
-
     test = open_test_set("cifar10", eval_transform(image_size))
     names = test.class_names
     if n_images is not None and n_images < len(test):
@@ -90,9 +83,6 @@ def _cifar10(model, image_size: int, n_images: int | None, templates: str) -> di
 def run_encoders(settings: dict, profile: str) -> dict:
     """Settings: `flickr8k` {base, overrides}, `variants` {name: extra model overrides}, `shapes_vit`
     {base, overrides}, `retrieval_images`, `cifar_images` (null: all), `templates`."""
-    from miniclip.checkpoint import load_model
-    from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
-
     out = {"flickr8k": {}, "shapes_vit": None}
     for name, model_overrides in settings["variants"].items():
         overrides = {**settings["flickr8k"].get("overrides", {}), **model_overrides}
@@ -100,7 +90,7 @@ def run_encoders(settings: dict, profile: str) -> dict:
         run_dir = work_dir("encoders", profile) / f"flickr8k-{name}"
         entry = {"model": {k: v for k, v in config.to_dict()["model"].items()
                            if k in ("image_size", "vision_layers", "vision_width", "patch_size")}}
-        entry.update(train_or_reuse(config, run_dir))
+        entry.update(train_kept(config, run_dir))
         model = load_model(run_dir / "final")
         entry["image_params"] = parameter_count(model.visual)
         entry["retrieval"] = _retrieval(model, config.model.image_size, settings.get("retrieval_images"))
@@ -111,7 +101,7 @@ def run_encoders(settings: dict, profile: str) -> dict:
     s = settings["shapes_vit"]
     config = derived_config(s["base"], s.get("overrides"), name="shapes-vit", profile=profile)
     run_dir = work_dir("encoders", profile) / "shapes-vit"
-    entry = train_or_reuse(config, run_dir)
+    entry = train_kept(config, run_dir)
     model = load_model(run_dir / "final")
     entry["image_params"] = parameter_count(model.visual)
     zeroshot = ShapesZeroShot(shapes_world(config), settings.get("shapes_eval_images", 500))
@@ -128,9 +118,6 @@ def run_encoders(settings: dict, profile: str) -> dict:
 def run_lr_batch(settings: dict, profile: str) -> dict:
     """Settings: `base`, `overrides`, `lrs`, `batch_sizes`, `samples` (per run), `warmup_fraction`,
     `eval_images`. Every run sees the same number of samples, so a larger batch takes fewer steps."""
-    from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
-    from miniclip.experiments.training import train_contrastive
-
     grid = []
     zeroshot = None
     for batch_size in settings["batch_sizes"]:
@@ -160,12 +147,6 @@ def run_lr_batch(settings: dict, profile: str) -> dict:
 def time_steps(config, batch_size: int, precision: str, steps: int, warmup: int = 1) -> dict:
     """Median wall time of full training steps (forward, loss, backward, AdamW) on one fixed batch of
     random pixels and real Shapes captions, for `config`'s model at `batch_size` and `precision`."""
-    import tempfile
-
-    from miniclip.experiments.shapes_eval import shapes_world
-    from miniclip.tokenizer import tokenize
-    from miniclip.train import Trainer
-
     config.optim.batch_size, config.train.precision = batch_size, precision
     config.data.zeroshot = "none"
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,8 +174,6 @@ def run_throughput(settings: dict, profile: str) -> dict:
     fp32 at every batch size. bf16 autocast is timed once, at `bf16_batch_size`, with one step; it runs at
     every batch size only where bf16 matrix multiplication is at least as fast as fp32 (a GPU, or a CPU with
     AVX-512 BF16 / AMX). Where it is not, the reason is recorded with the matmul rates that show it."""
-    from miniclip.bench import matmul_peak
-
     def config():
         return derived_config(settings["base"], settings.get("overrides"), name="throughput", profile=profile)
 

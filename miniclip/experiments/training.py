@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from miniclip.config import Config
 from miniclip.data.loaders import train_batches
 from miniclip.tokenizer import tokenize
+from miniclip.train.trainer import Trainer, TrainingDiverged
 
 
 def eval_points(steps: int, n: int) -> list[int]:
@@ -32,8 +33,6 @@ def train_contrastive(config: Config, *, batches: Iterator | None = None, evalua
     `batches` (default: the config's own training stream) yields (images, captions). Returns the model, the
     curve (one dict per evaluation, with `step`, `samples` and the mean training loss since the previous
     point), the final validation metrics (the trainer's own `Validator`) and the wall time."""
-    from miniclip.train import Trainer, TrainingDiverged
-
     with tempfile.TemporaryDirectory() as tmp:  # nothing is saved: the trainer only needs a directory
         trainer = Trainer(config, tmp, progress=False)
     batches = batches if batches is not None else train_batches(config)

@@ -6,9 +6,9 @@ again (§3.1.4, "prompt ensembling"). An image is then assigned the class whose 
 largest cosine similarity with its embedding.
 
 The same recipe works in any language the text encoder has seen: French or German class names
-(:mod:`miniclip.classnames`) in French or German templates give one classifier per language, and
+(`miniclip.eval.classnames`) in French or German templates give one classifier per language, and
 classifiers of several languages are fused the way templates are, by averaging their normalised class
-vectors and renormalising (:func:`fuse_classifiers`, :func:`multilingual_zeroshot`).
+vectors and renormalising (`fuse_classifiers`, `multilingual_zeroshot`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import re
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from miniclip.data import shapes_text
+from miniclip.data.transforms import PairCollator
 from miniclip.tokenizer import tokenize
 
 LANGUAGES = ("en", "fr", "de")
@@ -70,7 +73,7 @@ IMAGENET_TEMPLATES = (
 # The CIFAR templates that translate word for word into French and German without knowing the noun's
 # gender or needing a definite article ("a photo of a small {}" would need "petit"/"petite" placed before
 # the noun): the English originals, then their translations. French templates end the noun slot after "de",
-# German ones after "von" (dative); the class names in miniclip.classnames are written for exactly that.
+# German ones after "von" (dative); the class names in miniclip.eval.classnames are written for exactly that.
 ENSEMBLE_TEMPLATES = CIFAR_TEMPLATES[:7]
 FRENCH_ENSEMBLE_TEMPLATES = (
     "une photo de {}.", "une photo floue de {}.", "une photo en noir et blanc de {}.",
@@ -124,7 +127,7 @@ def _language_of(set_name: str) -> str:
 
 
 def templates_for(name: str, lang: str = "en") -> tuple[str, ...]:
-    """The template set ``name`` ("simple", "ensemble", "shapes-sketch", …) in ``lang``."""
+    """The template set `name` ("simple", "ensemble", "shapes-sketch", …) in `lang`."""
     key = name if lang == "en" else f"{name}-{lang}"
     if key not in TEMPLATE_SETS:
         offered = sorted(k.removesuffix(f"-{lang}") for k in TEMPLATE_SETS if _language_of(k) == lang)
@@ -202,11 +205,6 @@ def encode_images(model, images: torch.Tensor, batch_size: int = 256) -> torch.T
 def encode_dataset(model, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised image features of every (image, label) item of `dataset`, and the labels. Items that
     fail to decode (None) are dropped by the collate function and counted there."""
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from miniclip.data.transforms import PairCollator
-
     collate = PairCollator()
     feats, labels = [], []
     for images, y in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collate), desc="encoding images",
@@ -264,9 +262,9 @@ def zeroshot_metrics(features: torch.Tensor, labels: torch.Tensor, classifier: t
 
 def evaluate_zeroshot(model, data, class_names: list[str], templates=SIMPLE_TEMPLATES, lang: str = "en",
                       keys: list[str] | None = None) -> dict:
-    """Zero-shot classification of ``data`` (see :func:`image_features`) among ``class_names`` in ``lang``:
-    the metrics of :func:`zeroshot_metrics` plus the number of templates. ``keys`` names the classes in the
-    per-class results (default: ``class_names``), e.g. English names for a French classifier."""
+    """Zero-shot classification of `data` (see `image_features`) among `class_names` in `lang`:
+    the metrics of `zeroshot_metrics` plus the number of templates. `keys` names the classes in the
+    per-class results (default: `class_names`), e.g. English names for a French classifier."""
     feats, labels = image_features(model, data)
     result = zeroshot_metrics(feats, labels, classifier_weights(model, class_names, templates, lang),
                               keys or class_names)
@@ -278,12 +276,12 @@ def multilingual_zeroshot(model, data, names_by_lang: dict[str, list[str]], temp
                           fusions: list[tuple[str, ...]] | None = None, keys: list[str] | None = None) -> dict:
     """Zero-shot accuracy with one classifier per language and with fused classifiers.
 
-    ``names_by_lang`` and ``templates_by_lang`` map a language ("en", "fr", "de") to its class names (in the
-    same class order) and templates. ``fusions`` lists the language combinations to fuse (default: every
+    `names_by_lang` and `templates_by_lang` map a language ("en", "fr", "de") to its class names (in the
+    same class order) and templates. `fusions` lists the language combinations to fuse (default: every
     combination of two or more); a fused classifier averages the languages' normalised class vectors and
-    renormalises (:func:`fuse_classifiers`). Images are encoded once. Returns
-    ``{"en": metrics, "fr": …, "de": …, "en+fr": …, …, "en+fr+de": …}`` (see :func:`zeroshot_metrics`), with
-    per-class results keyed by ``keys`` (default: the first language's names).
+    renormalises (`fuse_classifiers`). Images are encoded once. Returns
+    `{"en": metrics, "fr": …, "de": …, "en+fr": …, …, "en+fr+de": …}` (see `zeroshot_metrics`), with
+    per-class results keyed by `keys` (default: the first language's names).
     """
     langs = list(names_by_lang)
     if set(templates_by_lang) != set(langs):

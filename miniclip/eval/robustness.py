@@ -10,8 +10,8 @@ Here:
 
 - **Corruptions** of CIFAR-10 images, three severities each: Gaussian noise, Gaussian blur, contrast
   reduction and JPEG compression, in the spirit of CIFAR-10-C (Hendrycks & Dietterich, 2019) but our own,
-  simpler parameters (:data:`CORRUPTIONS`). They act on the pixels the model sees (after resize and centre
-  crop, before CLIP's normalisation), on whole batches, and are deterministic: the noise of image ``i`` is a
+  simpler parameters (`CORRUPTIONS`). They act on the pixels the model sees (after resize and centre
+  crop, before CLIP's normalisation), on whole batches, and are deterministic: the noise of image `i` is a
   function of (seed, the index of its batch's first image), so a given batch size reproduces bit for bit.
   Blur widths are given in pixels of a 32-px image and scaled to the actual size, so a severity means the
   same for CIFAR's native 32 px and a 64-px model.
@@ -19,9 +19,9 @@ Here:
   the same kind of objects drawn in others (outline sketch, pixel noise).
 - **Effective robustness**: the baseline family is a set of linear probes trained on clean (or source-style)
   features with 1, 2, 4, … examples per class and on the whole training part, so it spans a range of clean
-  accuracies. For each shift a line ``logit(shifted) = a * logit(clean) + b`` is fitted to the family, and
+  accuracies. For each shift a line `logit(shifted) = a * logit(clean) + b` is fitted to the family, and
   every classifier's effective robustness is its shifted accuracy minus the line's prediction at its clean
-  accuracy. :func:`robustness_table`'s rows hold, per classifier and shift, the clean and shifted accuracy
+  accuracy. `robustness_table`'s rows hold, per classifier and shift, the clean and shifted accuracy
   that the paper's Fig. 13/14-style plot needs.
 """
 
@@ -32,10 +32,30 @@ import math
 
 import numpy as np
 import torch
+from torchvision.io import decode_jpeg, encode_jpeg
+from torchvision.transforms.v2.functional import gaussian_blur as tv_blur
 
-from miniclip.features import FeatureCache, cached_image_features
-from miniclip.probes import (few_shot_probe, prepare_features, probe_accuracy, sample_few_shot, stratified_split,
-                             train_probe, zero_shot_accuracy)
+from miniclip.data.folders import open_test_set
+from miniclip.data.seeds import stable_seed
+from miniclip.eval.features import (
+    FeatureCache,
+    cached_image_features,
+    dataset_fingerprint,
+    load_pixels,
+    pixel_transform,
+    test_set_features,
+    transform_key,
+)
+from miniclip.eval.probes import (
+    few_shot_probe,
+    prepare_features,
+    probe_accuracy,
+    sample_few_shot,
+    stratified_split,
+    train_probe,
+    zero_shot_accuracy,
+)
+from miniclip.eval.zeroshot import classifier_weights
 
 # --------------------------------------------------------------------------------------------------------
 # Corruptions: float images in [0, 1], [B, 3, H, W] -> the same shape, dtype and range
@@ -50,22 +70,16 @@ CORRUPTIONS = {
 }
 
 
-def _seed(*parts: int) -> int:
-    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
-
-
 def gaussian_noise(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
-    """Add N(0, sigma^2) noise to every pixel and clip to [0, 1]; the noise is drawn from ``seed``."""
+    """Add N(0, sigma^2) noise to every pixel and clip to [0, 1]; the noise is drawn from `seed`."""
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(images.shape, generator=g, dtype=torch.float32).to(images.device, images.dtype)
     return (images + sigma * noise).clamp(0, 1)
 
 
 def gaussian_blur(images: torch.Tensor, sigma32: float) -> torch.Tensor:
-    """Gaussian blur with standard deviation ``sigma32`` pixels of a 32-px image (scaled to the image's size),
+    """Gaussian blur with standard deviation `sigma32` pixels of a 32-px image (scaled to the image's size),
     a kernel of ±3 sigma (capped below the image size) and reflected borders (torchvision's)."""
-    from torchvision.transforms.v2.functional import gaussian_blur as tv_blur
-
     size = min(images.shape[-2:])
     sigma = sigma32 * size / 32
     radius = min(math.ceil(3 * sigma), size // 2 - 1)
@@ -73,22 +87,20 @@ def gaussian_blur(images: torch.Tensor, sigma32: float) -> torch.Tensor:
 
 
 def contrast(images: torch.Tensor, factor: float) -> torch.Tensor:
-    """Pull every pixel towards its image's mean grey level: ``mean + factor * (x - mean)``."""
+    """Pull every pixel towards its image's mean grey level: `mean + factor * (x - mean)`."""
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     return (mean + factor * (images - mean)).clamp(0, 1)
 
 
 def jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
-    """Round-trip through JPEG at ``quality`` (libjpeg via torchvision, the whole batch in one call each way)."""
-    from torchvision.io import decode_jpeg, encode_jpeg
-
+    """Round-trip through JPEG at `quality` (libjpeg via torchvision, the whole batch in one call each way)."""
     pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     decoded = decode_jpeg(encode_jpeg(list(pixels), quality=int(quality)))
     return (torch.stack(decoded).float() / 255).to(images.device, images.dtype)
 
 
 def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
-    """``images`` [B, 3, H, W] in [0, 1] under corruption ``name`` at ``severity`` (1-3). Deterministic."""
+    """`images` [B, 3, H, W] in [0, 1] under corruption `name` at `severity` (1-3). Deterministic."""
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; choose from {tuple(CORRUPTIONS)}")
     if not 1 <= severity <= len(CORRUPTIONS[name]):
@@ -104,9 +116,9 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> to
 
 
 def corruption_fn(name: str, severity: int, seed: int = 0):
-    """The corruption as :func:`miniclip.features.encode_pixels` applies it per batch: the batch's noise seed
+    """The corruption as `miniclip.eval.features.encode_pixels` applies it per batch: the batch's noise seed
     is derived from (seed, index of its first image)."""
-    return lambda images, first_index: corrupt(images, name, severity, _seed(seed, first_index))
+    return lambda images, first_index: corrupt(images, name, severity, stable_seed(seed, first_index))
 
 
 def psnr(reference: torch.Tensor, distorted: torch.Tensor) -> torch.Tensor:
@@ -126,9 +138,9 @@ def _logit(p: float, eps: float = 1e-4) -> float:
 
 
 def effective_robustness(rows: list[dict], baseline_family: str = "probe") -> list[dict]:
-    """Add ``expected`` and ``effective_robustness`` to each row (a dict with ``shift``, ``family``, ``clean``
-    and ``shifted`` accuracies), from a line fitted per shift in logit space to the rows of
-    ``baseline_family``. A shift whose family has fewer than two distinct clean accuracies gets ``None``."""
+    """Add `expected` and `effective_robustness` to each row (a dict with `shift`, `family`, `clean`
+    and `shifted` accuracies), from a line fitted per shift in logit space to the rows of
+    `baseline_family`. A shift whose family has fewer than two distinct clean accuracies gets `None`."""
     out = [dict(r) for r in rows]
     for shift in dict.fromkeys(r["shift"] for r in out):
         family = [r for r in out if r["shift"] == shift and r["family"] == baseline_family]
@@ -149,9 +161,9 @@ def effective_robustness(rows: list[dict], baseline_family: str = "probe") -> li
 
 def probe_family(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, shots=(1, 2, 4, 8, 16),
                  seed: int = 0) -> list[tuple[str, object]]:
-    """The baseline family: k-shot probes (one seed each) and the full probe (C swept on ``val``), all trained on
-    the given clean/source features (k larger than the rarest class's count in ``train`` is skipped). Returns
-    ``[(name, sklearn classifier)]``."""
+    """The baseline family: k-shot probes (one seed each) and the full probe (C swept on `val`), all trained on
+    the given clean/source features (k larger than the rarest class's count in `train` is skipped). Returns
+    `[(name, sklearn classifier)]`."""
     smallest_class = np.unique(y[train], return_counts=True)[1].min() if len(train) else 0
     family = [(f"{k}-shot probe", few_shot_probe(x, y, train, k, seed)[0]) for k in shots if k <= smallest_class]
     classifier, _, _ = train_probe(x[train], y[train], x[val], y[val])
@@ -161,8 +173,8 @@ def probe_family(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarra
 
 def robustness_table(zero_shot_weights: torch.Tensor, family: list[tuple[str, object]], clean: tuple,
                      shifted: dict[str, tuple], normalize: bool = True) -> list[dict]:
-    """One row per (classifier, shift): its accuracy on ``clean = (features, labels)`` and on each
-    ``shifted[name] = (features, labels)``, with effective robustness against the probe family."""
+    """One row per (classifier, shift): its accuracy on `clean = (features, labels)` and on each
+    `shifted[name] = (features, labels)`, with effective robustness against the probe family."""
     rows = []
 
     def accuracy(classifier, features, labels) -> float:
@@ -202,15 +214,10 @@ def cifar_corruptions(model, spec: str = "cifar10", templates=None, cache: Featu
                       shots=(1, 2, 4, 8, 16), seed: int = 0, normalize: bool = True, batch_size: int = 256) -> dict:
     """Zero-shot and clean-trained probes on CIFAR-10 test images under each corruption and severity.
 
-    The probes train on the clean probe-train part of :func:`~miniclip.probes.stratified_split` (C swept on its
-    validation part); every accuracy is measured on ``n_shifted`` images of the test part (an equal number per
-    class, drawn with ``seed``), clean and corrupted, so the clean and shifted numbers of a row are the same
-    images. Returns ``rows`` (see :func:`robustness_table`), a per-shift ``summary`` and the sizes."""
-    from miniclip.data.folders import open_test_set
-    from miniclip.features import (dataset_fingerprint, load_pixels, pixel_transform, test_set_features,
-                                   transform_key)
-    from miniclip.zeroshot import classifier_weights
-
+    The probes train on the clean probe-train part of `stratified_split` (C swept on its
+    validation part); every accuracy is measured on `n_shifted` images of the test part (an equal number per
+    class, drawn with `seed`), clean and corrupted, so the clean and shifted numbers of a row are the same
+    images. Returns `rows` (see `robustness_table`), a per-shift `summary` and the sizes."""
     cache = cache or FeatureCache()
     corruptions = tuple(CORRUPTIONS) if corruptions is None else tuple(corruptions)
     features, labels, class_names = test_set_features(model, spec, cache, batch_size)
@@ -256,8 +263,8 @@ TARGET_STYLES = ("sketch", "noisy")
 
 def shapes_style_features(model, world, style: str, split: str, n: int, cache: FeatureCache | None = None,
                           batch_size: int = 256) -> tuple[torch.Tensor, object]:
-    """Features of ``n`` single-object scenes of ``split`` drawn in ``style`` (cached), and their scenes (for
-    labels of any kind: ``world.labels(scenes, kind)``)."""
+    """Features of `n` single-object scenes of `split` drawn in `style` (cached), and their scenes (for
+    labels of any kind: `world.labels(scenes, kind)`)."""
     scenes = world.scenes(range(n), split, n_objects=1, style=style)
     key = {"name": f"shapes-{style}-{split}", "world": world.config.to_dict(), "split": split, "n": n,
            "style": style, "n_objects": 1}
@@ -275,13 +282,11 @@ def shapes_style_shift(model, world, kinds=("colour", "shape"), source=SOURCE_ST
                        batch_size: int = 256) -> dict:
     """Zero-shot and source-trained probes on Shapes single objects, in the source styles and the target ones.
 
-    For each class ``kind`` (e.g. "colour": 8 classes; "shape": 8): the probes train on ``n_train`` scenes of
+    For each class `kind` (e.g. "colour": 8 classes; "shape": 8): the probes train on `n_train` scenes of
     the train split drawn in *each* source style (C swept on the val split, same styles); zero-shot uses the
-    world's own prompts ("a photo of a red circle" style grammar). Both are scored on ``n_test`` test-split
+    world's own prompts ("a photo of a red circle" style grammar). Both are scored on `n_test` test-split
     scenes drawn in every style: "clean" is the source styles' test images together, and each style is a
     shift (the source styles appear as shifts too, as a check: their shifted accuracy sits on the line)."""
-    from miniclip.zeroshot import classifier_weights
-
     cache = cache or FeatureCache()
     parts = {}
     for style in source:

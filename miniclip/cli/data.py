@@ -1,11 +1,11 @@
-"""The ``python -m miniclip data ...`` commands: ``shards``, ``web-subset`` and ``download``.
+"""The `python -m miniclip data ...` commands: `shards`, `web-subset` and `download`.
 
-:func:`add_data_commands` registers them on the CLI's argparse subparsers; each sets ``func``, which the
-CLI calls with the parsed arguments. With ``--json`` the last line of stdout is one JSON object.
+`add_data_commands` registers them on the CLI's argparse subparsers; each sets `func`, which the
+CLI calls with the parsed arguments. With `--json` the last line of stdout is one JSON object.
 
-The dataset adapters below (``_shapes_samples``, ``_flickr8k_samples``, ``_imagefolder_samples``) are the
-only places that know the other loaders' APIs: each yields ``(image, caption, metadata)`` for
-:func:`~miniclip.data.shards.write_shards`.
+The dataset adapters below (`_shapes_samples`, `_flickr8k_samples`, `_imagefolder_samples`) are the
+only places that know the other loaders' APIs: each yields `(image, caption, metadata)` for
+`write_shards`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from typing import Iterator
 
 from PIL import Image
 
-from .download import DATASETS
+from miniclip.data import flickr8k
+from miniclip.data.download import DATASETS, download_dataset
+from miniclip.data.folders import ImageFolderDataset
+from miniclip.data.shapes import ShapesConfig, ShapesWorld
+from miniclip.data.shards import write_shards
+from miniclip.data.transforms import load_image
+from miniclip.data.web_subset import build_web_subset
 
 # --------------------------------------------------------------------------------------------------
 # Adapters: our datasets as (image, caption, metadata) streams
@@ -29,12 +35,10 @@ def _shard_image(data: bytes, image_size: int | None):
     """What to store for an image file: its own bytes when possible, else a decoded (and resized) image.
 
     JPEG and PNG bytes are stored unchanged when no size is asked for: re-encoding would only lose
-    quality. Other formats (BMP, GIF, ...) are decoded and stored as JPEG. With ``image_size`` the shorter
+    quality. Other formats (BMP, GIF, ...) are decoded and stored as JPEG. With `image_size` the shorter
     side is scaled down to it, keeping the aspect ratio: the same policy as the web tier, so that all
-    shards look alike. Returns ``None`` for a file that does not decode (load_image counts it).
+    shards look alike. Returns `None` for a file that does not decode (load_image counts it).
     """
-    from .transforms import load_image
-
     if not image_size and data.startswith((b"\xff\xd8\xff", b"\x89PNG")):
         return data
     image = load_image(data, draft_size=image_size)
@@ -47,9 +51,7 @@ def _shard_image(data: bytes, image_size: int | None):
 
 
 def _shapes_samples(count: int, image_size: int, seed: int = 0, batch_size: int = 256) -> Iterator[tuple]:
-    """Shapes samples ``0..count-1`` of the training split, rendered a batch at a time."""
-    from .shapes import ShapesConfig, ShapesWorld
-
+    """Shapes samples `0..count-1` of the training split, rendered a batch at a time."""
     world = ShapesWorld(ShapesConfig(image_size=image_size, seed=seed))
     for lo in range(0, count, batch_size):
         batch = world.render(range(lo, min(lo + batch_size, count)), "train")
@@ -59,9 +61,7 @@ def _shapes_samples(count: int, image_size: int, seed: int = 0, batch_size: int 
 
 
 def _flickr8k_samples(split: str, image_size: int | None) -> Iterator[tuple]:
-    """One pair per (image, caption) line of a Flickr8k split. Adapter over ``miniclip.data.flickr8k``."""
-    from . import flickr8k  # noqa: PLC0415
-
+    """One pair per (image, caption) line of a Flickr8k split. Adapter over `miniclip.data.flickr8k`."""
     dataset = flickr8k.Flickr8k(split=split)
     for image_name, caption, data in dataset.iter_raw():
         image = _shard_image(data, image_size)
@@ -70,9 +70,7 @@ def _flickr8k_samples(split: str, image_size: int | None) -> Iterator[tuple]:
 
 
 def _imagefolder_samples(path: str, image_size: int | None) -> Iterator[tuple]:
-    """``<root>/<class>/<image>`` as pairs captioned "a photo of a {class}." (the paper's default prompt)."""
-    from .folders import ImageFolderDataset
-
+    """`<root>/<class>/<image>` as pairs captioned "a photo of a {class}." (the paper's default prompt)."""
     dataset = ImageFolderDataset(path)
     for name, label in zip(dataset.files, dataset.targets):
         image = _shard_image(dataset.tree.read_bytes(name), image_size)
@@ -84,7 +82,7 @@ def _imagefolder_samples(path: str, image_size: int | None) -> Iterator[tuple]:
 
 
 def dataset_samples(spec: str, image_size: int | None) -> Iterator[tuple]:
-    """``shapes[:N]`` | ``flickr8k[:split]`` | ``imagefolder:PATH`` -> ``(image, caption, metadata)``."""
+    """`shapes[:N]` | `flickr8k[:split]` | `imagefolder:PATH` -> `(image, caption, metadata)`."""
     kind, _, arg = spec.partition(":")
     if kind == "shapes":
         return _shapes_samples(int(arg) if arg else 10_000, image_size or 64)
@@ -111,8 +109,6 @@ def _emit(result: dict, as_json: bool, text: str | None = None) -> int:
 
 
 def cmd_shards(args: argparse.Namespace) -> int:
-    from .shards import write_shards
-
     samples = dataset_samples(args.dataset, args.image_size)
     result = write_shards(samples, args.out, shard_size=args.shard_size, prefix=args.prefix)
     result["dataset"] = args.dataset
@@ -122,8 +118,6 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
 
 def cmd_web_subset(args: argparse.Namespace) -> int:
-    from .web_subset import build_web_subset
-
     summary = build_web_subset(
         urls=args.urls, out_dir=args.out, num_samples=args.num_samples, image_size=args.image_size,
         processes=args.processes, threads=args.threads, resume=args.resume, sample_seed=args.sample_seed,
@@ -133,15 +127,13 @@ def cmd_web_subset(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .download import download_dataset
-
     result = download_dataset(args.dataset, dest=args.dest, base_url=args.url, progress=not args.json,
                               keep_archives=not args.delete_archives)
     return _emit(result, args.json, f"{args.dataset} is ready in {result['path']}")
 
 
 def add_data_commands(subparsers) -> argparse.ArgumentParser:
-    """Register ``data shards|web-subset|download`` on the CLI's top-level ``subparsers``."""
+    """Register `data shards|web-subset|download` on the CLI's top-level `subparsers`."""
     data = subparsers.add_parser("data", help="download datasets, write shards, build the web subset")
     commands = data.add_subparsers(dest="data_command", required=True)
 
@@ -186,7 +178,7 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (the project CLI normally calls :func:`add_data_commands`)."""
+    """Stand-alone entry point (the project CLI normally calls `add_data_commands`)."""
     parser = argparse.ArgumentParser(prog="python -m miniclip")
     add_data_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

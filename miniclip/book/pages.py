@@ -15,27 +15,20 @@ Notebook-only state stays in the notebooks; this module holds what more than one
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-PROFILES = ("ci", "cpu", "gpu-1m")
-ROOT = Path(__file__).resolve().parent.parent
+from miniclip.checkpoint import load_model, read_metadata
+from miniclip.config import load_config
+from miniclip.data.loaders import shapes_world_of_run
+from miniclip.data.paths import MissingDataError
+from miniclip.env import ROOT, profile
+from miniclip.experiments.runner import run_experiment
+from miniclip.experiments.store import experiment_settings, load_cached, results_path
+from miniclip.train.runs import run_dir, train_if_changed
+
 # Committed figures come from a full cpu-profile build; a ci build writes elsewhere so it never overwrites them.
 FIGURES = {"ci": ROOT / "_build" / "figures-ci"}
 DEFAULT_FIGURES = ROOT / "figures"
-
-
-def profile() -> str:
-    """The active profile, from MINICLIP_PROFILE. `make book` sets "cpu"; pytest's root conftest sets "ci"."""
-    name = os.environ.get("MINICLIP_PROFILE", "cpu")
-    if name not in PROFILES:
-        raise ValueError(f"MINICLIP_PROFILE={name!r} is not one of {', '.join(PROFILES)}")
-    return name
-
-
-def runs_dir(name: str | None = None) -> Path:
-    """runs/<profile>/, where `make train` and `make experiments` leave checkpoints and results."""
-    return ROOT / "runs" / (name or profile())
 
 
 def figures_dir() -> Path:
@@ -65,9 +58,6 @@ def trained_run(name: str = "shapes") -> Path:
     notebook would hide tens of minutes of work in a cell. If one is missing anyway (a reader running a
     notebook by hand), the page says so visibly and falls back to the ci model.
     """
-    from miniclip.config import load_config
-    from miniclip.train import run_dir
-
     config_file = config_path(name)
     out = run_dir(load_config(config_file))
     if (out / "final.safetensors").exists():
@@ -80,29 +70,21 @@ def trained_run(name: str = "shapes") -> Path:
         out = run_dir(load_config(config_file))
         if (out / "final.safetensors").exists():
             return out
-    from miniclip.cli import main
-
-    if main(["train", "--config", str(config_file), "--if-changed", "--no-progress"]) != 0:
-        raise RuntimeError(f"training {config_file} failed; see the messages above")
+    train_if_changed(load_config(config_file), out, progress=False)
     return out
 
 
 def trained_model(name: str = "shapes"):
     """The trained CLIP of `trained_run(name)`, in eval mode on the CPU."""
-    from miniclip.checkpoint import load_model
-
     return load_model(trained_run(name) / "final")
 
 
 def trained_shapes_world():
     """This profile's trained Shapes model, the world it trained in (its held-out pairs, languages, seed) and
-    its run config: ``(model, world, config)``."""
-    from miniclip.checkpoint import read_metadata
-    from miniclip.data.loaders import trained_shapes_world as world_of
-
+    its run config: `(model, world, config)`."""
     run = trained_run("shapes")
     config = read_metadata(run / "final")["config"]
-    return trained_model("shapes"), world_of(config), config
+    return trained_model("shapes"), shapes_world_of_run(config), config
 
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
@@ -171,8 +153,6 @@ def real_or_shapes(real, shapes, ci_note: str | None = CI_NOTE):
 
     The ci profile always takes `shapes()`, saying so with `ci_note` (None when the page said it already); the
     other profiles fall back to `shapes()` when `real()` finds its data missing, and the page says that too."""
-    from miniclip.data.paths import MissingDataError
-
     if profile() == "ci":
         if ci_note:
             note(ci_note)
@@ -193,10 +173,6 @@ def experiment(name: str) -> dict | None:
     In the ci profile a missing result is computed now (its settings take seconds). In the others the
     experiments are tens of CPU-minutes, so the page says they have not run (and how to run them) and gets
     None; the caller then shows `not_computed` stand-ins instead of a figure."""
-    from miniclip.experiments.runner import experiment_settings, load_cached, results_path, run_experiment
-
-    from miniclip.data.paths import MissingDataError
-
     result = load_cached(name, profile(), experiment_settings(profile())[name])
     if result is None and profile() == "ci":
         try:
@@ -207,7 +183,7 @@ def experiment(name: str) -> dict | None:
             return None
     if result is None:
         note(f"`{results_path(name, profile()).relative_to(ROOT)}` is missing or was computed with other settings: "
-             f"run `make experiments` (or just this one: `python -m miniclip.experiments {name}`). What depends "
+             f"run `make experiments` (or just this one: `python -m miniclip experiments {name}`). What depends "
              "on it below is left empty until then.")
     return result
 

@@ -17,7 +17,6 @@ import math
 import platform
 import resource
 import signal
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -32,11 +31,11 @@ from miniclip import checkpoint as ckpt
 from miniclip.config import Config, dump_config
 from miniclip.data.loaders import train_batches
 from miniclip.distributed import cleanup_distributed, is_distributed, setup_distributed
-from miniclip.evaluate import Validator
+from miniclip.env import git_commit, machine
+from miniclip.eval.validator import Validator
 from miniclip.loss import ClipLoss
 from miniclip.model import CLIP
 from miniclip.tokenizer import tokenize
-
 
 # What a run writes into its directory (and a fresh run in the same directory replaces).
 RUN_FILES = ("config.yaml", "provenance.json", "metrics.jsonl", "last.safetensors", "last.json",
@@ -89,24 +88,6 @@ def _pick_device(name: str, dist_device: torch.device) -> torch.device:
     return torch.device(name)
 
 
-def _git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (commit + ("-dirty" if dirty else "")) or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _machine() -> dict:
-    from miniclip.bench import environment
-
-    return environment()
-
-
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -114,22 +95,30 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 class Trainer:
+    """One training run of `config`, writing into `out_dir`: `Trainer(config, out).run()`."""
+
     def __init__(self, config: Config, out_dir: str | Path, resume: bool = False, progress: bool = True):
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         self.dist = setup_distributed()
         self.is_main = self.dist.rank == 0
         self.device = _pick_device(config.train.device, self.dist.device)
-        t = config.train
-        if t.precision == "fp16" and self.device.type != "cuda":
+        if config.train.precision == "fp16" and self.device.type != "cuda":
             raise RuntimeError("train.precision=fp16 needs CUDA (its GradScaler); use bf16 on CPU")
+        self._build_model()
+        self._build_optimizer()
+        self.step, self.bad_steps, self.bad_in_a_row, self.stop_signal = 0, 0, 0, None
+        self._prepare_out_dir(resume)
 
-        torch.manual_seed(t.seed)  # every rank builds identical initial weights
-        self.model = CLIP(config.model).to(self.device)
+    def _build_model(self):
+        """The model (identical initial weights on every rank), its memory layout, DDP and torch.compile."""
+        t = self.config.train
+        torch.manual_seed(t.seed)
+        self.model = CLIP(self.config.model).to(self.device)
         self.model.set_grad_checkpointing(t.grad_checkpointing)
         # A ModifiedResNet trains faster with its weights and images in channels_last (NHWC) memory order:
         # `bench all` measured its step x1.14-1.29 faster on this CPU (bench/README.md). A ViT's only
         # convolution is the patch embedding, so it is left alone.
-        self.channels_last = not config.model.is_vit
+        self.channels_last = not self.config.model.is_vit
         if self.channels_last:
             self.model.visual.to(memory_format=torch.channels_last)
         towers = self.ddp = Towers(self.model)
@@ -137,26 +126,33 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             towers = self.ddp = nn.parallel.DistributedDataParallel(towers, device_ids=ids)
         self.towers = torch.compile(towers) if t.compile else towers
-        o = config.optim
+
+    def _build_optimizer(self):
+        """AdamW over the decay / no-decay groups, the fp16 gradient scaler, autocast, and the loss."""
+        o, precision = self.config.optim, self.config.train.precision
         self.optimizer = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas,
                                            eps=o.eps)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
-        self.autocast = (torch.autocast(self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}
-                                        [t.precision]) if t.precision != "fp32" else nullcontext())
+        self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
         self.loss_fn = ClipLoss()
-        self.step, self.bad_steps, self.bad_in_a_row, self.stop_signal = 0, 0, 0, None
+
+    def _prepare_out_dir(self, resume: bool):
+        """Resume from `last.*`, or clear what an earlier run left (so no file mixes two runs); then the
+        validator and TensorBoard, which only the main rank keeps."""
         if resume and (self.out_dir / "last.json").exists():
             self._restore(self.out_dir / "last")
-        elif self.is_main:  # a fresh run: clear what an earlier run left here, so no file mixes two runs
+        elif self.is_main:
             for name in RUN_FILES:
                 (self.out_dir / name).unlink(missing_ok=True)
-        self.validator = Validator(config, self.device) if self.is_main else None
+        self.validator = Validator(self.config, self.device) if self.is_main else None
         self.tensorboard = None
-        if t.tensorboard and self.is_main:
-            try:
+        if self.config.train.tensorboard and self.is_main:
+            try:  # an optional dependency
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:
-                raise RuntimeError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from e
+                raise RuntimeError("train.tensorboard=true needs the tensorboard package: "
+                                   "pip install tensorboard") from e
             self.tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
 
     # ------------------------------------------------------------------------- one step
@@ -229,7 +225,10 @@ class Trainer:
     # ------------------------------------------------------------------------- the run
 
     def run(self, max_steps: int | None = None) -> dict:
-        """Train until `optim.steps` (or `max_steps` steps from here, used by tests to simulate a crash)."""
+        """Train until `optim.steps` (or `max_steps` steps from here, used by tests to simulate a crash).
+
+        Each pass of the loop: stop checks, one train step, the optimizer step, then the periodic phases
+        (log, validate, save). Returns the run's status, its step and the count of skipped steps."""
         c = self.config
         start_step, start_time = self.step, time.time()
         if self.is_main:
@@ -238,48 +237,36 @@ class Trainer:
         batches = train_batches(c, self.step, self.dist.rank, self.dist.world_size)
         bar = tqdm(total=c.optim.steps, initial=self.step, desc=c.name, disable=not (self.is_main and self.progress),
                    dynamic_ncols=True)
-        status, last_log, samples = "completed", time.time(), 0
+        self._window = {"start": time.time(), "samples": 0}  # throughput since the last log line
+        status = "completed"
         try:
             while self.step < c.optim.steps:
+                # stop checks: a test's simulated crash, or SIGINT / SIGTERM (finish the step, save, stop)
                 if max_steps is not None and self.step - start_step >= max_steps:
                     return {"status": "stopped", "step": self.step}
                 if self.stop_signal is not None:
                     status = f"interrupted by {signal.Signals(self.stop_signal).name}"
                     break
-                images, captions = next(batches)
-                tokens = tokenize(captions, c.model.context_length)
-                images = images.to(self.device, non_blocking=True)
-                if self.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                loss = self.train_step(images, tokens.to(self.device))
+                # train step and optimizer step
+                images, tokens = self._next_batch(batches)
+                loss = self.train_step(images, tokens)
                 took_step = self.optimizer_step(loss)
                 self.step += 1
-                samples += len(images) * self.dist.world_size
+                self._window["samples"] += len(images) * self.dist.world_size
                 bar.update(1)
-                if self.bad_in_a_row >= c.train.max_bad_steps:
-                    self._save("last")
-                    raise TrainingDiverged(
-                        f"{self.bad_in_a_row} non-finite losses in a row at step {self.step} "
-                        f"({self.bad_steps} in all); the state before them is in {self.out_dir}/last.*. "
-                        "Lower optim.lr, raise optim.warmup_steps or use train.precision=fp32.")
-                if self.is_main and (self.step % c.train.log_every == 0 or self.step == c.optim.steps):
-                    now = time.time()
-                    record = {"step": self.step, "loss": loss.item(), "lr": learning_rate(self.step - 1, c.optim),
-                              "logit_scale": self.model.logit_scale.exp().item(),
-                              "samples_per_s": samples / (now - last_log), "skipped": not took_step,
-                              "bad_steps": self.bad_steps, "peak_memory_mb": _peak_memory_mb(self.device)}
-                    self._log(record)
+                self._check_divergence()
+                # periodic phases
+                last = self.step == c.optim.steps
+                if self.is_main and (self.step % c.train.log_every == 0 or last):
+                    record = self._log_step(loss, took_step)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", T=f"{record['logit_scale']:.1f}")
-                    last_log, samples = now, 0
-                if self.is_main and (self.step % c.train.val_every == 0 or self.step == c.optim.steps):
+                if self.is_main and (self.step % c.train.val_every == 0 or last):
                     self._log({"step": self.step, "kind": "val", **self.validator(self.model)})
                 if self.step % c.train.save_every == 0:
                     self._save("last")
             self._save("last")
-            if status == "completed" and self.is_main:
-                metrics = self.validator.last if self.validator else {}
-                ckpt.save_checkpoint(self.out_dir, "final", self.model, step=self.step, run_config=c.to_dict(),
-                                     metrics=metrics)
+            if status == "completed":
+                self._save_final()
         except TrainingDiverged:
             status = "diverged"
             raise
@@ -293,6 +280,45 @@ class Trainer:
                     self.tensorboard.close()
             cleanup_distributed()
         return {"status": status, "step": self.step, "bad_steps": self.bad_steps}
+
+    # ------------------------------------------------------------------------- the loop's phases
+
+    def _next_batch(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (images, tokens) on the model's device, images in the model's memory format."""
+        images, captions = next(batches)
+        tokens = tokenize(captions, self.config.model.context_length)
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, tokens.to(self.device)
+
+    def _check_divergence(self):
+        """Stop with `TrainingDiverged` after `train.max_bad_steps` non-finite losses in a row, state saved."""
+        if self.bad_in_a_row >= self.config.train.max_bad_steps:
+            self._save("last")
+            raise TrainingDiverged(
+                f"{self.bad_in_a_row} non-finite losses in a row at step {self.step} "
+                f"({self.bad_steps} in all); the state before them is in {self.out_dir}/last.*. "
+                "Lower optim.lr, raise optim.warmup_steps or use train.precision=fp32.")
+
+    def _log_step(self, loss: torch.Tensor, took_step: bool) -> dict:
+        """One line of metrics.jsonl: loss, LR, temperature, throughput since the last line, memory."""
+        now = time.time()
+        record = {"step": self.step, "loss": loss.item(), "lr": learning_rate(self.step - 1, self.config.optim),
+                  "logit_scale": self.model.logit_scale.exp().item(),
+                  "samples_per_s": self._window["samples"] / (now - self._window["start"]),
+                  "skipped": not took_step, "bad_steps": self.bad_steps,
+                  "peak_memory_mb": _peak_memory_mb(self.device)}
+        self._log(record)
+        self._window = {"start": now, "samples": 0}
+        return record
+
+    def _save_final(self):
+        """The finished model with its last validation metrics: what `train_if_changed` and the book read."""
+        if self.is_main:
+            metrics = self.validator.last if self.validator else {}
+            ckpt.save_checkpoint(self.out_dir, "final", self.model, step=self.step,
+                                 run_config=self.config.to_dict(), metrics=metrics)
 
     # ------------------------------------------------------------------------- bookkeeping
 
@@ -350,7 +376,7 @@ class Trainer:
         (self.out_dir / "config.yaml").write_text(dump_config(self.config))
         path = self.out_dir / "provenance.json"
         prov = json.loads(path.read_text()) if path.exists() else {"segments": []}
-        prov.update(config=self.config.to_dict(), git_commit=_git_commit(), machine=_machine(),
+        prov.update(config=self.config.to_dict(), git_commit=git_commit(), machine=machine(),
                     seed=self.config.train.seed, command=" ".join(sys.argv), world_size=self.dist.world_size,
                     device=str(self.device))
         prov["segments"].append({"start_step": self.step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -364,9 +390,3 @@ class Trainer:
                     bad_steps=self.bad_steps, python=platform.python_version())
         path.write_text(json.dumps(prov, indent=2))
 
-
-def run_dir(config: Config, out: str | Path | None = None) -> Path:
-    """runs/<profile>/<name>/ unless `--out` says otherwise."""
-    from miniclip.book import runs_dir
-
-    return Path(out) if out else runs_dir(config.profile) / config.name

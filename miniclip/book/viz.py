@@ -10,6 +10,8 @@ import textwrap
 import numpy as np
 import torch
 
+from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
+
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with deuteranopia, protanopia and tritanopia.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 MODALITY_COLOURS = {"image": PALETTE[0], "text": PALETTE[1]}
@@ -31,8 +33,6 @@ def _numpy(x) -> np.ndarray:
 
 def display_image(image: torch.Tensor, normalised: bool = True) -> np.ndarray:
     """A [3, H, W] image tensor -> an [H, W, 3] array in [0, 1] for imshow, undoing CLIP's normalisation."""
-    from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
-
     x = image.detach().float().cpu()
     if normalised:
         x = x * torch.tensor(OPENAI_STD)[:, None, None] + torch.tensor(OPENAI_MEAN)[:, None, None]
@@ -124,7 +124,7 @@ def plot_attention_overlays(images: torch.Tensor, maps: torch.Tensor, *, titles:
 
 
 def plot_localisation(results: dict[str, dict], title: str = "Attention localisation on Shapes"):
-    """Bars of `localisation_scores` for several models (e.g. ``{"trained": …, "init": …}``): mass inside the
+    """Bars of `localisation_scores` for several models (e.g. `{"trained": …, "init": …}`): mass inside the
     masks and pointing-game accuracy, each with its chance level as a dashed line (the masks' share of the
     picture; the share of grid cells they touch)."""
     names = list(results)
@@ -205,7 +205,7 @@ def plot_group_gaps(rows: list[dict], title: str | None = None):
 
 
 def plot_topk_composition(rows: list[dict], group: str, title: str | None = None):
-    """`topk_composition` rows: the share of ``group`` in each prompt's top-k, with its CI, against the base rate."""
+    """`topk_composition` rows: the share of `group` in each prompt's top-k, with its CI, against the base rate."""
     share = np.array([r[f"share_{group}"] for r in rows])
     err = np.array([[r[f"share_{group}"] - r[f"ci_low_{group}"] for r in rows],
                     [r[f"ci_high_{group}"] - r[f"share_{group}"] for r in rows]])

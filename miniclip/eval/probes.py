@@ -2,29 +2,29 @@
 
 **Linear probe.** A frozen model is judged by how well a *linear* classifier on its image features does.
 Following the paper (Appendix A.3, as we read it; the paper is not on this machine to re-check): scikit-learn's
-``LogisticRegression`` with the L-BFGS solver and at most 1,000 iterations; the inverse regularisation strength
-``C`` chosen on a validation split by a "parametric binary search" over 10^-6 … 10^6 (start with every second
+`LogisticRegression` with the L-BFGS solver and at most 1,000 iterations; the inverse regularisation strength
+`C` chosen on a validation split by a "parametric binary search" over 10^-6 … 10^6 (start with every second
 decade, then repeatedly halve the step around the best value until it is 1/8 of a decade); then the probe is
-refitted on train + validation and scored on the test split. :func:`sweep_regularisation` does exactly that
-search on our grid of ``log10 C = -6, -6 + 1/8, …, 6`` (97 points, of which it fits about 15).
+refitted on train + validation and scored on the test split. `sweep_regularisation` does exactly that
+search on our grid of `log10 C = -6, -6 + 1/8, …, 6` (97 points, of which it fits about 15).
 
 **Features.** The paper probes penultimate-layer features (for its ViTs, the representation before the
-projection into the joint space); OpenAI's README example fits ``model.encode_image`` outputs, unnormalised,
-with ``C=0.316``. We probe ``encode_image`` outputs (the joint embedding, the same vectors zero-shot uses) and
-**L2-normalise them by default** (``normalize=True``): a global scale of the features is absorbed by the C
-sweep anyway, normalising puts the probe on the same cosine geometry as zero-shot, and it gives a fixed ``C`` a
-meaning where there is nothing to validate on (one-shot). ``normalize=False`` reproduces the README's choice.
+projection into the joint space); OpenAI's README example fits `model.encode_image` outputs, unnormalised,
+with `C=0.316`. We probe `encode_image` outputs (the joint embedding, the same vectors zero-shot uses) and
+**L2-normalise them by default** (`normalize=True`): a global scale of the features is absorbed by the C
+sweep anyway, normalising puts the probe on the same cosine geometry as zero-shot, and it gives a fixed `C` a
+meaning where there is nothing to validate on (one-shot). `normalize=False` reproduces the README's choice.
 
-**Splits.** Only CIFAR-10's *test* set (10,000 images) is available locally, so :func:`stratified_split` cuts
+**Splits.** Only CIFAR-10's *test* set (10,000 images) is available locally, so `stratified_split` cuts
 it, per class and with a fixed seed, into probe-train / validation / test parts (by default 50 / 20 / 30%:
 5,000 / 2,000 / 3,000 images). All probe, few-shot and zero-shot numbers of a table are on the same test part.
 These numbers therefore do not follow the paper's CIFAR-10 protocol (50,000 training images) and must be
 labelled so.
 
 **Few-shot** (Fig. 6): k examples per class drawn from the probe-train part, several seeds, mean and a 95%
-t-interval over seeds. With k ≥ 2, ``C`` is chosen by stratified cross-validation (held-out log-likelihood)
+t-interval over seeds. With k ≥ 2, `C` is chosen by stratified cross-validation (held-out log-likelihood)
 *within the k-shot sample* (using the validation part would leak 200 labels per class into a "1-shot" result);
-with k = 1 there is nothing to validate on and ``C = 1`` is used, strong regularisation under which the probe
+with k = 1 there is nothing to validate on and `C = 1` is used, strong regularisation under which the probe
 behaves close to a nearest-class-mean classifier on normalised features.
 
 **Retrieval** on Flickr8k's test split uses all five captions of every image: text→image asks, for each
@@ -34,12 +34,22 @@ whether any of its captions is among the k most similar captions.
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import ThreadpoolController
+from tqdm.auto import tqdm
+
+from miniclip.eval.zeroshot import encode_images, encode_texts
 
 # --------------------------------------------------------------------------------------------------------
 # Splits and samples
@@ -51,7 +61,7 @@ DEFAULT_FRACTIONS = (0.5, 0.2, 0.3)  # probe-train / validation / test
 def stratified_split(labels, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> tuple[np.ndarray, ...]:
     """Index arrays (sorted) that cut a labelled set into parts with the given fractions, class by class.
 
-    Each class's indices are shuffled with ``seed`` and cut at ``round(cumulative fraction * class size)``, so
+    Each class's indices are shuffled with `seed` and cut at `round(cumulative fraction * class size)`, so
     every part has the same class proportions as the whole (to within one image per class) and the split is a
     pure function of (labels, fractions, seed)."""
     labels = np.asarray(labels)
@@ -69,8 +79,8 @@ def stratified_split(labels, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> tupl
 
 
 def sample_few_shot(labels, pool: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``k`` indices per class, drawn without replacement from ``pool`` (indices into ``labels``) with ``seed``.
-    Raises if a class has fewer than ``k`` members in the pool."""
+    """`k` indices per class, drawn without replacement from `pool` (indices into `labels`) with `seed`.
+    Raises if a class has fewer than `k` members in the pool."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     chosen = []
@@ -92,7 +102,7 @@ STEPS_PER_DECADE = 8
 
 
 def prepare_features(features, normalize: bool = True) -> np.ndarray:
-    """float64 numpy features for scikit-learn, L2-normalised per row when ``normalize``."""
+    """float64 numpy features for scikit-learn, L2-normalised per row when `normalize`."""
     x = torch.as_tensor(features).float()
     if normalize:
         x = F.normalize(x, dim=-1)
@@ -103,14 +113,10 @@ _thread_pools = None
 
 
 def single_threaded():
-    """A context in which BLAS and OpenMP use one thread (see :func:`fit_logistic` for why). The controller
+    """A context in which BLAS and OpenMP use one thread (see `fit_logistic` for why). The controller
     is made once, after scikit-learn is imported, because finding the thread pools costs ~15 ms a time."""
     global _thread_pools
     if _thread_pools is None:
-        import importlib
-
-        from threadpoolctl import ThreadpoolController
-
         importlib.import_module("sklearn.linear_model")  # load its OpenMP runtime before the pools are listed
 
         _thread_pools = ThreadpoolController()
@@ -118,15 +124,12 @@ def single_threaded():
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = MAX_ITER):
-    """A multinomial L-BFGS logistic regression (the paper's probe). Hitting ``max_iter`` is not an error, as
+    """A multinomial L-BFGS logistic regression (the paper's probe). Hitting `max_iter` is not an error, as
     in the paper (which caps at 1,000); the warning is silenced because the sweep triggers it at huge C.
 
     BLAS runs single-threaded here: these problems are small (thousands x hundreds), and with several
     threads on a busy machine the threads' synchronisation costs more than the arithmetic (a 5,000 x 256
     fit took 5 s with two threads and 0.2 s with one on the 2-core machine this was written on)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     classifier = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, random_state=0)
     with warnings.catch_warnings(), single_threaded():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -135,13 +138,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = MAX_ITE
 
 
 def probe_accuracy(classifier, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of a fitted probe (scikit-learn's ``score``), single-threaded like the fit."""
+    """Top-1 accuracy of a fitted probe (scikit-learn's `score`), single-threaded like the fit."""
     with single_threaded():
         return float(classifier.score(x, y))
 
 
 def parametric_binary_search(score, lo: int, hi: int, start_step: int) -> tuple[int, dict[int, float]]:
-    """Maximise ``score(i)`` over integers ``lo..hi``: evaluate every ``start_step``-th point, then repeatedly
+    """Maximise `score(i)` over integers `lo..hi`: evaluate every `start_step`-th point, then repeatedly
     halve the step and evaluate the two neighbours of the best point so far, until the step is 1.
 
     Returns the best index and every score evaluated. Ties go to the smaller index (for C: the stronger
@@ -167,8 +170,8 @@ def parametric_binary_search(score, lo: int, hi: int, start_step: int) -> tuple[
 
 def sweep_regularisation(train_x, train_y, val_x, val_y, log10_range=LOG10_C_RANGE,
                          steps_per_decade: int = STEPS_PER_DECADE, max_iter: int = MAX_ITER) -> tuple[float, dict]:
-    """The C with the best validation accuracy, found by :func:`parametric_binary_search` on the grid
-    ``log10 C = log10_range[0] + i / steps_per_decade``, starting two decades apart. Returns ``(C, {C: val acc})``.
+    """The C with the best validation accuracy, found by `parametric_binary_search` on the grid
+    `log10 C = log10_range[0] + i / steps_per_decade`, starting two decades apart. Returns `(C, {C: val acc})`.
     """
     lo_exp, hi_exp = log10_range
     n = int(round((hi_exp - lo_exp) * steps_per_decade))
@@ -185,8 +188,8 @@ def sweep_regularisation(train_x, train_y, val_x, val_y, log10_range=LOG10_C_RAN
 
 def train_probe(train_x, train_y, val_x, val_y, log10_range=LOG10_C_RANGE, steps_per_decade: int = STEPS_PER_DECADE,
                 max_iter: int = MAX_ITER) -> tuple:
-    """Sweep C on (train, val), then refit on train + val: ``(classifier, C, {C: val accuracy})``. Features are
-    used as given (see :func:`prepare_features`)."""
+    """Sweep C on (train, val), then refit on train + val: `(classifier, C, {C: val accuracy})`. Features are
+    used as given (see `prepare_features`)."""
     C, sweep = sweep_regularisation(train_x, train_y, val_x, val_y, log10_range, steps_per_decade, max_iter)
     classifier = fit_logistic(np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]), C, max_iter)
     return classifier, C, sweep
@@ -197,9 +200,9 @@ def linear_probe(features, labels, split: tuple[np.ndarray, np.ndarray, np.ndarr
                  max_iter: int = MAX_ITER) -> dict:
     """The paper's linear probe on frozen features: sweep C on (train, val), refit on train + val, score on test.
 
-    ``split`` is ``(train, val, test)`` index arrays (e.g. from :func:`stratified_split`). Returns ``C``,
-    ``val_accuracy`` (at that C), ``test_accuracy``, the ``sweep`` ({C: val accuracy}), the part sizes, and the
-    fitted ``classifier`` (scikit-learn; drop it before writing JSON)."""
+    `split` is `(train, val, test)` index arrays (e.g. from `stratified_split`). Returns `C`,
+    `val_accuracy` (at that C), `test_accuracy`, the `sweep` ({C: val accuracy}), the part sizes, and the
+    fitted `classifier` (scikit-learn; drop it before writing JSON)."""
     x, y = prepare_features(features, normalize), np.asarray(labels)
     train, val, test = split
     classifier, C, sweep = train_probe(x[train], y[train], x[val], y[val], log10_range, steps_per_decade, max_iter)
@@ -216,15 +219,13 @@ FEW_SHOT_LOG10_C = (-2.0, 4.0)  # the cross-validated range for k >= 2 (normalis
 
 
 def few_shot_regularisation(x: np.ndarray, y: np.ndarray, k: int, max_iter: int = MAX_ITER) -> float:
-    """C for a k-shot probe: :data:`ONE_SHOT_C` for k = 1, else the best stratified ``min(k, 4)``-fold
+    """C for a k-shot probe: `ONE_SHOT_C` for k = 1, else the best stratified `min(k, 4)`-fold
     cross-validation within the sample, by the same binary search on a coarser grid. The criterion is the
     held-out log-likelihood rather than accuracy: with 2-16 images per class, accuracy over a fold takes few
     values and ties across many C (measured on CIFAR-10: the chosen C then scattered from 0.01 to 1,800 across
     seeds)."""
     if k < 2:
         return ONE_SHOT_C
-    from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
 
     folds = list(StratifiedKFold(n_splits=min(k, 4), shuffle=True, random_state=0).split(x, y))
     lo_exp, hi_exp = FEW_SHOT_LOG10_C
@@ -248,29 +249,28 @@ def few_shot_regularisation(x: np.ndarray, y: np.ndarray, k: int, max_iter: int 
 
 
 def mean_interval(values, confidence: float = 0.95) -> dict:
-    """Mean of ``values`` and a two-sided Student-t confidence interval for it (``lo == hi == mean`` for one
+    """Mean of `values` and a two-sided Student-t confidence interval for it (`lo == hi == mean` for one
     value: no spread can be estimated)."""
     v = np.asarray(values, dtype=np.float64)
     mean = float(v.mean())
     if len(v) < 2:
         return dict(mean=mean, lo=mean, hi=mean, n=len(v))
-    from scipy import stats
 
     half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return dict(mean=mean, lo=mean - half, hi=mean + half, n=len(v))
 
 
 def zero_shot_accuracy(features, labels, class_weights: torch.Tensor) -> float:
-    """Top-1 accuracy of the zero-shot classifier ``class_weights`` [C, D] (from
-    :func:`miniclip.zeroshot.classifier_weights`) on image features (normalised here)."""
+    """Top-1 accuracy of the zero-shot classifier `class_weights` [C, D] (from
+    `miniclip.eval.zeroshot.classifier_weights`) on image features (normalised here)."""
     x = F.normalize(torch.as_tensor(features).float(), dim=-1)
     predicted = (x @ class_weights.float().t().to(x.device)).argmax(1)
     return (predicted == torch.as_tensor(labels).to(x.device)).float().mean().item()
 
 
 def few_shot_probe(x: np.ndarray, y: np.ndarray, pool: np.ndarray, k: int, seed: int, max_iter: int = MAX_ITER):
-    """One k-shot probe: ``k`` examples per class from ``pool`` drawn with ``seed``, C from
-    :func:`few_shot_regularisation`, fitted on the sample. Returns ``(classifier, C)``."""
+    """One k-shot probe: `k` examples per class from `pool` drawn with `seed`, C from
+    `few_shot_regularisation`, fitted on the sample. Returns `(classifier, C)`."""
     chosen = sample_few_shot(y, pool, k, seed)
     C = few_shot_regularisation(x[chosen], y[chosen], k, max_iter)
     return fit_logistic(x[chosen], y[chosen], C, max_iter), C
@@ -278,13 +278,11 @@ def few_shot_probe(x: np.ndarray, y: np.ndarray, pool: np.ndarray, k: int, seed:
 
 def few_shot(features, labels, train_pool: np.ndarray, test: np.ndarray, shots=(1, 2, 4, 8, 16),
              seeds=(0, 1, 2, 3, 4), normalize: bool = True, max_iter: int = MAX_ITER, progress: bool = True) -> dict:
-    """k-shot linear probes for each k in ``shots``, one per seed, scored on ``test``.
+    """k-shot linear probes for each k in `shots`, one per seed, scored on `test`.
 
-    Returns ``{"shots": {k: {"accuracy": [per seed], "C": [per seed], "mean", "lo", "hi"}}, ...}``; the
-    interval is a 95% t-interval over seeds. Add zero-shot with :func:`zero_shot_accuracy` on the same ``test``.
+    Returns `{"shots": {k: {"accuracy": [per seed], "C": [per seed], "mean", "lo", "hi"}}, ...}`; the
+    interval is a 95% t-interval over seeds. Add zero-shot with `zero_shot_accuracy` on the same `test`.
     """
-    from tqdm.auto import tqdm
-
     x, y = prepare_features(features, normalize), np.asarray(labels)
     out = {}
     jobs = [(k, s) for k in shots for s in seeds]
@@ -332,8 +330,6 @@ def retrieval_recall(image_features: torch.Tensor, text_features: torch.Tensor, 
 def evaluate_retrieval(model, dataset, ks=(1, 5, 10), batch_size: int = 256) -> dict:
     """Flickr8k-style retrieval: `dataset` yields (image, caption) and has `caption_texts()` and
     `caption_image_index()` listing every caption of every image."""
-    from miniclip.zeroshot import encode_images, encode_texts
-
     images = []
     for i in range(0, len(dataset), batch_size):
         items = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]

@@ -1,21 +1,21 @@
 """Class names of CIFAR-10 and CIFAR-100 in English, French and German, for zero-shot prompts.
 
-**English** names are the datasets' own labels made readable (``aquarium_fish`` -> ``aquarium fish``), in the
-datasets' label order: for CIFAR-10 the order of ``batches.meta.txt``, for CIFAR-100 the alphabetical order
-of ``fine_label_names.txt``. These are also the folder names ``python -m miniclip data download cifar100``
-writes, and :class:`~miniclip.data.folders.ImageFolderDataset` sorts folders alphabetically, so label ``i`` of
-a test set and ``CIFAR100["en"][i]`` name the same class. They go into the paper's English templates as they
+**English** names are the datasets' own labels made readable (`aquarium_fish` -> `aquarium fish`), in the
+datasets' label order: for CIFAR-10 the order of `batches.meta.txt`, for CIFAR-100 the alphabetical order
+of `fine_label_names.txt`. These are also the folder names `python -m miniclip data download cifar100`
+writes, and `ImageFolderDataset` sorts folders alphabetically, so label `i` of
+a test set and `CIFAR100["en"][i]` name the same class. They go into the paper's English templates as they
 are ("a photo of a {}."), as OpenAI's evaluation does.
 
 **French and German** names are written with their indefinite article, in the form every French or German
-template of :mod:`miniclip.zeroshot` needs. Why store the article rather than per-gender templates: the
+template of `miniclip.eval.zeroshot` needs. Why store the article rather than per-gender templates: the
 article is a property of the noun (its gender), and German also declines the noun itself in places that a
 template cannot know about (the weak masculine nouns: *der Bär*, but *von einem Bären*; likewise *Löwe*,
 *Elefant*, *Schimpanse*, *Leopard*, *Junge*, *Waschbär*). Writing each phrase out once, by hand, is shorter
 and easier to check than a morphology table, and any template of the agreed shape comes out grammatical:
 
 * French names carry *un*/*une* and every French template ends its noun slot after *de* ("une photo de
-  {}."); :func:`miniclip.zeroshot.fill_template` then elides *de un* -> *d'un* ("une photo d'un chat").
+  {}."); `miniclip.eval.zeroshot.fill_template` then elides *de un* -> *d'un* ("une photo d'un chat").
 * German names carry the **dative** article (*einem* for masculine and neuter, *einer* for feminine) and the
   dative form of the noun, because every German template puts the noun after *von*, which governs the
   dative ("ein Foto von einem Hund", "ein Foto von einer Katze", "ein Foto von einem Bären").
@@ -28,6 +28,8 @@ reading, not taken from a published list.
 """
 
 from __future__ import annotations
+
+from miniclip.data.folders import readable_class_name
 
 # ---------------------------------------------------------------------------------------------------------
 # CIFAR-10 (label order of batches.meta.txt)
@@ -158,7 +160,7 @@ LANGUAGES = ("en", "fr", "de")
 
 
 def class_names(dataset: str, lang: str = "en") -> list[str]:
-    """Class names of ``dataset`` ("cifar10" or "cifar100") in ``lang``, in label order."""
+    """Class names of `dataset` ("cifar10" or "cifar100") in `lang`, in label order."""
     if dataset not in CLASS_NAMES:
         raise ValueError(f"no translated class names for {dataset!r}; known: {sorted(CLASS_NAMES)}")
     if lang not in LANGUAGES:
@@ -167,15 +169,13 @@ def class_names(dataset: str, lang: str = "en") -> list[str]:
 
 
 def names_for_folders(folders: list[str], lang: str = "en") -> list[str] | None:
-    """Names in ``lang`` for a test set's class folders, in the folders' order, when the folders are exactly
+    """Names in `lang` for a test set's class folders, in the folders' order, when the folders are exactly
     CIFAR-10's or CIFAR-100's labels; None for any other set.
 
-    Folder names use underscores (``aquarium_fish``) and re-packaged CIFAR-10 copies other spellings ("car");
-    :func:`miniclip.data.folders.readable_class_name` maps both to our English names before we look them up.
+    Folder names use underscores (`aquarium_fish`) and re-packaged CIFAR-10 copies other spellings ("car");
+    `miniclip.data.folders.readable_class_name` maps both to our English names before we look them up.
     Matching by name, not by position, keeps the labels right whatever order the folders come in.
     """
-    from miniclip.data.folders import readable_class_name
-
     readable = [_CIFAR100_ALIASES.get(name, name) for name in map(readable_class_name, folders)]
     for dataset, names in CLASS_NAMES.items():
         if sorted(readable) == sorted(names["en"]):

@@ -11,10 +11,14 @@ import warnings
 
 import torch
 
+from miniclip.data.flickr8k import Flickr8k
+from miniclip.data.folders import open_test_set
+from miniclip.data.loaders import shapes_config
 from miniclip.data.paths import MissingDataError
+from miniclip.data.shapes import ShapesDataset, ShapesWorld
 from miniclip.data.transforms import eval_transform
+from miniclip.eval.zeroshot import SIMPLE_TEMPLATES, encode_images, encode_texts, topk_accuracy
 from miniclip.loss import ClipLoss
-from miniclip.zeroshot import SIMPLE_TEMPLATES, encode_images, encode_texts, topk_accuracy
 
 
 def _stratified(labels: list[int], n: int) -> list[int]:
@@ -44,9 +48,6 @@ class Validator:
         if self._val is None:
             d = self.config.data
             if d.dataset == "shapes":
-                from miniclip.data.loaders import shapes_config
-                from miniclip.data.shapes import ShapesDataset
-
                 stream = ShapesDataset(shapes_config(d.shapes, self.image_size, self.config.train.seed), split="val",
                                        batch_size=d.val_size, num_samples=d.val_size, rank=0, world_size=1)
                 self._val = next(iter(stream))
@@ -55,8 +56,6 @@ class Validator:
         return self._val
 
     def _flickr8k_dev(self):
-        from miniclip.data.flickr8k import Flickr8k
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -82,15 +81,10 @@ class Validator:
 
     def _shapes_heldout(self, d):
         """Single objects whose (colour, shape) pair training never showed, classified among all pairs."""
-        from miniclip.data.loaders import shapes_config
-        from miniclip.data.shapes import ShapesWorld
-
         world = ShapesWorld(shapes_config(d.shapes, self.image_size, self.config.train.seed))
         return (*world.heldout_zeroshot(d.zeroshot_size), "shapes_heldout")
 
     def _cifar10(self, d):
-        from miniclip.data.folders import open_test_set
-
         try:
             test = open_test_set("cifar10", eval_transform(self.image_size))
         except MissingDataError as e:

@@ -2,18 +2,18 @@
 
 Comparisons with the released model (CIFAR-100 zero-shot, multilingual prompts) need its weights. We let
 open_clip find and cache them, because it knows where every tag lives, and then build *our* model from the
-state dict with :func:`miniclip.build_model` (strict: every tensor must fit). open_clip is only the
+state dict with `miniclip.build_model` (strict: every tensor must fit). open_clip is only the
 downloader here; none of its model code runs.
 
-Why only safetensors. OpenAI's own files (``ViT-B-32.pt``) are TorchScript archives, and open_clip's
-``open_clip_pytorch_model.bin`` files are pickles: loading either in full runs the pickle machinery, which
+Why only safetensors. OpenAI's own files (`ViT-B-32.pt`) are TorchScript archives, and open_clip's
+`open_clip_pytorch_model.bin` files are pickles: loading either in full runs the pickle machinery, which
 can execute code hidden in the file. open_clip mirrors the OpenAI weights on the Hugging Face hub
-(``timm/vit_base_patch32_clip_224.openai``) together with an ``open_clip_model.safetensors``, which holds
+(`timm/vit_base_patch32_clip_224.openai`) together with an `open_clip_model.safetensors`, which holds
 nothing but tensors, so that is the file we ask for, and the only format we read: a tag published only as
-a URL to a ``.pt`` file is refused with a message that says why, rather than unpickled.
+a URL to a `.pt` file is refused with a message that says why, rather than unpickled.
 
-Offline is an expected state, not a crash: without a cached copy and without network access :func:`load`
-raises :class:`PretrainedUnavailable`, whose message names the command that fetches the file.
+Offline is an expected state, not a crash: without a cached copy and without network access `load`
+raises `PretrainedUnavailable`, whose message names the command that fetches the file.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants, try_to_load_from_cache
+from safetensors.torch import load_file
 
 from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
 from miniclip.model import CLIP, build_model
@@ -61,11 +63,11 @@ def _open_clip():
 
 def fetch_command(name: str, tag: str) -> str:
     """The shell command that downloads the weights into open_clip's cache (on a machine with internet)."""
-    return f"python -c \"import miniclip.pretrained as p; p.load('{name}', '{tag}')\""
+    return f"python -c \"import miniclip.eval.pretrained as p; p.load('{name}', '{tag}')\""
 
 
 def parse_spec(spec: str) -> tuple[str, str] | None:
-    """``"openai:ViT-B-32"`` -> ``("ViT-B-32", "openai")``: a pretrained spec is TAG:MODEL, where TAG is one of
+    """`"openai:ViT-B-32"` -> `("ViT-B-32", "openai")`: a pretrained spec is TAG:MODEL, where TAG is one of
     open_clip's pretrained tags for MODEL. None for anything else (e.g. a checkpoint path)."""
     tag, sep, name = str(spec).partition(":")
     if not sep or not tag or not name or os.path.exists(spec):
@@ -84,7 +86,7 @@ def _pretrained_cfg(name: str, tag: str) -> dict:
 
 
 def _reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the URL's host opens within ``timeout`` seconds. Checked first so that an
+    """Whether a TCP connection to the URL's host opens within `timeout` seconds. Checked first so that an
     offline machine gets a clear error in seconds, not after the downloader's retries."""
     parsed = urlparse(url)
     try:
@@ -109,8 +111,6 @@ def _hub_safetensors(hub: str) -> tuple[str, str] | None:
 def _hub_file(model_id: str, filename: str, cache_dir: str | None, download: bool) -> str | None:
     """The safetensors file of a hub repo: from the cache, else (if allowed and reachable) downloaded through
     open_clip's own function, into the usual Hugging Face cache. None when neither works."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
     cached = try_to_load_from_cache(model_id, filename, cache_dir=cache_dir)
     if isinstance(cached, str):
         return cached
@@ -125,10 +125,10 @@ def _hub_file(model_id: str, filename: str, cache_dir: str | None, download: boo
 
 def weights_file(name: str = "ViT-B-32", tag: str = "openai", cache_dir: str | None = None,
                  download: bool = True) -> str:
-    """Path to the weights of open_clip model ``name`` with pretrained ``tag``, cached or downloaded now.
+    """Path to the weights of open_clip model `name` with pretrained `tag`, cached or downloaded now.
 
-    Only the hub's safetensors file is used. Raises :class:`PretrainedUnavailable` when the tag has none (a
-    URL-only ``.pt`` release), or with the command that fetches it when it is not cached and cannot be
+    Only the hub's safetensors file is used. Raises `PretrainedUnavailable` when the tag has none (a
+    URL-only `.pt` release), or with the command that fetches it when it is not cached and cannot be
     downloaded now.
     """
     cfg = _pretrained_cfg(name, tag)
@@ -150,7 +150,7 @@ def weights_file(name: str = "ViT-B-32", tag: str = "openai", cache_dir: str | N
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors weights file. Any other format is refused: reading a ``.pt``/``.bin`` means
+    """Tensors of a safetensors weights file. Any other format is refused: reading a `.pt`/`.bin` means
     running the pickle machinery, which can execute code hidden in the file."""
     path = str(path)
     if not path.endswith(".safetensors"):
@@ -158,7 +158,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path} is not a safetensors file; this project does not unpickle weight files (.pt, .bin, "
             f"TorchScript). Use the safetensors copy on the Hugging Face hub, or convert the file with a tool "
             f"you trust.")
-    from safetensors.torch import load_file
 
     return load_file(path)
 
@@ -171,12 +170,12 @@ def model_from_file(path: str | os.PathLike, quick_gelu: bool, device: str | tor
 
 def load(name: str = "ViT-B-32", tag: str = "openai", device: str | torch.device = "cpu",
          cache_dir: str | None = None, download: bool = True) -> tuple[CLIP, PretrainedInfo]:
-    """The pretrained open_clip model ``name`` with weights ``tag`` as our :class:`~miniclip.model.CLIP`,
-    and a :class:`PretrainedInfo` (the file, image size, normalisation and activation).
+    """The pretrained open_clip model `name` with weights `tag` as our `CLIP`,
+    and a `PretrainedInfo` (the file, image size, normalisation and activation).
 
-    ``load("ViT-B-32", "openai")`` is OpenAI's released ViT-B/32. The activation is not in the weights:
+    `load("ViT-B-32", "openai")` is OpenAI's released ViT-B/32. The activation is not in the weights:
     OpenAI's models (and open_clip's "-quickgelu" names) use QuickGELU, the rest GELU; open_clip's pretrained
-    config says which. Raises :class:`PretrainedUnavailable` when the weights cannot be had.
+    config says which. Raises `PretrainedUnavailable` when the weights cannot be had.
     """
     cfg = _pretrained_cfg(name, tag)
     quick_gelu = bool(cfg.get("quick_gelu", False)) or name.endswith("-quickgelu")

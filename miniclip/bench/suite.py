@@ -19,11 +19,12 @@ Results are JSON under runs/bench/. See bench/README.md for what each number mea
 from __future__ import annotations
 
 import json
-import platform
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from contextlib import nullcontext
@@ -31,11 +32,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Subset
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from tqdm.auto import tqdm
 
+from miniclip.bench.reference import _open_clip, open_clip_model, perturb_, small_vit_open_clip
+from miniclip.checkpoint import load_model
+from miniclip.config import load_config
+from miniclip.data.flickr8k import Flickr8k, benchmark_flickr8k
+from miniclip.data.folders import open_test_set
+from miniclip.data.paths import MissingDataError
+from miniclip.data.shapes import benchmark_render
+from miniclip.data.shards import benchmark_shards
+from miniclip.data.transforms import eval_transform, train_transform
+from miniclip.env import machine as environment
+from miniclip.env import matmul_peak
+from miniclip.env import synchronize as _synchronize
+from miniclip.eval.probes import evaluate_retrieval, retrieval_recall
+from miniclip.eval.zeroshot import encode_images, evaluate_zeroshot
+from miniclip.loss import ClipLoss
 from miniclip.model import CLIP, CLIPConfig, build_model, capture_attention, config_from_state_dict
+from miniclip.tokenizer import tokenize
+from miniclip.train.trainer import Trainer
 
 RESULTS_DIR = Path("runs/bench")
 # The cpu profile's Flickr8k model (a small ModifiedResNet): the architecture the channels_last trial needs.
@@ -44,22 +66,6 @@ CPU_CHECKPOINT = "runs/cpu/flickr8k/final.safetensors"
 
 
 # ----------------------------------------------------------------------------- the machine and its memory
-
-
-def environment() -> dict:
-    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "processor": _cpu_name(), "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def reset_peak_rss() -> bool:
@@ -90,44 +96,7 @@ def current_rss_mb() -> float | None:
     return None
 
 
-def _synchronize(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ----------------------------------------------------------------------------- the ceiling: peak, FLOPs, MFU
-
-
-def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, seconds: float = 2.0,
-                device: str = "cpu") -> float:
-    """This machine's large-matmul throughput in GFLOP/s: the ceiling a training step is measured against.
-    A dtype the CPU has no fast path for (bf16 without AVX-512 BF16 or AMX) can be hundreds of times
-    slower, so the first, untimed product is small and its speed decides whether to time a big one."""
-    dev = torch.device(device)
-    a = torch.randn(256, 256, dtype=dtype, device=dev)
-    a @ a
-    small = []
-    for _ in range(5):  # the best of five, so that a moment descheduled by another process does not count
-        _synchronize(dev)
-        t0 = time.perf_counter()
-        a @ a
-        _synchronize(dev)
-        small.append(time.perf_counter() - t0)
-    if min(small) > 0.05:  # slower than ~0.7 GFLOP/s: report that, skip the big product
-        return 2 * 256**3 / min(small) / 1e9
-    if dev.type == "cuda":
-        n = max(n, 8192)  # a GPU needs a big product to reach its peak
-    a, b = torch.randn(n, n, dtype=dtype, device=dev), torch.randn(n, n, dtype=dtype, device=dev)
-    a @ b
-    _synchronize(dev)
-    runs, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        runs += 1
-        if dev.type == "cuda" and runs % 10 == 0:
-            _synchronize(dev)  # the GPU runs ahead of the clock otherwise
-    _synchronize(dev)
-    return 2 * n**3 * runs / (time.perf_counter() - t0) / 1e9
+# ----------------------------------------------------------------------------- the ceiling: FLOPs, MFU
 
 
 def _conv_flops(c_in: int, c_out: int, kernel: int, out_side: int) -> int:
@@ -208,8 +177,6 @@ def mfu(flops: float, seconds: float, peak_gflops: float) -> float:
 def flop_counter():
     """`FlopCounterMode` that also counts the CPU's fused attention kernel, which torch's table leaves out
     (it counts the CUDA kernels only), with torch's own formulas for scaled-dot-product attention."""
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
-
     def forward(query, key, value, *args, out_shape=None, **kwargs):
         return sdpa_flop_count(query, key, value)
 
@@ -228,9 +195,6 @@ def flop_counter():
 def flickr8k_captions(n: int) -> tuple[list[str], str]:
     """The first n real Flickr8k captions (cycled if needed), and where they came from. Caption length
     matters to the text tower's cost, so the benchmark uses real ones whenever they are on disk."""
-    from miniclip.data.flickr8k import Flickr8k
-    from miniclip.data.paths import MissingDataError
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the dataset's note about missing images
@@ -244,8 +208,6 @@ def flickr8k_captions(n: int) -> tuple[list[str], str]:
 
 def open_clip_from_config(config: CLIPConfig, seed: int = 0):
     """open_clip's CLIP with exactly the architecture of one of our configs, seeded and perturbed weights."""
-    from miniclip.reference import _open_clip, perturb_
-
     oc = _open_clip()
     torch.manual_seed(seed)
     layers = config.vision_layers if config.is_vit else tuple(config.vision_layers)
@@ -263,15 +225,11 @@ def open_clip_from_config(config: CLIPConfig, seed: int = 0):
 def reference_model(arch: str | CLIPConfig):
     """open_clip's model for `arch`: "small" (64 px ViT, width 256, 6+4 layers), an open_clip name such as
     "ViT-B-32-quickgelu", a config file (its model section), or a `CLIPConfig`."""
-    from miniclip.reference import open_clip_model, small_vit_open_clip
-
     if isinstance(arch, CLIPConfig):
         return open_clip_from_config(arch)
     if arch == "small":
         return small_vit_open_clip(quick_gelu=True)
     if arch.endswith((".yaml", ".yml")):
-        from miniclip.config import load_config
-
         return open_clip_from_config(load_config(arch).model)
     return open_clip_model(arch)
 
@@ -346,7 +304,6 @@ def _contenders(cfg: StepBenchConfig, reference, images, text, device) -> tuple[
     and its own optimizer; and the largest feature difference between ours and open_clip's."""
     import open_clip
 
-    from miniclip.loss import ClipLoss
 
     sd = reference.state_dict()
     quick_gelu = not isinstance(getattr(reference.transformer.resblocks[0].mlp, "gelu", None), torch.nn.GELU)
@@ -399,8 +356,6 @@ def step_memory(step: Callable[[], None], device: torch.device) -> dict:
 def bench_train_step(cfg: StepBenchConfig, peak_gflops: float | None = None) -> dict:
     """Seconds per training step of every contender, interleaved round by round; speedups over open_clip,
     each variant's gain, FLOPs and (given the matmul peak) MFU, and the peak memory of one step each."""
-    from miniclip.tokenizer import tokenize
-
     device = torch.device(cfg.device)
     reference = reference_model(cfg.arch)
     config = config_from_state_dict(reference.state_dict())
@@ -561,12 +516,6 @@ def run_memory_bench(batch_sizes=(64, 128), arch: str | CLIPConfig = "small", pr
 def training_consumption(config_path: str | Path, steps: int = 3) -> dict:
     """Samples per second one training step of a config consumes (synthetic batch; model and optimizer
     real), i.e. how fast the data path has to be to keep that training fed."""
-    import tempfile
-
-    from miniclip.config import load_config
-    from miniclip.tokenizer import tokenize
-    from miniclip.train import Trainer
-
     config = load_config(config_path, ["data.zeroshot=none"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, tmp, progress=False)
@@ -588,12 +537,6 @@ def benchmark_decoded_cache(image_size: int = 64, num_images: int = 512, root=No
     crop, flip, normalise) timed from the JPEG bytes (what the dataset does every epoch) and from the decoded
     images held in memory as uint8 arrays (what a cache, filled once, would do), on the same images, in one
     thread. The cache's memory is reported too; the dataset does not use one (see bench/README.md)."""
-    import numpy as np
-    from PIL import Image
-
-    from miniclip.data.flickr8k import Flickr8k
-    from miniclip.data.transforms import train_transform
-
     transform = train_transform(image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -628,11 +571,6 @@ def run_data_bench(configs=("configs/cpu-shapes.yaml", "configs/cpu-flickr8k.yam
                    cache_images: int = 512, render_size: int = 64) -> dict:
     """Data-path throughput (Shapes rendering on `device` at `render_size`, Flickr8k decode+augment with and
     without a decoded cache, shard reading) beside what the cpu-profile training steps consume, at 64 px."""
-    from miniclip.data.flickr8k import benchmark_flickr8k
-    from miniclip.data.paths import MissingDataError
-    from miniclip.data.shapes import benchmark_render
-    from miniclip.data.shards import benchmark_shards
-
     results = {"environment": environment(), "producers": {}, "consumers": {}, "ablations": {}}
     results["producers"]["shapes_render"] = benchmark_render(batch_size=256, image_size=render_size, seconds=seconds,
                                                              device=device)
@@ -677,13 +615,10 @@ def run_data_bench(configs=("configs/cpu-shapes.yaml", "configs/cpu-flickr8k.yam
 def _eval_model(checkpoint: str | Path | CLIPConfig, device: str) -> tuple[CLIP, str]:
     """The model to evaluate: a checkpoint if it exists, else the cpu-profile architecture with random
     weights (throughput does not depend on the weights), or the given `CLIPConfig`."""
-    from miniclip.checkpoint import load_model
-
     if isinstance(checkpoint, CLIPConfig):
         return CLIP(checkpoint).to(device).eval(), "random weights (given config)"
     if Path(checkpoint).exists():
         return load_model(checkpoint, device).eval(), str(checkpoint)
-    from miniclip.config import load_config
 
     return CLIP(load_config(CPU_RESNET_CONFIG).model).to(device).eval(), f"random weights ({CPU_RESNET_CONFIG})"
 
@@ -701,15 +636,6 @@ def run_eval_bench(checkpoint: str | Path | CLIPConfig = CPU_CHECKPOINT, zerosho
     """Throughput of evaluation, with the package's own functions: zero-shot classification on CIFAR-10 test
     (decode, preprocess, encode, classify) and Flickr8k test retrieval (encode every image and caption, then
     R@K), each end to end and for the model alone."""
-    from torch.utils.data import Subset
-
-    from miniclip.data.flickr8k import Flickr8k
-    from miniclip.data.folders import open_test_set
-    from miniclip.data.paths import MissingDataError
-    from miniclip.data.transforms import eval_transform
-    from miniclip.probes import evaluate_retrieval, retrieval_recall
-    from miniclip.zeroshot import encode_images, evaluate_zeroshot
-
     model, source = _eval_model(checkpoint, device)
     size, dev = model.config.image_size, torch.device(device)
     results = {"environment": environment(), "model": source, "image_size": size}
@@ -770,8 +696,6 @@ def run_eval_bench(checkpoint: str | Path | CLIPConfig = CPU_CHECKPOINT, zerosho
 
 
 def _timed(command: list[str], env: dict | None = None) -> dict:
-    import os
-
     t0 = time.perf_counter()
     proc = subprocess.run(command, env={**os.environ, **(env or {})}, capture_output=True, text=True)
     return {"command": " ".join(command), "seconds": time.perf_counter() - t0, "returncode": proc.returncode,

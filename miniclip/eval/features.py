@@ -3,27 +3,28 @@
 Linear probes, few-shot probes and robustness tables all start from the same thing: the image embeddings a
 frozen model gives a fixed set of images. Encoding 10,000 images takes minutes on a laptop CPU and fitting a
 logistic regression on them takes seconds, so the features are computed once and kept in
-``runs/<profile>/features/`` as safetensors, one file per (model weights, images, preprocessing) triple:
+`runs/<profile>/features/` as safetensors, one file per (model weights, images, preprocessing) triple:
 
-- the **model** is identified by a SHA-256 of its weights (:func:`model_fingerprint`), so a retrained checkpoint
+- the **model** is identified by a SHA-256 of its weights (`model_fingerprint`), so a retrained checkpoint
   at the same path never reuses stale features;
 - the **images** by a caller-given description (a dataset spec and a fingerprint of its file list, or a Shapes
   world's config and indices);
-- the **preprocessing** by the transform's ``repr`` and, for robustness, the corruption and its severity.
+- the **preprocessing** by the transform's `repr` and, for robustness, the corruption and its severity.
 
 The key is hashed into the file name and also stored, in full, in the file's metadata, so a cache file says
-what it holds. Features are stored *unnormalised* (``encode_image``'s output, as the reference returns it);
+what it holds. Features are stored *unnormalised* (`encode_image`'s output, as the reference returns it);
 callers L2-normalise where they need to (zero-shot always, probes by choice).
 
 Images travel as uint8 pixels at the model's resolution (after resize and centre crop), and are turned into
-the model's input per batch: ``[0, 1]`` floats, then an optional corruption, then CLIP's normalisation. That
-order is what lets :mod:`miniclip.robustness` corrupt the pixels the model actually sees.
+the model's input per batch: `[0, 1]` floats, then an optional corruption, then CLIP's normalisation. That
+order is what lets `miniclip.eval.robustness` corrupt the pixels the model actually sees.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +35,10 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from miniclip.data.folders import open_test_set
 from miniclip.data.transforms import ImageTransform, PairCollator, normalize, to_rgb
+from miniclip.env import runs_dir
+from miniclip.eval.zeroshot import encode_images
 
 # A corruption as the encoder applies it: (float images in [0, 1] [B, 3, H, W], index of the batch's first
 # image in the whole set) -> corrupted images in [0, 1]. The index lets seeded corruptions give every image
@@ -54,7 +58,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 def dataset_fingerprint(dataset) -> str:
     """A short SHA-256 of a file-backed dataset's identity: where it lives, its file list and labels. Datasets
-    without a ``files`` list (in-memory ones) are fingerprinted by their ``repr`` and length."""
+    without a `files` list (in-memory ones) are fingerprinted by their `repr` and length."""
     digest = hashlib.sha256()
     files = getattr(dataset, "files", None)
     if files is not None:
@@ -78,15 +82,15 @@ class PILToUint8:
 
 
 def transform_key(transform) -> str:
-    """A description of a Compose-style transform that is the same in every process: each step's ``repr``,
-    or its name for plain functions (whose ``repr`` holds a memory address)."""
+    """A description of a Compose-style transform that is the same in every process: each step's `repr`,
+    or its name for plain functions (whose `repr` holds a memory address)."""
     steps = getattr(transform, "transforms", [transform])
     return " | ".join(getattr(t, "__qualname__", None) or repr(t) for t in steps)
 
 
 def pixel_transform(image_size: int) -> ImageTransform:
-    """:func:`~miniclip.data.transforms.eval_transform`'s geometry (bicubic resize of the shorter side, centre
-    crop) ending in uint8 pixels instead of a normalised tensor: ``normalize(pixels / 255)`` is then the model's
+    """`eval_transform`'s geometry (bicubic resize of the shorter side, centre
+    crop) ending in uint8 pixels instead of a normalised tensor: `normalize(pixels / 255)` is then the model's
     input, equal to the eval transform's output (same float32 arithmetic)."""
     steps = [to_rgb, T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(image_size),
              PILToUint8()]
@@ -94,9 +98,9 @@ def pixel_transform(image_size: int) -> ImageTransform:
 
 
 def load_pixels(dataset, batch_size: int = 512, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (uint8 image, label) of a dataset whose transform is :func:`pixel_transform`, as
-    ``(pixels [N, 3, H, W] uint8, labels [N] int64)``. Undecodable images are dropped and counted by the collator
-    (and the dataset's ``failed``); a warning says how many."""
+    """Every (uint8 image, label) of a dataset whose transform is `pixel_transform`, as
+    `(pixels [N, 3, H, W] uint8, labels [N] int64)`. Undecodable images are dropped and counted by the collator
+    (and the dataset's `failed`); a warning says how many."""
     collate = PairCollator()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
     pixels, labels = [], []
@@ -107,8 +111,6 @@ def load_pixels(dataset, batch_size: int = 512, num_workers: int = 0) -> tuple[t
     if not pixels:
         raise RuntimeError(f"no image of {dataset!r} could be decoded")
     if collate.dropped.value:
-        import warnings
-
         warnings.warn(f"{collate.dropped.value} images of {dataset!r} could not be decoded and were left out")
     return torch.cat(pixels), torch.cat(labels)
 
@@ -118,7 +120,7 @@ def encode_pixels(model, pixels: torch.Tensor, batch_size: int = 256, corruption
                   desc: str = "encoding images") -> torch.Tensor:
     """Unnormalised image features [N, D] (float32, on the CPU) of uint8 or [0, 1] float pixels [N, 3, H, W].
 
-    Each batch is scaled to [0, 1], corrupted if ``corruption`` is given, normalised with CLIP's statistics and
+    Each batch is scaled to [0, 1], corrupted if `corruption` is given, normalised with CLIP's statistics and
     encoded on the model's device."""
     device = next(model.parameters()).device
     out = []
@@ -133,16 +135,14 @@ def encode_pixels(model, pixels: torch.Tensor, batch_size: int = 256, corruption
 
 def default_cache_dir() -> Path:
     """runs/<profile>/features/."""
-    from miniclip.book import runs_dir
-
     return runs_dir() / "features"
 
 
 class FeatureCache:
-    """Tensors computed once per key and kept as safetensors files under ``directory``.
+    """Tensors computed once per key and kept as safetensors files under `directory`.
 
-    ``key`` is any JSON-serialisable dict; equal keys (after sorting) mean the same file. ``hits`` and
-    ``misses`` count how the lookups went, which is what the tests check and what the CLI reports.
+    `key` is any JSON-serialisable dict; equal keys (after sorting) mean the same file. `hits` and
+    `misses` count how the lookups went, which is what the tests check and what the CLI reports.
     """
 
     def __init__(self, directory: str | Path | None = None):
@@ -155,7 +155,7 @@ class FeatureCache:
         return self.directory / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.safetensors"
 
     def get_or_compute(self, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """The tensors stored under ``key``, or ``compute()``'s, saved for next time (written to a temporary
+        """The tensors stored under `key`, or `compute()`'s, saved for next time (written to a temporary
         name and renamed, so a killed run never leaves half a file under the real name)."""
         path = self.path(key)
         if path.exists():
@@ -179,8 +179,8 @@ class FeatureCache:
 def cached_image_features(model, pixels_fn: Callable[[], tuple[torch.Tensor, torch.Tensor]], key: dict,
                           cache: FeatureCache | None = None, corruption: Corruption | None = None,
                           batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features, labels)`` for the images ``pixels_fn()`` returns, from the cache when ``key`` (plus the
-    model's fingerprint) was seen before. ``pixels_fn`` is only called on a miss, so cached runs decode
+    """`(features, labels)` for the images `pixels_fn()` returns, from the cache when `key` (plus the
+    model's fingerprint) was seen before. `pixels_fn` is only called on a miss, so cached runs decode
     nothing."""
     cache = cache or FeatureCache()
     full_key = {"model": model_fingerprint(model), **key}
@@ -197,9 +197,7 @@ def cached_image_features(model, pixels_fn: Callable[[], tuple[torch.Tensor, tor
 def test_set_features(model, spec: str = "cifar10", cache: FeatureCache | None = None,
                       batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Unnormalised features, labels and readable class names of a labelled test set
-    (:func:`~miniclip.data.folders.open_test_set` spec: ``cifar10``, ``imagefolder:PATH`` …), cached."""
-    from miniclip.data.folders import open_test_set
-
+    (`open_test_set` spec: `cifar10`, `imagefolder:PATH` …), cached."""
     dataset = open_test_set(spec, pixel_transform(model.config.image_size))
     key = {"name": spec.partition(":")[0], "dataset": spec, "files": dataset_fingerprint(dataset),
            "transform": transform_key(dataset.transform)}
@@ -207,21 +205,30 @@ def test_set_features(model, spec: str = "cifar10", cache: FeatureCache | None =
     return features, labels, list(dataset.class_names)
 
 
-__all__ = [
-    "Corruption", "FeatureCache", "PILToUint8", "cached_image_features", "dataset_fingerprint",
-    "default_cache_dir", "encode_pixels", "load_pixels", "model_fingerprint", "pixel_transform", "test_set_features",
-    "transform_key",
-]
 
 
 def dataset_image_features(model, dataset, cache: FeatureCache | None = None) -> torch.Tensor:
     """Normalised image embeddings [len(dataset), D] of every image of a file-backed dataset (e.g. a Flickr8k
     split), row i for item i, cached on disk per (weights, files, transform): the analysis chapters score
     thousands of captions against the same test images, and encode them once."""
-    from miniclip.analysis.similarity import encode_dataset_images
-
     key = {"name": f"{type(dataset).__name__.lower()}-{getattr(dataset, 'split', 'all')}-normalised",
            "model": model_fingerprint(model), "files": dataset_fingerprint(dataset),
            "transform": transform_key(dataset.transform)}
     return (cache or FeatureCache()).get_or_compute(
         key, lambda: {"features": encode_dataset_images(model, dataset)})["features"]
+
+
+@torch.no_grad()
+def encode_dataset_images(model, dataset, batch_size: int = 128, desc: str = "encoding images") -> torch.Tensor:
+    """Normalised embeddings [len(dataset), D] of every image of a dataset whose items are `(image, …)`.
+
+    Unlike `miniclip.eval.zeroshot.encode_dataset`, nothing may be dropped: row i must be item i, because
+    the caller pairs rows with the dataset's captions. An undecodable image is an error that names it."""
+    features = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, leave=False):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        bad = [start + j for j, item in enumerate(items) if item is None]
+        if bad:
+            raise RuntimeError(f"images {bad[:5]} of {dataset!r} could not be decoded; this analysis needs all")
+        features.append(encode_images(model, torch.stack([item[0] for item in items]), batch_size))
+    return torch.cat(features)

@@ -1,0 +1,67 @@
+"""`python -m miniclip bench all|model|data|eval|memory|build`: speed against open_clip and this machine's peak."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from miniclip.bench import suite as bench
+
+
+def run(args: argparse.Namespace) -> int:
+    device = args.device
+    if args.what == "all":
+        suite = bench.SuiteConfig.for_device(device)
+        if args.build or args.book:
+            suite.sections += ("build",)
+        overrides = {"precisions": args.precision, "batch_sizes": args.batch_size, "rounds": args.rounds}
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(suite, key, tuple(value) if isinstance(value, list) else value)
+        if args.batch_size:
+            suite.compile_batch_sizes = tuple(args.batch_size[-1:])
+        if args.arch:
+            suite.archs = suite.compile_archs = (args.arch,)
+        if args.no_compile:
+            suite.compile_archs = ()
+        result = bench.run_all(suite)
+    elif args.what == "model":
+        result = bench.run_model_bench(precisions=args.precision or ("fp32", "bf16"),
+                                       batch_sizes=args.batch_size or (64, 128), arch=args.arch or "small",
+                                       rounds=args.rounds or 5, device=device,
+                                       compile="both" if args.compile else False)
+    elif args.what == "memory":
+        result = bench.run_memory_bench(batch_sizes=args.batch_size or (64, 128), arch=args.arch or "small",
+                                        precision=(args.precision or ["fp32"])[0], device=device)
+    elif args.what == "data":
+        result = bench.run_data_bench(device=device)
+    elif args.what == "eval":
+        result = bench.run_eval_bench(device=device)
+    else:
+        result = bench.run_build_bench(book=args.book)
+    print(f"results written to {result['path']}")
+    if args.json:
+        print(json.dumps(result, default=str))
+    return 0
+
+
+
+def add_bench_command(commands) -> None:
+    bench = commands.add_parser("bench", help="benchmarks against open_clip and the machine's peak (runs/bench/)")
+    bench.add_argument("what", choices=["all", "model", "data", "eval", "memory", "build"],
+                       help="all: the suite and one summary table (~15 min on 2 CPU cores); model: training step, "
+                            "ours vs open_clip, with ablations and MFU; data: data-path throughput vs training; "
+                            "eval: zero-shot and retrieval throughput; memory: peak memory of one step; "
+                            "build: pytest --nbval duration (and make book's with --book)")
+    bench.add_argument("--arch", help="'small' (64 px ViT, width 256, 6+4 layers; the default), a config file "
+                                      "(e.g. configs/cpu-flickr8k.yaml) or an open_clip name (ViT-B-32-quickgelu)")
+    bench.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], help="default: fp32 and bf16")
+    bench.add_argument("--batch-size", nargs="+", type=int, help="default: 64 128 (256 on CUDA for all)")
+    bench.add_argument("--rounds", type=int, help="interleaved timing rounds per contender (default 5)")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda (all on cuda: ViT-B/32, 224 px, bf16, batch 256)")
+    bench.add_argument("--compile", action="store_true", help="model: also time torch.compile'd steps")
+    bench.add_argument("--no-compile", action="store_true", help="all: skip the torch.compile'd steps")
+    bench.add_argument("--build", action="store_true", help="all: also time pytest --nbval notebooks")
+    bench.add_argument("--book", action="store_true", help="build/all: also time make book (cpu profile; long)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
+    bench.set_defaults(func=run)

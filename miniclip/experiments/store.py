@@ -1,0 +1,135 @@
+"""Experiment results kept on disk: settings per profile, configs derived from the base models, cached JSON.
+
+An experiment is a function `run(settings, profile) -> dict` (the table is in `registry.py`). Its settings come
+from `configs/experiments/<profile>.yaml` (one section per experiment); the models it trains derive from the
+profile's base training configs (`configs/cpu-shapes.yaml`, `configs/cpu-flickr8k.yaml`) through `--set`-style
+overrides, so a change to a base model flows into every experiment built on it.
+
+A result is `runs/<profile>/experiments/<name>.json`: the result plus its provenance (settings, git commit,
+machine, torch version, wall time, seed). A JSON whose settings (and base configs) equal the current ones is
+reused as it is, like `train --if-changed`. Experiments made of several trainings also cache each one as it
+finishes (`cached_part`), so an interrupted `make experiments` picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from miniclip.config import Config, load_config
+from miniclip.env import ROOT, git_commit, machine, runs_dir
+
+SETTINGS_DIR = ROOT / "configs" / "experiments"
+
+
+def experiment_settings(profile: str) -> dict:
+    """The per-experiment settings of a profile, from configs/experiments/<profile>.yaml."""
+    path = SETTINGS_DIR / f"{profile}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no experiment settings for profile {profile!r}: {path} does not exist")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def derived_config(base: str, overrides: dict | list | None = None, *, name: str | None = None,
+                   profile: str | None = None) -> Config:
+    """A training config: the base YAML (relative to the repository root) with `section.key: value` overrides.
+
+    Overrides are a mapping (as the experiment YAML writes them) or a list of `key=value` strings; they go
+    through the same parser and checks as `python -m miniclip train --set`."""
+    if isinstance(overrides, dict):
+        overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]  # JSON is valid YAML
+    overrides = list(overrides or [])
+    if name is not None:
+        overrides.append(f"name={name}")
+    if profile is not None:
+        overrides.append(f"profile={profile}")
+    return load_config(ROOT / base, overrides)
+
+
+def results_path(name: str, profile: str) -> Path:
+    return runs_dir(profile) / "experiments" / f"{name}.json"
+
+
+def work_dir(name: str, profile: str) -> Path:
+    """Where an experiment keeps the checkpoints it trains (e.g. the ViTs other chapters load)."""
+    return runs_dir(profile) / "experiments" / name
+
+
+def cached_part(experiment: str, part: str, profile: str, key: dict, compute) -> dict:
+    """One independent piece of an experiment (one model of a sweep), cached on its own in
+    runs/<profile>/experiments/<experiment>/parts/<part>.json, so that an experiment stopped halfway resumes
+    from the pieces it finished. `key` (the piece's training config and any other input) must match for the
+    saved piece to be reused. Delete the folder to recompute every piece."""
+    path = work_dir(experiment, profile) / "parts" / f"{part}.json"
+    key = plain(key)
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            saved = {}
+        if saved.get("key") == key:
+            return saved["result"]
+    t0 = time.time()
+    result = plain(compute())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"key": key, "result": result, "wall_s": time.time() - t0}, indent=2))
+    tmp.replace(path)
+    return result
+
+
+def plain(x):
+    """Settings as JSON stores them (tuples become lists), so a cached copy compares equal."""
+    return json.loads(json.dumps(x))
+
+
+def provenance(settings: dict, wall_s: float, load_before: list[float] | None = None) -> dict:
+    """The same facts `Trainer` writes into provenance.json: what ran, from which commit, where, how long;
+    and the machine's load average before and after, since on a shared machine wall times (and every
+    throughput figure) depend on what else was running."""
+    return {**cache_key(settings), "git_commit": git_commit(), "machine": machine(),
+            "torch": torch.__version__, "python": platform.python_version(), "seed": settings.get("seed", 0),
+            "wall_s": wall_s, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
+            "load_average_before": load_before, "load_average_after": list(os.getloadavg())}
+
+
+def base_configs(settings) -> dict:
+    """Every base training config the settings name (any `base:` key, at any depth), as its YAML content.
+    They are part of what a cached result depends on: editing configs/cpu-shapes.yaml makes every
+    experiment built on it stale, though its own settings did not change."""
+    found = {}
+    if isinstance(settings, dict):
+        for key, value in settings.items():
+            if key == "base" and isinstance(value, str):
+                path = ROOT / value
+                found[value] = yaml.safe_load(path.read_text()) if path.exists() else None
+            else:
+                found.update(base_configs(value))
+    return found
+
+
+def cache_key(settings: dict) -> dict:
+    return plain({"settings": settings, "base_configs": base_configs(settings)})
+
+
+def load_cached(name: str, profile: str, settings: dict | None = None) -> dict | None:
+    """The cached result of `name`, or None when there is none (or, given `settings`, when they or the base
+    configs they name differ from the ones it was computed with)."""
+    path = results_path(name, profile)
+    if not path.exists():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # a half-written or damaged file is recomputed, never trusted
+    prov = cached.get("provenance", {})
+    if settings is not None and {k: prov.get(k) for k in ("settings", "base_configs")} != cache_key(settings):
+        return None
+    return cached

@@ -1,0 +1,44 @@
+"""Run directories, and "train unless a finished run with the same config exists".
+
+The command line (`train --if-changed`), `make train`, the experiments and the book all go through
+`train_if_changed`, so "up to date" means one thing everywhere: the run's `final` checkpoint records exactly
+this config. A run whose `last` checkpoint records it (one that was stopped) is resumed; anything else is
+trained from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from miniclip.checkpoint import CheckpointError, read_metadata
+from miniclip.config import Config
+from miniclip.env import runs_dir
+from miniclip.train.trainer import Trainer
+
+
+def run_dir(config: Config, out: str | Path | None = None) -> Path:
+    """`runs/<profile>/<name>/` unless `out` (the CLI's `--out`) says otherwise."""
+    return Path(out) if out else runs_dir(config.profile) / config.name
+
+
+def trained_with(checkpoint: Path, config: Config) -> bool:
+    """Whether the checkpoint `checkpoint` (a path without suffix, e.g. `<run>/final`) records exactly `config`."""
+    try:
+        saved = read_metadata(checkpoint)["config"]
+    except CheckpointError:
+        return False
+    return saved == json.loads(json.dumps(config.to_dict()))  # as JSON has it: tuples become lists
+
+
+def train_if_changed(config: Config, out: str | Path | None = None, *, progress: bool = True) -> dict:
+    """Train `config` into `out` (default `run_dir(config)`) unless its `final` checkpoint has this exact config.
+
+    Returns the trainer's result (`status`, `step`, …) plus `out`; a run that was already up to date has
+    status "up to date" and trains nothing."""
+    out = run_dir(config, out)
+    if trained_with(out / "final", config):
+        return {"status": "up to date", "step": config.optim.steps, "out": str(out)}
+    resume = trained_with(out / "last", config)
+    result = Trainer(config, out, resume=resume, progress=progress).run()
+    return {**result, "out": str(out)}
