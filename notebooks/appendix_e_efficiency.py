@@ -34,13 +34,13 @@
 # Model FLOPs are counted analytically from the config (a test checks the count against PyTorch's
 # `FlopCounterMode` exactly); the backward pass costs twice the forward:
 #
-# ```{literalinclude} ../miniclip/bench/suite.py
+# ```{literalinclude} ../miniclip/bench/flops.py
 # :pyobject: step_flops
 # ```
 #
 # Model FLOP utilisation (MFU) is achieved FLOP/s over the measured peak:
 #
-# ```{literalinclude} ../miniclip/bench/suite.py
+# ```{literalinclude} ../miniclip/bench/flops.py
 # :pyobject: mfu
 # ```
 #
@@ -77,7 +77,7 @@ import json
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from miniclip.bench import suite as bench
+from miniclip.bench.suite import SuiteConfig, run_all
 from miniclip.book import ROOT, glue, note, profile, show
 from miniclip.model import CLIPConfig
 
@@ -92,11 +92,11 @@ else:
              "suite run now instead; its numbers are smoke, not results.")
     tiny = CLIPConfig(embed_dim=64, image_size=32, patch_size=8, vision_width=64, vision_layers=2, text_width=64,
                       text_layers=2, head_width=32)
-    suite = bench.SuiteConfig(archs=(tiny,), compile_archs=(), precisions=("fp32",), batch_sizes=(8, 16),
-                              rounds=2, warmup=1, data_seconds=0.2, data_configs=(), shard_samples=16,
-                              cache_images=4, eval_checkpoint=tiny, zeroshot_images=16, retrieval_images=8,
-                              peak_size=512, peak_seconds=0.2)
-    results = bench.run_all(suite, out_dir=None)
+    suite = SuiteConfig(archs=(tiny,), compile_archs=(), precisions=("fp32",), batch_sizes=(8, 16),
+                        rounds=2, warmup=1, data_seconds=0.2, data_configs=(), shard_samples=16,
+                        cache_images=4, eval_checkpoint=tiny, zeroshot_images=16, retrieval_images=8,
+                        peak_size=512, peak_seconds=0.2)
+    results = run_all(suite, out_dir=None)
     glue("bench_source", "a tiny suite run while this page was built (smoke, not results)")
 display(Markdown("| section | measurement | value | note |\n|---|---|---|---|\n" + "\n".join(
     f"| {r['section']} | {r['item']} | {r['value']} | {r['note']} |" for r in results["summary"])))

@@ -7,7 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from miniclip.bench import suite as bench
+from miniclip.bench.flops import flop_counter, mfu, step_flops
+from miniclip.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
+from miniclip.bench.step import open_clip_from_config
+from miniclip.bench.suite import SuiteConfig, format_summary, run_all
+from miniclip.cli import build_parser
 from miniclip.loss import ClipLoss
 from miniclip.model import CLIP, CLIPConfig, capture_attention
 from miniclip.tokenizer import tokenize
@@ -22,7 +26,7 @@ CAPTIONS = ["a dog runs on the beach .", "two children play in the snow near a r
 
 def _counted_step(model, images, text) -> tuple[int, int]:
     """(forward FLOPs, forward+backward FLOPs) of one training step, as FlopCounterMode counts them."""
-    with bench.flop_counter() as counter:
+    with flop_counter() as counter:
         img = F.normalize(model.encode_image(images), dim=-1)
         txt = F.normalize(model.encode_text(text), dim=-1)
         loss = ClipLoss()(img, txt, model.logit_scale.exp())
@@ -41,7 +45,7 @@ def test_step_flops_equal_flop_counter_mode(config, trim):
     forward, total = _counted_step(model, images, text)
     positions = model.text_positions(text)
     assert positions == (16 if trim else 77)  # the longest caption has 13 tokens with SOT/EOT
-    expected = bench.step_flops(config, 3, positions)
+    expected = step_flops(config, 3, positions)
     assert expected["forward"] == forward
     # torch counts the fused attention kernel's backward with its recomputation of QKᵀ; MFU leaves it out.
     assert expected["total"] + expected["forward_attention"] // 2 == total
@@ -55,17 +59,17 @@ def test_explicit_attention_path_counts_the_same_flops():
     images, text = torch.randn(2, 3, 32, 32), tokenize(CAPTIONS[:2])
     with capture_attention(model):
         _, explicit = _counted_step(model, images, text)
-    assert explicit == bench.step_flops(TINY_VIT, 2, model.text_positions(text))["total"]
+    assert explicit == step_flops(TINY_VIT, 2, model.text_positions(text))["total"]
 
 
 def test_open_clips_step_is_counted_at_full_context():
-    reference = bench.open_clip_from_config(TINY_VIT).train()
+    reference = open_clip_from_config(TINY_VIT).train()
     images, text = torch.randn(2, 3, 32, 32), tokenize(CAPTIONS[:2])
-    with bench.flop_counter() as counter:
+    with flop_counter() as counter:
         img = F.normalize(reference.encode_image(images), dim=-1)
         txt = F.normalize(reference.encode_text(text), dim=-1)
         ClipLoss()(img, txt, reference.logit_scale.exp()).backward()
-    flops = bench.step_flops(TINY_VIT, 2)
+    flops = step_flops(TINY_VIT, 2)
     # open_clip's attention goes through the same fused kernel (nn.MultiheadAttention calls SDPA), over all 77.
     assert counter.get_total_flops() == flops["total"] + flops["forward_attention"] // 2
 
@@ -78,7 +82,7 @@ def test_step_flops_parts_by_hand():
     patch = 2 * 3 * 2 * 2 * 8 * grid_tokens
     vit_block = 2 * 12 * (grid_tokens + 1) * 8 * 8 + 2 * 2 * (grid_tokens + 1) ** 2 * 8
     text_block = 2 * 12 * text_tokens * 8 * 8 + 2 * 2 * text_tokens**2 * 8
-    flops = bench.step_flops(c, batch_size=1)
+    flops = step_flops(c, batch_size=1)
     assert flops["forward_image"] == patch + vit_block + 2 * 8 * 4
     assert flops["forward_text"] == text_block + 2 * 8 * 4
     assert flops["forward_logits"] == 2 * 1 * 1 * 4
@@ -86,24 +90,24 @@ def test_step_flops_parts_by_hand():
 
 
 def test_mfu_arithmetic():
-    assert bench.mfu(flops=50e9, seconds=1.0, peak_gflops=100.0) == pytest.approx(0.5)
-    assert bench.mfu(flops=3e12, seconds=10.0, peak_gflops=300.0) == pytest.approx(1.0)
+    assert mfu(flops=50e9, seconds=1.0, peak_gflops=100.0) == pytest.approx(0.5)
+    assert mfu(flops=3e12, seconds=10.0, peak_gflops=300.0) == pytest.approx(1.0)
     # MFU is achieved FLOP/s over the peak: halving the time doubles it.
-    assert bench.mfu(1e9, 0.5, 4.0) == pytest.approx(2 * bench.mfu(1e9, 1.0, 4.0))
+    assert mfu(1e9, 0.5, 4.0) == pytest.approx(2 * mfu(1e9, 1.0, 4.0))
 
 
 def test_peak_memory_reading_is_positive_and_reset_does_not_break_it():
-    bench.reset_peak_rss()
-    assert bench.peak_rss_mb() > 0
-    assert bench.current_rss_mb() is None or bench.current_rss_mb() > 0
+    reset_peak_rss()
+    assert peak_rss_mb() > 0
+    assert current_rss_mb() is None or current_rss_mb() > 0
 
 
 def test_tiny_suite_writes_json_and_one_summary_table(tmp_path, capsys):
-    suite = bench.SuiteConfig(
+    suite = SuiteConfig(
         archs=(TINY_VIT,), compile_archs=(), precisions=("fp32",), batch_sizes=(2,), rounds=1, warmup=0,
         data_seconds=0.01, data_configs=(), shard_samples=8, cache_images=2, eval_checkpoint=TINY_VIT,
         zeroshot_images=4, retrieval_images=2, peak_size=256, peak_seconds=0.01)
-    results = bench.run_all(suite, out_dir=tmp_path)
+    results = run_all(suite, out_dir=tmp_path)
     saved = json.loads((tmp_path / "all-cpu.json").read_text())
     assert saved["summary"] == results["summary"]
     assert set(saved["sections"]) == {"model custom", "data", "eval"}
@@ -116,8 +120,8 @@ def test_tiny_suite_writes_json_and_one_summary_table(tmp_path, capsys):
     assert set(run["contenders"]) == {"miniclip", "open_clip", "no text trim", "explicit attention"}
     for name, c in run["contenders"].items():
         assert len(c["times_s"]) == 1 and c["median_s"] > 0 and c["peak_rss_mb"] > 0, name
-        assert c["mfu"] == pytest.approx(bench.mfu(c["flops"], c["median_s"], saved["matmul_gflops"]["fp32"]))
-    assert run["contenders"]["open_clip"]["flops"] == bench.step_flops(TINY_VIT, 2)["total"]
+        assert c["mfu"] == pytest.approx(mfu(c["flops"], c["median_s"], saved["matmul_gflops"]["fp32"]))
+    assert run["contenders"]["open_clip"]["flops"] == step_flops(TINY_VIT, 2)["total"]
     assert run["contenders"]["miniclip"]["text_positions"] < 77
     assert run["contenders"]["no text trim"]["gain"]["median"] > 0
     assert run["speedup"]["min"] <= run["speedup"]["median"] <= run["speedup"]["max"]
@@ -125,15 +129,13 @@ def test_tiny_suite_writes_json_and_one_summary_table(tmp_path, capsys):
     rows = saved["summary"]
     assert {r["section"] for r in rows} >= {"ceiling", "step", "MFU", "ablation", "data", "eval", "memory", "total"}
     assert all(set(r) == {"section", "item", "value", "note"} for r in rows)
-    table = bench.format_summary(rows)
+    table = format_summary(rows)
     out = capsys.readouterr().out
     assert table in out and out.count("speedup vs open_clip") == 1
     assert len(table.splitlines()) == len(rows) + 2  # header, rule, one line per row
 
 
 def test_bench_command_line_parses_every_part():
-    from miniclip.cli import build_parser
-
     parser = build_parser()
     for what in ("all", "model", "data", "eval", "memory", "build"):
         assert parser.parse_args(["bench", what]).what == what

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from miniclip.data.flickr8k import FETCH_COMMAND, Flickr8k, benchmark_flickr8k, derived_split
+from miniclip.bench.data_path import benchmark_flickr8k
+from miniclip.data.flickr8k import FETCH_COMMAND, Flickr8k, derived_split
 from miniclip.data.paths import MissingDataError, data_root
 from miniclip.data.transforms import PairCollator, eval_transform, train_transform
 

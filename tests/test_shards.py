@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from miniclip.data.shards import ShardDataset, benchmark_shards, encode_image, sample_key, write_shards
+from miniclip.bench.data_path import benchmark_shards
+from miniclip.data.shards import ShardDataset, encode_image, sample_key, write_shards
 
 
 def _jpeg(seed: int, size: int = 24) -> bytes:

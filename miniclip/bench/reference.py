@@ -12,8 +12,10 @@ import torch
 from torch import nn
 
 
-def _open_clip():
+def require_open_clip():
+    """The `open_clip` module, or an ImportError that says how to install it."""
     try:
+        # open_clip is optional (the `test` extra), so it is imported only when a reference is asked for.
         import open_clip
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("this needs open_clip, the reference implementation: pip install -e '.[test]'") from e
@@ -38,14 +40,14 @@ def perturb_(model: nn.Module, scale: float = 0.02, seed: int = 0) -> nn.Module:
 def open_clip_model(name: str, seed: int = 0) -> nn.Module:
     """An open_clip model by name (e.g. "ViT-B-32-quickgelu", "RN50-quickgelu"), random weights, eval mode."""
     torch.manual_seed(seed)
-    model = _open_clip().create_model(name, pretrained=None)
+    model = require_open_clip().create_model(name, pretrained=None)
     return perturb_(model, seed=seed).eval()
 
 
 def small_vit_open_clip(quick_gelu: bool = True, seed: int = 0, image_size: int = 64, width: int = 256,
                         vision_layers: int = 6, text_layers: int = 4, patch_size: int = 8) -> nn.Module:
     """The small ViT the CPU benchmarks use: 64 px, patch 8, width 256, 6 vision + 4 text layers."""
-    oc = _open_clip()
+    oc = require_open_clip()
     torch.manual_seed(seed)
     model = oc.model.CLIP(
         embed_dim=width,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from miniclip.bench import suite as bench
+from miniclip.bench.build import run_build_bench
+from miniclip.bench.data_path import run_data_bench
+from miniclip.bench.evaluation import run_eval_bench
+from miniclip.bench.step import run_memory_bench, run_model_bench
+from miniclip.bench.suite import SuiteConfig, run_all
 
 
 def run(args: argparse.Namespace) -> int:
     device = args.device
     if args.what == "all":
-        suite = bench.SuiteConfig.for_device(device)
+        suite = SuiteConfig.for_device(device)
         if args.build or args.book:
             suite.sections += ("build",)
         overrides = {"precisions": args.precision, "batch_sizes": args.batch_size, "rounds": args.rounds}
@@ -24,26 +28,24 @@ def run(args: argparse.Namespace) -> int:
             suite.archs = suite.compile_archs = (args.arch,)
         if args.no_compile:
             suite.compile_archs = ()
-        result = bench.run_all(suite)
+        result = run_all(suite)
     elif args.what == "model":
-        result = bench.run_model_bench(precisions=args.precision or ("fp32", "bf16"),
-                                       batch_sizes=args.batch_size or (64, 128), arch=args.arch or "small",
-                                       rounds=args.rounds or 5, device=device,
-                                       compile="both" if args.compile else False)
+        result = run_model_bench(precisions=args.precision or ("fp32", "bf16"),
+                                 batch_sizes=args.batch_size or (64, 128), arch=args.arch or "small",
+                                 rounds=args.rounds or 5, device=device, compile="both" if args.compile else False)
     elif args.what == "memory":
-        result = bench.run_memory_bench(batch_sizes=args.batch_size or (64, 128), arch=args.arch or "small",
-                                        precision=(args.precision or ["fp32"])[0], device=device)
+        result = run_memory_bench(batch_sizes=args.batch_size or (64, 128), arch=args.arch or "small",
+                                  precision=(args.precision or ["fp32"])[0], device=device)
     elif args.what == "data":
-        result = bench.run_data_bench(device=device)
+        result = run_data_bench(device=device)
     elif args.what == "eval":
-        result = bench.run_eval_bench(device=device)
+        result = run_eval_bench(device=device)
     else:
-        result = bench.run_build_bench(book=args.book)
+        result = run_build_bench(book=args.book)
     print(f"results written to {result['path']}")
     if args.json:
         print(json.dumps(result, default=str))
     return 0
-
 
 
 def add_bench_command(commands) -> None:

@@ -20,17 +20,15 @@ import csv
 import hashlib
 import io
 import os
-import time
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-import torch
 from torch.utils.data import Dataset
 
 from miniclip.data.folders import IMAGE_EXTENSIONS, FileTree
 from miniclip.data.paths import MissingDataError, data_root
-from miniclip.data.transforms import PairCollator, SharedInt, load_image, train_transform
+from miniclip.data.transforms import SharedInt, load_image
 
 FETCH_COMMAND = "python -m miniclip data download flickr8k"
 TOKEN_FILE = "Flickr8k.token.txt"
@@ -298,73 +296,9 @@ class Flickr8k(Dataset):
         )
 
 
-# --------------------------------------------------------------------------------------------------------
-# Throughput, for `python -m miniclip bench data`
-# --------------------------------------------------------------------------------------------------------
-
-
-def benchmark_flickr8k(
-    image_size: int = 64, batch_size: int = 128, seconds: float = 5.0, root: str | os.PathLike | None = None
-) -> dict:
-    """Decode + augment + collate throughput of the Flickr8k training pipeline, in one process.
-
-    Reads the training split in a fixed shuffled order, as a DataLoader would, for about `seconds` after one
-    warm-up batch. Torch runs single-threaded here, as it does in a DataLoader worker (and because the only
-    multi-threaded step, stacking the batch, slows down when it competes with other work for the cores).
-    A DataLoader with `num_workers=k` gets close to k times this rate on k free cores.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the missing-images warning is not news to a benchmark
-        dataset = Flickr8k(root, "train", train_transform(image_size))
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _time_batches(dataset, order, batch_size, seconds) | {
-            "dataset": "flickr8k",
-            "split": "train",
-            "image_size": image_size,
-            "batch_size": batch_size,
-            "decode_size": dataset.decode_size,
-            "failed": dataset.failed,
-            "source": str(dataset.source),
-        }
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _time_batches(dataset: Flickr8k, order: list[int], batch_size: int, seconds: float) -> dict:
-    """Samples per second of building batches (read, decode, augment, collate) in this process."""
-    collate = PairCollator()
-
-    def batches():
-        while True:  # epoch after epoch, so a long benchmark never runs dry
-            for start in range(0, len(order) - batch_size + 1, batch_size):
-                yield collate([dataset[i] for i in order[start : start + batch_size]])
-
-    stream = batches()
-    next(stream)  # warm-up: first zip read, allocator, lazy imports
-    samples, begin, cpu_begin = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - begin < seconds:
-        images, _ = next(stream)
-        samples += len(images)
-    elapsed, cpu = time.perf_counter() - begin, time.process_time() - cpu_begin
-    # Wall-clock rate is what training sees; the rate per CPU-second is what the code costs, and stays
-    # comparable when other processes compete for the cores.
-    return {
-        "samples": samples,
-        "seconds": round(elapsed, 3),
-        "samples_per_s": round(samples / elapsed, 1),
-        "ms_per_sample": round(1000 * elapsed / max(samples, 1), 3),
-        "cpu_seconds": round(cpu, 3),
-        "samples_per_cpu_s": round(samples / max(cpu, 1e-9), 1),
-    }
-
-
 __all__ = [
     "FETCH_COMMAND",
     "Flickr8k",
-    "benchmark_flickr8k",
     "derived_split",
     "find_flickr8k",
     "parse_kaggle_captions",

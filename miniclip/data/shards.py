@@ -25,7 +25,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -297,53 +296,3 @@ class ShardDataset(torch.utils.data.IterableDataset):
             per_process = math.ceil(self.samples_per_epoch / (world_size * num_workers))
             stream = (sample for _, sample in zip(range(per_process), stream))
         yield from stream
-
-
-# --------------------------------------------------------------------------------------------------
-# Benchmark
-# --------------------------------------------------------------------------------------------------
-
-
-def benchmark_shards(
-    num_samples: int = 2000,
-    image_size: int = 64,
-    shard_size: int = 500,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    transform: Callable | None = None,
-    shuffle_buffer: int = 256,
-) -> dict:
-    """Read throughput of the shard pipeline, in samples per second, on a temporary set of JPEG shards.
-
-    The images are smooth random gradients at `image_size` (JPEG-compressible like photos, unlike noise).
-    The timing covers tar reading, JPEG decoding, RGB conversion, the transform and batching: everything
-    between the disk and the model.
-    """
-    rng = np.random.default_rng(0)
-    ramp = np.linspace(0, 1, image_size, dtype=np.float32)
-
-    def samples():
-        for i in range(num_samples):
-            a, b, c = rng.uniform(0, 255, size=(3, 3))
-            img = np.stack([a[k] * ramp[None, :] + b[k] * ramp[:, None] * 0.5 + c[k] * 0.2 for k in range(3)], -1)
-            yield np.clip(img, 0, 255).astype(np.uint8), f"a synthetic gradient number {i}"
-
-    with tempfile.TemporaryDirectory(prefix="miniclip-bench-shards-") as tmp:
-        t0 = time.perf_counter()
-        written = write_shards(samples(), tmp, shard_size=shard_size)
-        write_s = time.perf_counter() - t0
-        dataset = ShardDataset(tmp, transform=transform, shuffle_buffer=shuffle_buffer, seed=0)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-        t0 = time.perf_counter()
-        seen = sum(len(captions) for _, captions in loader)
-        read_s = time.perf_counter() - t0
-    return {
-        "samples": seen,
-        "image_size": image_size,
-        "batch_size": batch_size,
-        "num_workers": num_workers,
-        "shards": written["shards"],
-        "write_samples_per_s": written["samples"] / write_s,
-        "read_samples_per_s": seen / read_s,
-        "read_s": read_s,
-    }
