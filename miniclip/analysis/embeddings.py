@@ -57,7 +57,7 @@ def project_2d(features: np.ndarray | torch.Tensor, method: str = "tsne", seed: 
         return tsne.fit_transform(x)
     if method == "umap":
         try:
-            import umap
+            import umap  # optional (the book extra): only UMAP maps need it
         except ImportError as e:
             raise ImportError("UMAP maps need umap-learn: pip install umap-learn (or use method='tsne')") from e
         kwargs.setdefault("n_neighbors", min(15, n - 1))

@@ -86,7 +86,7 @@ def _chunks(path: Path, chunk_rows: int = 200_000):
     """Yield DataFrames of the list, streaming, so a 2.5 GB CC12M TSV never sits in memory at once."""
     name = path.name.lower()
     if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # optional (the data extra): only parquet URL lists need it
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()

@@ -164,8 +164,6 @@ class FeatureCache:
                 self.hits += 1
                 return tensors
             except Exception as e:  # noqa: BLE001 -- a truncated or foreign file is recomputed, and said so
-                import warnings
-
                 warnings.warn(f"ignoring unreadable feature cache {path} ({type(e).__name__}: {e}); recomputing")
         self.misses += 1
         tensors = {k: v.contiguous() for k, v in compute().items()}

@@ -54,7 +54,7 @@ class PretrainedInfo:
 
 def _open_clip():
     try:
-        import open_clip
+        import open_clip  # optional (the test extra): only a downloader of released weights here
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise PretrainedUnavailable("loading pretrained weights needs open_clip (only as a downloader): "
                                     "pip install open_clip_torch") from e
