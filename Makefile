@@ -9,7 +9,7 @@ export MINICLIP_DATA ?= $(HOME)/.cache/miniclip
 # Torch is pinned to the release this project is tested with.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-unit test-notebooks book book-ci publish train bench bench-data clean experiments
+.PHONY: install lint test test-unit test-notebooks book book-ci publish train bench bench-data clean experiments
 
 install: $(VENV)/.installed
 
@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test,book,data]"
 	touch $@
 
-## make test: unit and integration tests, every notebook in the ci profile, and the book built in the ci profile.
-test: test-unit test-notebooks book-ci
+## make test: lint, unit and integration tests, every notebook in the ci profile, and the book built in the ci profile.
+test: lint test-unit test-notebooks book-ci
+
+lint: install
+	$(VENV)/bin/ruff check miniclip tests notebooks bench conftest.py
 
 test-unit: install
 	$(PY) -m pytest tests

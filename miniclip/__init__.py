@@ -5,13 +5,13 @@ never from a higher one; `tests/test_layers.py` reads this table and checks ever
 
 | layer | modules | what they hold |
 |---|---|---|
-| 0 | `model`, `loss`, `tokenizer`, `distributed`, `checkpoint`, `config`, `env` | the core: CLIP itself, its objective and tokenizer, data parallelism, checkpoints, configs, where things live and what ran them |
-| 1 | `data` | Shapes, Flickr8k, image folders, webdataset shards, the web subset, downloads, transforms, training streams |
-| 2 | `eval` | zero-shot, class names, probes, retrieval, cached features, robustness, pretrained weights, the trainer's validator |
+| 0 | `model`, `loss`, `tokenizer`, `distributed`, `checkpoint`, `config`, `env` | CLIP, its loss and inputs; runs |
+| 1 | `data` | Shapes, Flickr8k, image folders, shards, the web subset, downloads, transforms, streams |
+| 2 | `eval` | zero-shot, class names, probes, retrieval, features, robustness, pretrained, the validator |
 | 3 | `train` | the trainer; run directories and `train_if_changed` |
-| 4 | `analysis`, `experiments` | analyses that return data; the paper's experiments at small scale (which may use analyses, never the reverse) |
-| 5 | `bench` | speed: training step, data path, evaluation, memory, build, against open_clip and the machine's peak |
-| 6 | `book`, `cli` | presentation: the book's helpers, plots and diagrams; `python -m miniclip` (neither imports the other) |
+| 4 | `analysis`, `experiments` | analyses (return data); the paper's experiments (use analyses, not the reverse) |
+| 5 | `bench` | speed of step, data path, evaluation, memory and build, against open_clip and the machine |
+| 6 | `book`, `cli` | the book's helpers, plots and diagrams; `python -m miniclip` (neither imports the other) |
 
 The stable interface is re-exported here: `build_model`, `CLIP`, `tokenize`, `ClipLoss`.
 """

@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
-from miniclip.experiments import EXPERIMENTS, objectives, planted, runner
+from miniclip import env
+from miniclip.experiments import objectives, planted, runner, store
 from miniclip.experiments.objectives import EOT, PAD, BagOfWords, CaptioningLM, CompactVocabulary, pad
+from miniclip.experiments.registry import EXPERIMENTS
 from miniclip.model import CLIPConfig
 
 TINY = CLIPConfig(embed_dim=32, image_size=32, vision_layers=1, vision_width=64, patch_size=16, text_width=64,
@@ -18,10 +20,8 @@ TINY = CLIPConfig(embed_dim=32, image_size=32, vision_layers=1, vision_width=64,
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
     """Results and checkpoints go to a temporary runs/ folder, not the repository's."""
-    import miniclip.book
-
-    monkeypatch.setattr(miniclip.book, "runs_dir", lambda name=None: tmp_path / (name or "ci"))
-    return tmp_path
+    monkeypatch.setattr(env, "ROOT", tmp_path)  # runs_dir() is ROOT/runs/<profile>
+    return tmp_path / "runs"
 
 
 # ----------------------------------------------------------------------------- the captioning LM's scoring
@@ -158,7 +158,7 @@ def test_fit_slope():
 
 def test_derived_config_applies_overrides_to_the_base():
     overrides = {"optim.steps": 70, "optim.warmup_steps": 5, "data.shapes.planted": {"word": "vintage", "p": 0.5}}
-    config = runner.derived_config("configs/cpu-shapes.yaml", overrides, name="x", profile="ci")
+    config = store.derived_config("configs/cpu-shapes.yaml", overrides, name="x", profile="ci")
     assert config.optim.steps == 70 and config.name == "x" and config.profile == "ci"
     assert config.data.shapes["planted"]["p"] == 0.5 and "lang_rates" in config.data.shapes  # merged, not replaced
 
@@ -191,10 +191,10 @@ def test_parts_are_cached_by_key(runs):
         calls.append(1)
         return {"acc": 0.5}
 
-    assert runner.cached_part("fake", "p0", "ci", {"lr": 1}, compute) == {"acc": 0.5}
-    assert runner.cached_part("fake", "p0", "ci", {"lr": 1}, compute) == {"acc": 0.5}
+    assert store.cached_part("fake", "p0", "ci", {"lr": 1}, compute) == {"acc": 0.5}
+    assert store.cached_part("fake", "p0", "ci", {"lr": 1}, compute) == {"acc": 0.5}
     assert len(calls) == 1
-    runner.cached_part("fake", "p0", "ci", {"lr": 2}, compute)
+    store.cached_part("fake", "p0", "ci", {"lr": 2}, compute)
     assert len(calls) == 2
 
 
@@ -221,7 +221,7 @@ ZS_KEYS = {f"{s}_{k}" for s in ("seen", "heldout") for k in ("colour", "shape", 
 
 def _run(name):
     record = runner.run_experiment(name, "ci", verbose=False)
-    assert record["provenance"]["settings"] == runner.experiment_settings("ci")[name]
+    assert record["provenance"]["settings"] == store.experiment_settings("ci")[name]
     return record["result"]
 
 

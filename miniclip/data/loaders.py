@@ -81,7 +81,7 @@ class StepBatchSampler(Sampler):
         step = self.start
         while True:
             epoch, k = divmod(step, self.steps_per_epoch)
-            order = torch.randperm(self.n, generator=torch.Generator().manualstable_seed(stable_seed(self.seed, epoch)))
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(stable_seed(self.seed, epoch)))
             lo = k * self.batch_size + self.rank * local
             yield [(epoch, i) for i in order[lo:lo + local].tolist()]
             step += 1
@@ -110,7 +110,7 @@ class SeededPairs(Dataset):
         else:
             raise RuntimeError("no image of the training set could be decoded")
         with torch.random.fork_rng(devices=[]):
-            torch.manualstable_seed(stable_seed(self.seed, epoch, i))
+            torch.manual_seed(stable_seed(self.seed, epoch, i))
             return self.base.transform(image), self.base.caption_for(i, epoch)
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import torch
-from huggingface_hub import constants, try_to_load_from_cache
 from safetensors.torch import load_file
 
 from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
@@ -111,6 +110,9 @@ def _hub_safetensors(hub: str) -> tuple[str, str] | None:
 def _hub_file(model_id: str, filename: str, cache_dir: str | None, download: bool) -> str | None:
     """The safetensors file of a hub repo: from the cache, else (if allowed and reachable) downloaded through
     open_clip's own function, into the usual Hugging Face cache. None when neither works."""
+    # optional: huggingface_hub comes with open_clip (the test extra), which only this path needs
+    from huggingface_hub import constants, try_to_load_from_cache
+
     cached = try_to_load_from_cache(model_id, filename, cache_dir=cache_dir)
     if isinstance(cached, str):
         return cached
