@@ -22,17 +22,16 @@ import json
 from miniclip.checkpoint import load_model, read_metadata
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.folders import open_test_set
-from miniclip.data.loaders import shapes_config, shapes_world_of_run
-from miniclip.data.shapes import ShapesWorld
+from miniclip.data.loaders import shapes_world_of_run
 from miniclip.data.transforms import ToNormalizedTensor, eval_transform
-from miniclip.eval import zeroshot
+from miniclip.eval import pretrained
 from miniclip.eval.classnames import names_for_folders
 from miniclip.eval.features import FeatureCache, test_set_features
-from miniclip.eval.pretrained import load, parse_spec
 from miniclip.eval.probes import evaluate_retrieval, few_shot, linear_probe, stratified_split, zero_shot_accuracy
 from miniclip.eval.robustness import cifar_corruptions, shapes_style_shift
 from miniclip.eval.zeroshot import (
     LANGUAGES,
+    TEMPLATE_SETS,
     classifier_weights,
     multilingual_zeroshot,
     shapes_class_names,
@@ -46,9 +45,9 @@ JSON_CONFUSION_MAX_CLASSES = 16
 
 def load_for_eval(spec: str, device: str = "cpu"):
     """(model, run config, image transform) for a checkpoint path or a pretrained `TAG:MODEL` spec."""
-    pretrained = parse_spec(spec)
-    if pretrained:
-        model, info = load(*pretrained, device=device)
+    name_and_tag = pretrained.parse_spec(spec)
+    if name_and_tag:
+        model, info = pretrained.load(*name_and_tag, device=device)
         transform = eval_transform(info.image_size)
         transform.transforms[-1] = ToNormalizedTensor(info.mean, info.std)  # the tag's own normalisation
         return model, {}, transform
@@ -161,14 +160,12 @@ def add_eval_commands(commands) -> None:
 
 
 def _templates(name: str | None):
-    """A named template set from miniclip.eval.zeroshot (None: classifier_weights' own default)."""
+    """A named template set from `miniclip.eval.zeroshot` (None: `classifier_weights`' own default)."""
     if name is None:
         return None
-
-    sets = getattr(zeroshot, "TEMPLATE_SETS", {})
-    if name not in sets:
-        raise SystemExit(f"error: unknown template set {name!r}; available: {', '.join(sets) or 'none'}")
-    return sets[name]
+    if name not in TEMPLATE_SETS:
+        raise SystemExit(f"error: unknown template set {name!r} (choose from {', '.join(TEMPLATE_SETS)})")
+    return TEMPLATE_SETS[name]
 
 
 def _zero_shot_weights(model, class_names, templates):
@@ -218,8 +215,7 @@ def run_robustness(args: argparse.Namespace) -> dict:
     normalize = not args.no_normalize
     if kind == "shapes":
         # The world the checkpoint was trained in (its held-out pairs, languages, seed), at its resolution.
-        world = ShapesWorld(shapes_config(run_config.get("data", {}).get("shapes", {}), model.config.image_size,
-                                          run_config.get("train", {}).get("seed", 0)))
+        world = shapes_world_of_run(run_config, model.config.image_size)
         n_test = int(rest or 500)
         result = shapes_style_shift(model, world, kinds=tuple(args.kinds), n_test=n_test, normalize=normalize,
                                     cache=cache, batch_size=args.batch_size)
