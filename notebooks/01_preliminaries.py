@@ -73,27 +73,29 @@
 import platform
 
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from miniclip import CLIP, CLIPConfig, tokenize
-from miniclip.book import glue, profile
+from miniclip.book import glue, markdown_table, profile
 from miniclip.data.flickr8k import find_flickr8k
 from miniclip.data.folders import open_test_set
 from miniclip.data.paths import MissingDataError, data_root
 
+print(f"profile {profile()}, python {platform.python_version()}, torch {torch.__version__}, "
+      f"{torch.get_num_threads()} threads, {'CUDA' if torch.cuda.is_available() else 'no GPU'}")
+
+# %% tags=["remove-input"]
 glue("profile", profile())
 glue("torch_version", torch.__version__)
 glue("python_version", platform.python_version())
 glue("threads", torch.get_num_threads())
-glue("cpu_name", platform.processor() or platform.machine())
 glue("device", "CUDA: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only")
-print(f"profile {profile()}, python {platform.python_version()}, torch {torch.__version__}, "
-      f"{torch.get_num_threads()} threads, {'CUDA' if torch.cuda.is_available() else 'no GPU'}")
 
 # %% [markdown]
 # This page was executed in the {glue}`profile` profile with Python {glue}`python_version` and PyTorch
-# {glue}`torch_version` on {glue}`threads` CPU threads ({glue}`device`). The chapters' absolute timings belong
-# to this machine; their ratios travel better.
+# {glue}`torch_version` on {glue}`threads` CPU threads ({glue}`device`). Where a later chapter reports a
+# time, it names the machine that measured it: absolute timings belong to that machine, their ratios travel
+# better.
 #
 # Which of the three data tiers are present decides what the later chapters can show. Real data is looked for
 # under `$MINICLIP_DATA`; what is missing is reported, with the command that fetches it, and the chapters go on
@@ -107,13 +109,12 @@ def tier_status(name, find):
         return name, "missing", f"`{e.fetch_command}`"
 
 
-rows = [("Shapes (procedural)", "always", "rendered on the fly by `miniclip/data/shapes.py`"),
-        tier_status("Flickr8k", find_flickr8k),
-        tier_status("CIFAR-10 test", lambda: f"{len(open_test_set('cifar10')):,} images"),
-        ("1M-pair web subset", "not used by this book build", "`python -m miniclip data web-subset` (chapter 5)")]
-glue("n_tiers_found", sum(r[1] in ("found", "always") for r in rows))
-display(Markdown(f"Data root: `{data_root()}`\n\n| tier | status | where / how to get it |\n|---|---|---|\n"
-                 + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)))
+tiers = [("Shapes (procedural)", "always", "rendered on the fly by `miniclip/data/shapes.py`"),
+         tier_status("Flickr8k", find_flickr8k),
+         tier_status("CIFAR-10 test", lambda: f"{len(open_test_set('cifar10')):,} images"),
+         ("1M-pair web subset", "not used by this book build", "`python -m miniclip data web-subset` (chapter 5)")]
+print(f"data root: {data_root()}")
+display(markdown_table(tiers, ["tier", "status", "where / how to get it"], align="lll"))
 
 # %% [markdown]
 # Finally, {eq}`eq-similarity` on a small model straight after initialisation: three random images against
@@ -129,10 +130,12 @@ captions = ["a red circle", "two blue squares", "a dog on a beach"]
 with torch.no_grad():
     logits_per_image, logits_per_text = model(torch.rand(3, 3, 32, 32), tokenize(captions))
 assert torch.equal(logits_per_image.T, logits_per_text)  # one matrix, read by rows or by columns
-glue("init_scale", model.logit_scale.exp().item(), "{:.2f}")
-glue("init_max_abs_logit", logits_per_image.abs().max().item(), "{:.2f}")
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters; e^t = {model.logit_scale.exp().item():.2f}")
 print(logits_per_image)
+
+# %% tags=["remove-input"]
+glue("init_scale", model.logit_scale.exp().item(), "{:.2f}")
+glue("init_max_abs_logit", logits_per_image.abs().max().item(), "{:.2f}")
 
 # %% [markdown]
 # The largest entry in magnitude is {glue}`init_max_abs_logit`, against a possible $\pm e^{t}$: the random

@@ -62,10 +62,10 @@
 # ever names together.
 
 # %%
-import matplotlib.pyplot as plt
 import torch
 
 from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_shapes_world
+from miniclip.book.viz import plot_heatmap
 from miniclip.data.folders import open_test_set
 from miniclip.data.transforms import eval_transform
 from miniclip.eval.zeroshot import CIFAR_TEMPLATES, classifier_weights, encode_dataset, encode_images, topk_accuracy
@@ -95,6 +95,9 @@ model, features, labels, class_names, templates, test_name, train_name = real_or
 weights = classifier_weights(model, class_names, templates)
 logits = features @ weights.T
 accuracy = topk_accuracy(logits, labels)
+print(f"{test_name}: top-1 {accuracy['top1']:.1%}, top-5 {accuracy['top5']:.1%}, chance {1 / len(class_names):.1%}")
+
+# %% tags=["remove-input"]
 glue("test_name", test_name)
 glue("train_name", train_name)
 glue("n_test", len(labels), "{:,}")
@@ -107,7 +110,6 @@ above_chance = accuracy["top1"] > 1 / len(class_names)
 glue("verdict", "Far from the paper's numbers, as it must be at this scale, but above chance: the mapping from "
      "words to pictures was learned from captions alone." if above_chance else
      "That is no better than chance: this model has not learned enough to transfer.")
-print(f"{test_name}: top-1 {accuracy['top1']:.1%}, top-5 {accuracy['top5']:.1%}, chance {1 / len(class_names):.1%}")
 
 # %% [markdown]
 # On {glue}`n_test` images of the {glue}`test_name`, the {glue}`train_name` model, given only the
@@ -122,20 +124,16 @@ print(f"{test_name}: top-1 {accuracy['top1']:.1%}, top-5 {accuracy['top5']:.1%},
 # %%
 shown = labels.unique()[:10]  # up to ten classes that occur in the test set
 rows = torch.stack([(labels == c).nonzero()[0, 0] for c in shown])  # the first test image of each
-cosines = (features[rows] @ weights[shown].T).numpy()
-fig, ax = plt.subplots(figsize=(6.4, 5.2))
-im = ax.imshow(cosines, cmap="viridis")
-ax.set_xticks(range(len(shown)), [class_names[c] for c in shown], rotation=60, ha="right")
-ax.set_yticks(range(len(rows)), [class_names[c] for c in shown])
-ax.set_xlabel("class prompt (text embedding)")
-ax.set_ylabel("test image (its true class)")
-ax.set_title(f"Cosine similarity, {test_name}")
-for i in range(len(rows)):
-    j = cosines[i].argmax()
-    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
-fig.colorbar(im, ax=ax, label="cosine similarity $z^I \\cdot z^T$")
-show(fig, "02_zeroshot_similarity")
-glue("n_right_in_grid", int((cosines.argmax(1) == range(len(shown))).sum()))
+cosines = features[rows] @ weights[shown].T
+names = [class_names[c] for c in shown]
+show(plot_heatmap(cosines, names, names, title=f"Cosine similarity, {test_name}",
+                  xlabel="class prompt (text embedding)", ylabel="test image (its true class)",
+                  value_label="cosine similarity $z^I \\cdot z^T$",
+                  outline=[(i, int(j)) for i, j in enumerate(cosines.argmax(1))]),  # each row's prediction
+     "02_zeroshot_similarity")
+
+# %% tags=["remove-input"]
+glue("n_right_in_grid", int((cosines.argmax(1) == torch.arange(len(shown))).sum()))
 glue("n_grid", len(rows))
 
 # %% [markdown]
@@ -143,12 +141,10 @@ glue("n_grid", len(rows))
 # :name: fig-zeroshot-similarity
 #
 # Zero-shot classification as a similarity table: rows are test images (one per class), columns are the
-# embedded prompts of the same classes; red boxes mark the best-scoring prompt of each row. Computed by this notebook; the counterpart
-# of the seed report's placeholder "cosine-similarity heatmap between a batch of images and textual class
-# prompts".
+# embedded prompts of the same classes; a frame marks the best-scoring prompt of each row, the classifier's
+# prediction.
 # ```
 #
 # In this table {glue}`n_right_in_grid` of the {glue}`n_grid` rows score their own class highest among the
-# prompts shown. Note how small the
-# cosines are and how little they differ between columns: the decision rides on small margins, which the
-# learned temperature (chapter 3) stretches into a confident softmax.
+# prompts shown. Note how small the cosines are and how little they differ between columns: the decision rides
+# on small margins, which the learned temperature (chapter 3) stretches into a confident softmax.

@@ -80,9 +80,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import display
 
 from miniclip import ClipLoss
-from miniclip.book import glue, real_or_shapes, show, trained_model, trained_shapes_world
+from miniclip.book import glue, markdown_table, real_or_shapes, show, trained_model, trained_shapes_world
+from miniclip.book.viz import plot_similarity_matrix
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.transforms import eval_transform, normalize
 from miniclip.eval.zeroshot import encode_images, encode_texts
@@ -98,8 +100,10 @@ def clip_loss_from_the_equation(z_img: np.ndarray, z_txt: np.ndarray, scale: flo
 
 
 rng = np.random.default_rng(0)
-z_img = rng.normal(size=(16, 32)); z_img /= np.linalg.norm(z_img, axis=1, keepdims=True)
-z_txt = rng.normal(size=(16, 32)); z_txt /= np.linalg.norm(z_txt, axis=1, keepdims=True)
+z_img = rng.normal(size=(16, 32))
+z_img /= np.linalg.norm(z_img, axis=1, keepdims=True)
+z_txt = rng.normal(size=(16, 32))
+z_txt /= np.linalg.norm(z_txt, axis=1, keepdims=True)
 ours = clip_loss_from_the_equation(z_img, z_txt, 1 / 0.07)
 print(f"loss from the equation: {ours:.6f}")
 
@@ -109,10 +113,12 @@ print(f"loss from the equation: {ours:.6f}")
 # %%
 package = ClipLoss()(torch.from_numpy(z_img), torch.from_numpy(z_txt), 1 / 0.07).item()
 assert abs(package - ours) < 1e-9, (package, ours)
+print(f"ClipLoss: {package:.6f}; difference {abs(package - ours):.1e}")
+
+# %% tags=["remove-input"]
 glue("loss_equation", ours, "{:.6f}")
 glue("loss_package", package, "{:.6f}")
 glue("ln16", np.log(16), "{:.3f}")
-print(f"ClipLoss: {package:.6f}; difference {abs(package - ours):.1e}")
 
 # %% [markdown]
 # Both give {glue}`loss_equation` on this random batch of 16 (the package: {glue}`loss_package`). Random
@@ -134,8 +140,9 @@ show(draw_objective(), "03_objective_diagram")
 # ```{glue:figure} 03_objective_diagram
 # :name: fig-objective-diagram
 #
-# The contrastive objective, drawn by `miniclip.book.diagrams.draw_objective`: the counterpart of the seed
-# report's conceptual placeholder for the training objective (the paper's Fig. 3 shows the same idea).
+# The contrastive objective, drawn by `miniclip.book.diagrams.draw_objective`: $N$ images and $N$ captions
+# are encoded, every pair is scored, and the loss pulls each true pair (the diagonal) above the rest of its
+# row and column (the paper's Fig. 3 shows the same idea as pseudocode).
 # ```
 #
 # ### The similarity matrix of a real batch
@@ -169,30 +176,25 @@ scale = model.logit_scale.exp().item()
 S = (scale * z_img @ z_txt.T).numpy()
 loss = ClipLoss()(z_img, z_txt, scale).item()
 row_hits = (S.argmax(1) == np.arange(N)).mean()
+show(plot_similarity_matrix(S, [str(i) for i in range(N)], [str(j) for j in range(N)], value_label="logit $S_{ij}$",
+                            title=f"$S_{{ij}} = e^t z_i^I \\cdot z_j^T$, {batch_name}, N={N}",
+                            xlabel="caption $j$", ylabel="image $i$"), "03_similarity_matrix")
+print(f"{batch_name}: loss {loss:.3f} (ln N = {np.log(N):.3f}), rows right {row_hits:.0%}, e^t = {scale:.1f}")
+
+# %% tags=["remove-input"]
 glue("batch_name", batch_name)
 glue("trained_scale", scale, "{:.1f}")
 glue("batch_loss", loss, "{:.3f}")
 glue("lnN", np.log(N), "{:.3f}")
 glue("row_hits", row_hits, "{:.0%}")
 
-fig, ax = plt.subplots(figsize=(6.2, 5.4))
-im = ax.imshow(S, cmap="magma")
-ax.set_xlabel("caption $j$")
-ax.set_ylabel("image $i$")
-ax.set_xticks(range(N))
-ax.set_yticks(range(N))
-ax.set_title(f"$S_{{ij}} = e^t z_i^I \\cdot z_j^T$, {batch_name}, N={N}")
-fig.colorbar(im, ax=ax, label="logit $S_{ij}$")
-show(fig, "03_similarity_matrix")
-print(f"{batch_name}: loss {loss:.3f} (ln N = {np.log(N):.3f}), rows right {row_hits:.0%}, e^t = {scale:.1f}")
-
 # %% [markdown]
 # ```{glue:figure} 03_similarity_matrix
 # :name: fig-similarity-matrix
 #
 # The similarity matrix of one batch of 16 held-out pairs under the trained model: row $i$ is image $i$
-# scored against all captions. Eq. {eq}`eq-clip-loss` wants the diagonal brightest in every row and column.
-# This is the real counterpart of the seed report's "contrastive-loss matrix" placeholder.
+# scored against all captions, and the framed diagonal holds the true pairs. Eq. {eq}`eq-clip-loss` wants the
+# diagonal brightest in every row and column.
 # ```
 #
 # On this {glue}`batch_name` batch the trained temperature is $e^{t} =$ {glue}`trained_scale`, the loss is
@@ -210,9 +212,6 @@ scales = np.geomspace(1, 200, 60)
 losses = [ClipLoss()(z_img, z_txt, s).item() for s in scales]
 probs_diag = [F.softmax(torch.from_numpy(s * (z_img @ z_txt.T).numpy()), dim=1).diagonal().mean().item()
               for s in scales]
-best = scales[int(np.argmin(losses))]
-glue("best_scale", best, "{:.0f}")
-
 fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
 ax[0].plot(scales, losses, color="#264653")
 ax[0].axhline(np.log(N), ls="--", color="grey", label="$\\ln N$ (knows nothing)")
@@ -230,6 +229,9 @@ ax[1].set_ylabel("mean softmax probability of the true caption")
 ax[1].legend(fontsize=8)
 fig.suptitle(f"Temperature sweep on fixed trained embeddings ({batch_name}, N={N})")
 show(fig, "03_temperature")
+
+# %% tags=["remove-input"]
+glue("best_scale", scales[int(np.argmin(losses))], "{:.0f}")
 
 # %% [markdown]
 # ```{glue:figure} 03_temperature
@@ -261,47 +263,48 @@ show(fig, "03_temperature")
 # ```
 
 # %%
-from miniclip.book import experiment, not_computed
+from miniclip.book import experiment, machine_text, not_computed
 from miniclip.book.viz import OBJECTIVE_NAMES, ZEROSHOT_TASKS, plot_objective_curves
 from miniclip.experiments.objectives import efficiency_ratio
 
 objectives = experiment("objectives")
-RATIO_NAMES = ("ratio_bow", "ratio_lm", "ratio_task", "objectives_samples", "objectives_finals", "objectives_wall")
 if objectives is None:
-    not_computed("03_objectives", RATIO_NAMES)
+    not_computed("03_objectives", ("ratio_bow", "ratio_lm", "ratio_task", "objectives_samples", "objectives_wall",
+                                   "objectives_machine"))
 else:
     result = objectives["result"]
     show(plot_objective_curves(result["curves"], result["chance"]), "03_objectives")
-
     task = "seen_colour"  # the easiest task: the one where more than one objective can rise above chance here
     # Recomputed from the curves, so results cached before a change to efficiency_ratio read the same way.
     ratios = {other: efficiency_ratio(result["curves"]["contrastive"], result["curves"][other], task)
               for other in ("bag_of_words", "captioning_lm")}
 
-    def ratio_text(other: str) -> str:
-        """One sentence: how many times fewer pictures the contrastive model needs, or why no ratio exists."""
-        r, name = ratios[other], OBJECTIVE_NAMES[other]
-        if r["ratio"] is not None:
-            return (f"Against {name}, the contrastive model is {r['ratio']:.1f}× more sample-efficient: {name} needs "
-                    f"{r['other_samples']:,.0f} pictures to reach its best, {r['target']:.0%}, the contrastive model "
-                    f"{r['reference_samples']:,.0f}.")
-        if r.get("reference_samples") == 0:
-            return (f"Against {name} no ratio is defined: its best, {r['target']:.0%}, is what the contrastive model "
-                    "scored before any training, so it is within the noise of an untrained model.")
-        return f"Against {name} (best {r['target']:.0%}) no ratio is defined: {r['note']}."
+# %% tags=["remove-input"]
+def ratio_text(other: str) -> str:
+    """One sentence: how many times fewer pictures the contrastive model needs, or why no ratio exists."""
+    r, name = ratios[other], OBJECTIVE_NAMES[other]
+    if r["ratio"] is not None:
+        return (f"Against {name}, the contrastive model is {r['ratio']:.1f}× more sample-efficient: {name} needs "
+                f"{r['other_samples']:,.0f} pictures to reach its best, {r['target']:.0%}, the contrastive model "
+                f"{r['reference_samples']:,.0f}.")
+    if r.get("reference_samples") == 0:
+        return (f"Against {name} no ratio is defined: its best, {r['target']:.0%}, is what the contrastive model "
+                "scored before any training, so it is within the noise of an untrained model.")
+    return f"Against {name} (best {r['target']:.0%}) no ratio is defined: {r['note']}."
 
+
+if objectives is not None:
+    finals = ([OBJECTIVE_NAMES[name], *(curve[-1][m] for m in ZEROSHOT_TASKS)]
+              for name, curve in result["curves"].items())
+    display(markdown_table(finals, ["objective, after training", *ZEROSHOT_TASKS.values()],
+                           formats={t: "{:.0%}" for t in ZEROSHOT_TASKS.values()}))
     glue("ratio_task", ZEROSHOT_TASKS[task])
     glue("ratio_bow", ratio_text("bag_of_words"))
     glue("ratio_lm", ratio_text("captioning_lm"))
     glue("objectives_samples", result["samples_seen"], "{:,}")
-    finals = {name: curve[-1] for name, curve in result["curves"].items()}
-    glue("objectives_finals", "; ".join(
-        f"{OBJECTIVE_NAMES[n]}: colour {p['seen_colour']:.0%}, colour + shape {p['seen_colour_shape']:.0%}, "
-        f"held-out pairs {p['heldout_colour_shape']:.0%}" for n, p in finals.items()))
     glue("objectives_wall", ", ".join(f"{OBJECTIVE_NAMES[n]} {w / 60:.1f} min"
                                       for n, w in result["train_wall_s"].items()))
-    print({n: {k: round(v, 3) for k, v in p.items() if isinstance(v, float)} for n, p in finals.items()})
-    print(ratios)
+    glue("objectives_machine", machine_text(objectives["provenance"]["machine"]))
 
 # %% [markdown]
 # ```{glue:figure} 03_objectives
@@ -312,9 +315,9 @@ else:
 # experiments` (the `objectives` experiment); this page reads its cached result.
 # ```
 #
-# Each objective saw {glue}`objectives_samples` pictures. At the end: {glue}`objectives_finals`. On
-# {glue}`ratio_task`, the easiest task and the only one where more than one objective rose above chance:
-# {glue}`ratio_bow` {glue}`ratio_lm` Training took {glue}`objectives_wall` on this machine.
+# Each objective saw {glue}`objectives_samples` pictures; the table gives each one's zero-shot accuracy at the
+# end. On {glue}`ratio_task`, the easiest task and the only one where more than one objective rose above chance:
+# {glue}`ratio_bow` {glue}`ratio_lm` Training took {glue}`objectives_wall` ({glue}`objectives_machine`).
 #
 # What this does and does not show: the ratio is read off one seed at a few evaluation points, on a toy world
 # where a caption has a handful of words, so it is a sanity check of the paper's ordering, not a measurement

@@ -83,11 +83,11 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 from torch.utils.flop_counter import FlopCounterMode
 
 from miniclip import CLIP, CLIPConfig, build_model, tokenize
-from miniclip.book import config_path, glue, profile, show
+from miniclip.book import config_path, glue, markdown_table, profile, show
 from miniclip.config import load_config
 
 # Sizes as in OpenAI's released models (the same numbers open_clip's model configs carry).
@@ -123,10 +123,14 @@ def sizes(config: CLIPConfig) -> dict:
 
 
 table = {name: sizes(cfg) for name, cfg in {**STANDARD, **book_model_configs()}.items()}
-display(Markdown("| model | image encoder params | text encoder params | total | GFLOPs / image | GFLOPs / text |\n"
-                 "|---|---:|---:|---:|---:|---:|\n" + "\n".join(
-                     f"| {n} | {s['vision'] / 1e6:.1f}M | {s['text'] / 1e6:.1f}M | {s['total'] / 1e6:.1f}M "
-                     f"| {s['image_gflops']:.3g} | {s['text_gflops']:.3g} |" for n, s in table.items())))
+
+# %% tags=["remove-input"]
+display(markdown_table(
+    ([n, s["vision"] / 1e6, s["text"] / 1e6, s["total"] / 1e6, s["image_gflops"], s["text_gflops"]]
+     for n, s in table.items()),
+    ["model", "image encoder params", "text encoder params", "total", "GFLOPs / image", "GFLOPs / text"],
+    formats={"image encoder params": "{:.1f}M", "text encoder params": "{:.1f}M", "total": "{:.1f}M",
+             "GFLOPs / image": "{:.3g}", "GFLOPs / text": "{:.3g}"}))
 glue("vitb32_params", table["ViT-B/32"]["total"] / 1e6, "{:.1f}M")
 glue("vitb32_text_params", table["ViT-B/32"]["text"] / 1e6, "{:.1f}M")
 glue("vitb32_gflops", table["ViT-B/32"]["image_gflops"], "{:.1f}")
@@ -217,8 +221,11 @@ for name, reference in references.items():
         scale = reference.encode_image(images).abs().max().item()
     assert d_img < 1e-4 * max(1.0, scale) and d_txt < 1e-4, (name, d_img, d_txt)
     rows.append((name, d_img, d_txt))
-display(Markdown("| model | max abs. difference, image features | max abs. difference, text features |\n"
-                 "|---|---:|---:|\n" + "\n".join(f"| {n} | {a:.1e} | {b:.1e} |" for n, a, b in rows)))
+
+# %% tags=["remove-input"]
+display(markdown_table(rows, ["model", "max abs. difference, image features", "max abs. difference, text features"],
+                       formats={"max abs. difference, image features": "{:.1e}",
+                                "max abs. difference, text features": "{:.1e}"}))
 glue("max_diff", max(max(a, b) for _, a, b in rows), "{:.1e}")
 
 # %% [markdown]
@@ -232,7 +239,7 @@ glue("max_diff", max(max(a, b) for _, a, b in rows), "{:.1e}")
 # The paper trained five ResNets and three Vision Transformers and found the ViTs about three times more
 # compute-efficient at its scale (§3.2, Fig. 10). `make experiments` (the `encoders` experiment) asks the
 # small version of that question: the book's Flickr8k model with its ModifiedResNet image tower, and the same
-# model with a small ViT in its place, trained the same number of steps at about the same speed on this CPU,
+# model with a small ViT in its place, trained the same number of steps at about the same speed on a CPU,
 # then scored on Flickr8k test retrieval and CIFAR-10 zero-shot.
 
 # %%
@@ -240,36 +247,43 @@ from miniclip.book import experiment, not_computed
 from miniclip.book.viz import plot_grouped_bars
 
 encoders = experiment("encoders")
-ENCODER_NAMES = ("encoders_table_note", "encoders_steps")
 if encoders is None:
-    not_computed("04_encoders", ENCODER_NAMES)
+    not_computed("04_encoders", ("encoders_table_note", "encoders_steps"))
 else:
-    variants = encoders["result"]["flickr8k"]
+    variants = encoders["result"]["flickr8k"]  # "resnet" and "vit": each trained and scored the same way
     label = {"resnet": "ModifiedResNet", "vit": "ViT"}
     bars = {f"{label.get(v, v)} ({e['image_params'] / 1e6:.2f}M image params)": {
-        "text→image R@1": e["retrieval"]["text_to_image_R@1"], "text→image R@10": e["retrieval"]["text_to_image_R@10"],
-        "image→text R@1": e["retrieval"]["image_to_text_R@1"], "image→text R@10": e["retrieval"]["image_to_text_R@10"],
+        "text→image R@1": e["retrieval"]["text_to_image_R@1"],
+        "text→image R@10": e["retrieval"]["text_to_image_R@10"],
+        "image→text R@1": e["retrieval"]["image_to_text_R@1"],
+        "image→text R@10": e["retrieval"]["image_to_text_R@10"],
         "CIFAR-10 zero-shot": e["cifar10_zeroshot"]["top1"]} for v, e in variants.items()}
     show(plot_grouped_bars(bars, title="Flickr8k models with a ResNet or a ViT image encoder",
                            ylabel="recall / accuracy", xlabel="metric", chance={"CIFAR-10 zero-shot": 0.1}),
          "04_encoders")
-    rows = []
-    for v, e in variants.items():
-        m = e["model"]
-        shape = (f"ViT {m['image_size']}px/{m['patch_size']}, width {m['vision_width']} × {m['vision_layers']}"
-                 if isinstance(m["vision_layers"], int) else
-                 f"ModifiedResNet {m['image_size']}px, width {m['vision_width']}, blocks {tuple(m['vision_layers'])}")
-        r = e["retrieval"]
-        rows.append(f"| {shape} | {e['image_params'] / 1e6:.2f}M | {r['text_to_image_R@1']:.1%} / "
-                    f"{r['text_to_image_R@5']:.1%} / {r['text_to_image_R@10']:.1%} | {r['image_to_text_R@1']:.1%} / "
-                    f"{r['image_to_text_R@5']:.1%} / {r['image_to_text_R@10']:.1%} | {e['cifar10_zeroshot']['top1']:.1%} "
-                    f"(n={e['cifar10_zeroshot']['n']:,}) |")
-    display(Markdown("| image encoder | parameters | text→image R@1/5/10 | image→text R@1/5/10 | CIFAR-10 zero-shot |\n"
-                     "|---|---:|---:|---:|---:|\n" + "\n".join(rows)))
+
+# %% tags=["remove-input"]
+def encoder_shape(m: dict) -> str:
+    if isinstance(m["vision_layers"], int):
+        return f"ViT {m['image_size']}px/{m['patch_size']}, width {m['vision_width']} × {m['vision_layers']}"
+    return f"ModifiedResNet {m['image_size']}px, width {m['vision_width']}, blocks {tuple(m['vision_layers'])}"
+
+
+def recalls(r: dict, direction: str) -> str:
+    return " / ".join(f"{r[f'{direction}_R@{k}']:.1%}" for k in (1, 5, 10))
+
+
+if encoders is not None:
+    display(markdown_table(
+        ([encoder_shape(e["model"]), f"{e['image_params'] / 1e6:.2f}M", recalls(e["retrieval"], "text_to_image"),
+          recalls(e["retrieval"], "image_to_text"),
+          f"{e['cifar10_zeroshot']['top1']:.1%} (n={e['cifar10_zeroshot']['n']:,})"] for e in variants.values()),
+        ["image encoder", "parameters", "text→image R@1/5/10", "image→text R@1/5/10", "CIFAR-10 zero-shot"]))
     overrides = encoders["provenance"]["settings"]["flickr8k"]["overrides"]
     glue("encoders_steps", overrides.get("optim.steps", "(the base config's)"))
     glue("encoders_table_note", f"Each variant trained for {overrides.get('optim.steps')} steps of the base "
-                                "Flickr8k configuration; retrieval is on every Flickr8k test image with all its captions.")
+                                "Flickr8k configuration; retrieval is on every Flickr8k test image with all its "
+                                "captions.")
 
 # %% [markdown]
 # ```{glue:figure} 04_encoders

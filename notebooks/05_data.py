@@ -77,10 +77,11 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from miniclip.book import data_note, glue, read_metrics, show, trained_run
+from miniclip.book import data_note, glue, machine_text, read_metrics, show, trained_run
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes import ShapesConfig, ShapesWorld
+from miniclip.env import machine
 
 world = ShapesWorld(ShapesConfig(image_size=64))
 batch = world.render(range(12))
@@ -123,49 +124,54 @@ world.render(indices)
 rate = len(indices) / (time.perf_counter() - start)
 train_records, _ = read_metrics(trained_run("shapes"))
 train_rate = sorted(r["samples_per_s"] for r in train_records)[len(train_records) // 2]
+print(f"rendering: {rate:,.0f} samples/s at 64 px; training consumed a median {train_rate:,.0f} samples/s")
+
+# %% tags=["remove-input"]
 glue("shapes_rate", rate, "{:,.0f}")
 glue("train_rate", train_rate, "{:,.0f}")
 glue("render_ratio", rate / train_rate, "{:.1f}")
-heldout = ", ".join(f"{c} {s}" for c, s in world.config.holdout)
-glue("heldout_pairs", heldout)
-print(f"{rate:,.0f} samples/s at 64 px; held-out pairs: {heldout}")
+glue("render_machine", machine_text(machine()))
+glue("heldout_pairs", ", ".join(f"{c} {s}" for c, s in world.config.holdout))
 
 # %% [markdown]
-# Rendering runs at {glue}`shapes_rate` samples per second on this machine, while training the Shapes model
-# consumed a median of {glue}`train_rate` per second: rendering is {glue}`render_ratio` times as fast as the
-# appetite it feeds (ratios above 1 mean the data does not hold training up; both rates were measured on a
-# shared machine, at different times). Four (colour, shape) pairs never occur in training ({glue}`heldout_pairs`): the model meets them only at
-# test time, which makes them a true zero-shot test (chapter 2).
+# Rendering runs at {glue}`shapes_rate` samples per second on the machine that built this page
+# ({glue}`render_machine`), while training the Shapes model consumed a median of {glue}`train_rate` per second:
+# rendering is {glue}`render_ratio` times as fast as the appetite it feeds (ratios above 1 mean the data does
+# not hold training up; the two rates were measured at different times, on machines that may have been busy
+# with other work). Four (colour, shape) pairs never occur in training ({glue}`heldout_pairs`): the model meets
+# them only at test time, which makes them a true zero-shot test (chapter 2).
 #
 # ### Flickr8k
 
 # %%
 try:
-    flickr = Flickr8k(split="train")
-    test = Flickr8k(split="test")
+    flickr, test = Flickr8k(split="train"), Flickr8k(split="test")
+except MissingDataError as e:
+    flickr, missing = None, e
+    data_note(e)
+if flickr is not None:
     picks = range(0, 800, 100)
-    images = [flickr[i][0] for i in picks]
-    captions = [flickr.captions[i][0] for i in picks]
-    show(caption_grid(images, captions, "Flickr8k: training photos with their first caption"),
-         "05_flickr8k_samples")
+    show(caption_grid([flickr[i][0] for i in picks], [flickr.captions[i][0] for i in picks],
+                      "Flickr8k: training photos with their first caption"), "05_flickr8k_samples")
+
+# %% tags=["remove-input"]
+FLICKR_NAMES = ("flickr_train", "flickr_test", "flickr_missing", "flickr_listed", "flickr_captions", "flickr_size")
+if flickr is not None:
     glue("flickr_train", len(flickr), "{:,}")
     glue("flickr_test", len(test), "{:,}")
     glue("flickr_missing", len(flickr.missing), "{:,}")
     glue("flickr_listed", flickr.listed, "{:,}")
     glue("flickr_captions", sum(map(len, flickr.captions)), "{:,}")
-    glue("flickr_size", f"{flickr.pil_image(0).size[0]}×{flickr.pil_image(0).size[1]}")
-    print(flickr)
-except MissingDataError as e:
-    data_note(e)
-    # The figure and numbers below still need something to show: say plainly that the data is absent.
+    glue("flickr_size", "×".join(map(str, flickr.pil_image(0).size)))
+else:  # the figure and numbers below still need something to show: say plainly that the data is absent
     fig, ax = plt.subplots(figsize=(6, 1.5))
-    ax.text(0.5, 0.5, f"Flickr8k is not available here.\nFetch it with: {e.fetch_command}", ha="center",
+    ax.text(0.5, 0.5, f"Flickr8k is not available here.\nFetch it with: {missing.fetch_command}", ha="center",
             va="center")
     ax.set_title("Flickr8k samples: data missing")
     ax.axis("off")
     show(fig, "05_flickr8k_samples")
-    for key in ("flickr_train", "flickr_test", "flickr_missing", "flickr_listed", "flickr_captions", "flickr_size"):
-        glue(key, "(not available)")
+    for name in FLICKR_NAMES:
+        glue(name, "(not available)")
 
 # %% [markdown]
 # ```{glue:figure} 05_flickr8k_samples
@@ -197,5 +203,5 @@ except MissingDataError as e:
 # :pyobject: build_web_subset
 # ```
 #
-# This machine has no internet access, so how many URLs still resolve is not measured here; the test suite
-# runs the same pipeline end to end against a local HTTP server.
+# The book is built without internet access, so how many of the list's URLs still resolve is not measured
+# here; the test suite runs the same pipeline end to end against a local HTTP server.

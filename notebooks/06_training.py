@@ -58,10 +58,12 @@
 # The same trainer offers what the paper's scale needed (bf16/fp16 autocast, gradient checkpointing,
 # GradCache accumulation so a large batch's negatives fit in small memory, data-parallel training with the
 # features gathered across processes) and what a reader's machine needs (exact resume, atomic checkpoints,
-# signal handling). Its configs are small YAML files:
+# signal handling). Its configs are small YAML files; the Flickr8k model's, without the design notes at its
+# top:
 #
 # ```{literalinclude} ../configs/cpu-flickr8k.yaml
 # :language: yaml
+# :start-at: "name: flickr8k"
 # ```
 #
 # ## What it means
@@ -72,7 +74,7 @@
 # optimisation: at $N = 128$, as here, each caption competes with 127 others; at CLIP's 32,768 the task is
 # much harder and much more informative. What this chapter cannot show at CPU scale is the paper's scaling;
 # what it can show, at the end of this page, is how the learning rate and the batch size trade off in a short
-# run, and how throughput grows with the batch on this machine.
+# run, and how throughput grows with the batch on a two-core CPU.
 #
 # ## Run it
 #
@@ -84,9 +86,9 @@ import json
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from miniclip.book import glue, profile, read_metrics, show, trained_run
+from miniclip.book import glue, machine_text, markdown_table, profile, read_metrics, show, trained_run
 from miniclip.checkpoint import read_metadata
 from miniclip.config import OptimConfig
 from miniclip.train.trainer import learning_rate
@@ -102,25 +104,25 @@ def zeroshot_key(record):
     return next(k for k in record if k.startswith("zeroshot_") and k.endswith("_top1"))
 
 
+# %% tags=["remove-input"]
 rows = []
 for name in names:
     train, val = metrics[name]
     prov, optim = provenance[name], configs[name]["optim"]
     key = zeroshot_key(val[-1])
-    rows.append(f"| {name} | {configs[name]['data']['dataset']} | {prov['final_step']:,} × {optim['batch_size']} "
-                f"| {prov['wall_s'] / 60:.1f} min | {np.median([r['samples_per_s'] for r in train]):.0f} "
-                f"| {val[-1]['val_loss']:.3f} | {key[9:-5]}: {val[-1][key]:.1%} "
-                f"(chance {val[-1][key.replace('top1', 'chance')]:.1%}) |")
+    rows.append([name, configs[name]["data"]["dataset"], f"{prov['final_step']:,} × {optim['batch_size']}",
+                 f"{prov['wall_s'] / 60:.1f} min", f"{np.median([r['samples_per_s'] for r in train]):.0f}",
+                 f"{val[-1]['val_loss']:.3f}",
+                 f"{key[9:-5]}: {val[-1][key]:.1%} (chance {val[-1][key.replace('top1', 'chance')]:.1%})"])
     glue(f"{name}_wall_min", prov["wall_s"] / 60, "{:.1f}")
     glue(f"{name}_val_loss", val[-1]["val_loss"], "{:.3f}")
     glue(f"{name}_zeroshot", val[-1][key], "{:.1%}")
     glue(f"{name}_final_scale", train[-1]["logit_scale"], "{:.1f}")
     glue(f"{name}_lnN", np.log(optim["batch_size"]), "{:.2f}")
-display(Markdown("| run | data | steps × batch | wall time | samples/s (median) | final val. loss "
-                 "| zero-shot top-1 at the end |\n|---|---|---:|---:|---:|---:|---|\n" + "\n".join(rows)))
+display(markdown_table(rows, ["run", "data", "steps × batch", "wall time", "samples/s (median)", "final val. loss",
+                              "zero-shot top-1 at the end"], align="llrrrrl"))
 machine = provenance[names[0]]["machine"]
-glue("train_machine", f"{machine['processor'] or machine['machine']}, {machine['threads']} threads, "
-                      f"torch {machine['torch']}")
+glue("train_machine", f"{machine_text(machine)}, torch {machine['torch']}")
 
 # %% [markdown]
 # The runs were recorded on {glue}`train_machine`. The Shapes run took {glue}`shapes_wall_min` minutes and
@@ -152,8 +154,7 @@ show(fig, "06_lr_schedule")
 # :name: fig-lr-schedule
 #
 # The learning-rate schedule of each run: the line is `learning_rate()` evaluated at every step of the run's
-# config, the dots are what the trainer logged. The counterpart of the seed report's placeholder for "the
-# cosine learning rate schedule".
+# config, the dots are what the trainer logged.
 # ```
 #
 # ### The curves
@@ -188,10 +189,9 @@ show(fig, "06_training_curves")
 # ```{glue:figure} 06_training_curves
 # :name: fig-training-curves
 #
-# What the book's training runs recorded. Top left: loss on training batches and on held-out validation pairs
-# (the seed report's placeholder "training and validation contrastive-loss curves"). Top right: the learned
-# logit scale. Bottom left: zero-shot top-1 at each validation (its "validation accuracy curve"). Bottom right:
-# samples per second between log points.
+# What the book's training runs recorded. Top left: loss on training batches and on held-out validation pairs.
+# Top right: the learned logit scale. Bottom left: zero-shot top-1 at each validation. Bottom right: samples
+# per second between log points.
 # ```
 #
 # The temperature is worth a look. It starts at $1/0.07 \approx 14.3$ and the Shapes run ends at
@@ -199,34 +199,38 @@ show(fig, "06_training_curves")
 # hundred steps long and move this one scalar only a little; whether it would climb towards the clip with
 # longer training is not something this build measures.
 #
-# ### Mixed precision on this machine
+# ### Mixed precision on a CPU
 #
-# The paper trained in mixed precision. On this CPU, bfloat16 matrix products have no hardware support and run
-# far slower than float32, so the book's models are trained in float32; `python -m miniclip bench model`
-# measures the difference. On a GPU, `train.precision: bf16` turns autocast on and keeps the loss in float32.
+# The paper trained in mixed precision. On the CPU the book was built on, bfloat16 matrix products have no
+# hardware support and run far slower than float32, so the book's models are trained in float32;
+# `python -m miniclip bench model` measures the difference. On a GPU, `train.precision: bf16` turns autocast
+# on and keeps the loss in float32.
 
 # %%
 from miniclip.book import experiment, not_computed
-from miniclip.book.viz import plot_lr_batch, plot_throughput
+from miniclip.book.viz import ZEROSHOT_TASKS, plot_lr_batch, plot_throughput
 
 throughput = experiment("throughput")
-THROUGHPUT_NAMES = ("best_batch", "best_samples", "small_batch", "small_samples", "bf16_note")
 if throughput is None:
-    not_computed("06_throughput", THROUGHPUT_NAMES)
+    not_computed("06_throughput", ("best_batch", "best_samples", "small_batch", "small_samples", "bf16_note"))
 else:
     t = throughput["result"]
     show(plot_throughput(t["points"], title=f"Shapes model training throughput ({t['device']}, "
                                             f"{t['threads']} threads)"), "06_throughput")
+
+# %% tags=["remove-input"]
+if throughput is not None:
+    display(markdown_table(([p["batch_size"], p["precision"], p["steps_timed"], p["median_step_s"], p["samples_per_s"]]
+                            for p in t["points"]), ["batch", "precision", "steps timed", "median step", "samples / s"],
+                           align="rlrrr", formats={"median step": "{:.2f} s", "samples / s": "{:.1f}"}))
     fp32 = sorted((p for p in t["points"] if p["precision"] == "fp32"), key=lambda p: p["batch_size"])
     best = max(fp32, key=lambda p: p["samples_per_s"])
     glue("best_batch", best["batch_size"]), glue("best_samples", best["samples_per_s"], "{:.0f}")
     glue("small_batch", fp32[0]["batch_size"]), glue("small_samples", fp32[0]["samples_per_s"], "{:.0f}")
-    glue("bf16_note", t.get("bf16_skipped") or f"On this processor a float32 matrix product runs at "
-         f"{t['matmul_gflops']['fp32']:.1f} GFLOP/s and a bfloat16 one at {t['matmul_gflops']['bf16']:.1f}; bf16 "
-         "was timed at every batch size.")
-    display(Markdown("| batch | precision | steps timed | median step | samples / s |\n|---:|---|---:|---:|---:|\n"
-                     + "\n".join(f"| {p['batch_size']} | {p['precision']} | {p['steps_timed']} "
-                                  f"| {p['median_step_s']:.2f} s | {p['samples_per_s']:.1f} |" for p in t["points"])))
+    processor = machine_text(throughput["provenance"]["machine"])
+    glue("bf16_note", t.get("bf16_skipped") or f"On the processor that ran the experiment ({processor}) a float32 "
+         f"matrix product runs at {t['matmul_gflops']['fp32']:.1f} GFLOP/s and a bfloat16 one at "
+         f"{t['matmul_gflops']['bf16']:.1f}; bf16 was timed at every batch size.")
 
 # %% [markdown]
 # ```{glue:figure} 06_throughput
@@ -274,23 +278,28 @@ show(draw_data_parallel(world=3, local=2), "06_data_parallel")
 
 # %%
 lr_batch = experiment("lr_batch")
-LR_NAMES = ("sweep_samples", "sweep_best", "sweep_worst", "sweep_lrs", "sweep_batches")
 if lr_batch is None:
-    not_computed("06_lr_batch", LR_NAMES)
+    not_computed("06_lr_batch", ("sweep_samples", "sweep_best", "sweep_worst", "sweep_lrs", "sweep_batches"))
 else:
     grid = lr_batch["result"]["grid"]
     show(plot_lr_batch(grid, title="Learning rate × batch size on Shapes, equal samples seen"), "06_lr_batch")
 
-    def describe(g):
-        return (f"lr {g['lr']:g}, batch {g['batch_size']} ({g['steps']} steps): colour zero-shot "
-                f"{g['zeroshot']['seen_colour']:.0%}, validation loss {g['val']['val_loss']:.2f}")
+# %% tags=["remove-input"]
+def describe(g):
+    return (f"lr {g['lr']:g}, batch {g['batch_size']} ({g['steps']} steps): colour zero-shot "
+            f"{g['zeroshot']['seen_colour']:.0%}, validation loss {g['val']['val_loss']:.2f}")
 
+
+if lr_batch is not None:
+    display(markdown_table(([f"{g['lr']:g}", g["batch_size"], g["steps"], g["val"]["val_loss"],
+                             *(g["zeroshot"][task] for task in ZEROSHOT_TASKS)] for g in grid),
+                           ["peak lr", "batch", "steps", "val. loss", *ZEROSHOT_TASKS.values()],
+                           formats={"val. loss": "{:.3f}", **{name: "{:.0%}" for name in ZEROSHOT_TASKS.values()}}))
     ranked = sorted(grid, key=lambda g: g["zeroshot"]["seen_colour"])
     glue("sweep_samples", grid[0]["samples"], "{:,}")
     glue("sweep_best", describe(ranked[-1])), glue("sweep_worst", describe(ranked[0]))
     glue("sweep_lrs", ", ".join(f"{lr:g}" for lr in sorted({g["lr"] for g in grid})))
     glue("sweep_batches", " and ".join(str(b) for b in sorted({g["batch_size"] for g in grid})))
-    print([{k: g[k] for k in ("lr", "batch_size", "steps")} | g["zeroshot"] | g["val"] for g in grid])
 
 # %% [markdown]
 # ```{glue:figure} 06_lr_batch

@@ -29,7 +29,7 @@
 # per class to match CLIP's zero-shot classifier: the sentence "a photo of a dog." is worth about four dog
 # pictures. And one- or two-shot probes can be *worse* than zero-shot, because a probe that has seen one
 # picture of a class cannot tell which of its features define the class, while the prompt says so directly.
-# (These figures are quoted from our reading of the paper; it is not on this machine to re-check them.)
+# (These figures are quoted from our reading of the paper, not re-checked against its tables.)
 #
 # ## The code
 #
@@ -70,7 +70,7 @@
 # for a small model trained on a few thousand captions we should expect a probe to find far more than zero-shot
 # does, because the probe gets labels and the prompt gets only words the model has barely learned.
 #
-# Only CIFAR-10's *test* set is on this machine, so it is cut, per class and with a fixed seed, into
+# The book's data holds only CIFAR-10's *test* set, so it is cut, per class and with a fixed seed, into
 # probe-train, validation and test parts (`stratified_split`, 50/20/30%). These are not the paper's CIFAR-10
 # numbers, which train on the 50,000 training images; the protocol is the same, the data is smaller.
 #
@@ -86,9 +86,9 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_shapes_world
+from miniclip.book import glue, markdown_table, profile, real_or_shapes, show, trained_model, trained_shapes_world
 from miniclip.data.shapes_text import STYLES
 from miniclip.eval.features import FeatureCache, test_set_features
 from miniclip.eval.probes import few_shot, linear_probe, stratified_split, zero_shot_accuracy
@@ -109,7 +109,7 @@ def cifar_task():
 
 
 def shapes_task(kind="shape"):
-    """A Shapes model's features of single test objects in every style, labelled by ``kind``."""
+    """A Shapes model's features of single test objects in every style, labelled by `kind`."""
     model, world, _ = trained_shapes_world()
     parts = [shapes_style_features(model, world, style, "test", N_PER_STYLE, cache) for style in STYLES]
     features = torch.cat([f for f, _ in parts])
@@ -124,12 +124,24 @@ train, val, test = stratified_split(labels.numpy())
 probe = linear_probe(features, labels, (train, val, test))
 zero_shot = zero_shot_accuracy(features[test], labels[test], zs_weights)
 chance = 1 / len(class_names)
-display(Markdown(
-    "| classifier | labels used | test accuracy |\n|---|---:|---:|\n"
-    f"| chance | 0 | {chance:.1%} |\n"
-    f"| zero-shot (one prompt per class) | 0 | {zero_shot:.1%} |\n"
-    f"| linear probe (C = {probe['C']:.3g}, chosen on validation) | {probe['n_train'] + probe['n_val']:,} | "
-    f"{probe['test_accuracy']:.1%} |"))
+
+fig, ax = plt.subplots(figsize=(6.5, 3.4))
+cs, accs = zip(*sorted(probe["sweep"].items()))
+ax.plot(cs, accs, "o-", color="#0072B2", label="validation accuracy at each C tried")
+ax.axvline(probe["C"], color="#D55E00", ls="--", label=f"chosen C = {probe['C']:.3g}")
+ax.axhline(chance, color="grey", ls=":", label="chance")
+ax.set_xscale("log")
+ax.set_xlabel("inverse regularisation strength C (log scale)")
+ax.set_ylabel("validation accuracy")
+ax.set_title(f"Linear probe: the C sweep, {test_name}")
+ax.legend(fontsize=8)
+show(fig, "08_probe_sweep")
+
+# %% tags=["remove-input"]
+display(markdown_table([("chance", 0, chance), ("zero-shot (one prompt per class)", 0, zero_shot),
+                        (f"linear probe (C = {probe['C']:.3g}, chosen on validation)",
+                         f"{probe['n_train'] + probe['n_val']:,}", probe["test_accuracy"])],
+                       ["classifier", "labels used", "test accuracy"], formats={"test accuracy": "{:.1%}"}))
 glue("lp_test_name", test_name)
 glue("lp_train_name", train_name)
 glue("lp_n_train", probe["n_train"], "{:,}")
@@ -146,18 +158,6 @@ glue("lp_ratio", probe["test_accuracy"] / max(zero_shot, 1e-9), "{:.1f}")
 glue("lp_verdict", "Much more is in these features than the model's words can name."
      if probe["test_accuracy"] - zero_shot > 0.05 else
      "Here the prompts reach nearly everything a linear probe can read from the features.")
-
-fig, ax = plt.subplots(figsize=(6.5, 3.4))
-cs, accs = zip(*sorted(probe["sweep"].items()))
-ax.plot(cs, accs, "o-", color="#0072B2", label="validation accuracy at each C tried")
-ax.axvline(probe["C"], color="#D55E00", ls="--", label=f"chosen C = {probe['C']:.3g}")
-ax.axhline(chance, color="grey", ls=":", label="chance")
-ax.set_xscale("log")
-ax.set_xlabel("inverse regularisation strength C (log scale)")
-ax.set_ylabel("validation accuracy")
-ax.set_title(f"Linear probe: the C sweep, {test_name}")
-ax.legend(fontsize=8)
-show(fig, "08_probe_sweep")
 
 # %% [markdown]
 # ```{glue:figure} 08_probe_sweep
@@ -200,13 +200,18 @@ ax.set_title(f"Few-shot probes vs zero-shot, {test_name} ({train_name} model)")
 ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
 show(fig, "08_few_shot")
 
-display(Markdown("| k | mean | 95% interval | C per draw |\n|---:|---:|---|---|\n" + "\n".join(
-    f"| {k} | {shots[k]['mean']:.1%} | [{shots[k]['lo']:.1%}, {shots[k]['hi']:.1%}] | "
-    + ", ".join(f"{c:.2g}" for c in shots[k]["C"]) + " |" for k in ks)))
+# %% tags=["remove-input"]
+display(markdown_table(([k, shots[k]["mean"], f"[{shots[k]['lo']:.1%}, {shots[k]['hi']:.1%}]",
+                         ", ".join(f"{c:.2g}" for c in shots[k]["C"])] for k in ks),
+                       ["k", "mean", "95% interval", "C per draw"], align="rrll", formats={"mean": "{:.1%}"}))
+
+# %% [markdown]
+# Where does the few-shot curve cross zero-shot? Read off the measured points, interpolated in $\log_2 k$:
 
 
+# %%
 def matching_shots(ks, means, target):
-    """The k at which the few-shot curve reaches ``target``, interpolated linearly in log2 k between the
+    """The k at which the few-shot curve reaches `target`, interpolated linearly in log2 k between the
     measured points (the paper's Fig. 7 reads its "equivalent shots" off the curve the same way); None when
     the curve never reaches it, 0 when even the 1-shot probe is above it."""
     if means[0] >= target:
@@ -218,6 +223,9 @@ def matching_shots(ks, means, target):
 
 
 equivalent = matching_shots(ks, means, zero_shot)
+print("equivalent shots:", "never reached" if equivalent is None else f"{equivalent:.1f} labelled images per class")
+
+# %% tags=["remove-input"]
 glue("fs_seeds", len(SEEDS))
 glue("fs_1shot", shots[ks[0]]["mean"], "{:.1%}")
 glue("fs_16shot", shots[ks[-1]]["mean"], "{:.1%}")

@@ -64,9 +64,18 @@ import textwrap
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from miniclip.book import glue, profile, real_or_shapes, show, trained_model, trained_run, trained_shapes_world
+from miniclip.book import (
+    glue,
+    markdown_table,
+    profile,
+    real_or_shapes,
+    show,
+    trained_model,
+    trained_run,
+    trained_shapes_world,
+)
 from miniclip.book.viz import display_image
 from miniclip.checkpoint import read_metadata
 from miniclip.data.flickr8k import Flickr8k
@@ -111,14 +120,13 @@ def i2t_chance(k, c=round(captions_per_image), m=n_captions):
     return 1 - np.prod([(m - c - j) / (m - j) for j in range(k)])
 
 
-display(Markdown(
-    "| direction | R@1 | R@5 | R@10 |\n|---|---:|---:|---:|\n"
-    f"| text → image ({n_captions:,} caption queries) | "
-    + " | ".join(f"{recall[f'text_to_image_R@{k}']:.1%}" for k in (1, 5, 10)) + " |\n"
-    f"| image → text ({n_images:,} image queries) | "
-    + " | ".join(f"{recall[f'image_to_text_R@{k}']:.1%}" for k in (1, 5, 10)) + " |\n"
-    "| chance, text → image | " + " | ".join(f"{k / n_images:.1%}" for k in (1, 5, 10)) + " |\n"
-    "| chance, image → text | " + " | ".join(f"{i2t_chance(k):.1%}" for k in (1, 5, 10)) + " |"))
+# %% tags=["remove-input"]
+display(markdown_table(
+    [(f"text → image ({n_captions:,} caption queries)", *(recall[f"text_to_image_R@{k}"] for k in (1, 5, 10))),
+     (f"image → text ({n_images:,} image queries)", *(recall[f"image_to_text_R@{k}"] for k in (1, 5, 10))),
+     ("chance, text → image", *(k / n_images for k in (1, 5, 10))),
+     ("chance, image → text", *(i2t_chance(k) for k in (1, 5, 10)))],
+    ["direction", "R@1", "R@5", "R@10"], formats={"R@1": "{:.1%}", "R@5": "{:.1%}", "R@10": "{:.1%}"}))
 glue("rt_set", set_name)
 glue("rt_train", train_name)
 glue("rt_images", n_images, "{:,}")
@@ -173,6 +181,8 @@ for row, t in enumerate(queries):
 fig.suptitle(f"Text → image: the top 5 of {n_images:,} {set_name} images for three captions", fontsize=10)
 fig.tight_layout()
 show(fig, "09_text_to_image")
+
+# %% tags=["remove-input"]
 glue("rt_found", found)
 glue("rt_queries", len(queries))
 
@@ -207,7 +217,8 @@ for row, i in enumerate(picks):
     for rank, t in enumerate(top, start=1):
         mine = bool(owner[t] == i)
         hits += mine
-        lines.append(f"{rank}. {'✓' if mine else '✗'} {textwrap.shorten(captions[t], 70)}  (cos {similarity[i, t]:.2f})")
+        mark = "✓" if mine else "✗"
+        lines.append(f"{rank}. {mark} {textwrap.shorten(captions[t], 70)}  (cos {similarity[i, t]:.2f})")
     own = captions[int((owner == i).nonzero()[0, 0])]
     lines.append(f"\nwritten for it: {textwrap.shorten(own, 70)}")
     axes[row, 1].text(0, 0.5, "\n".join(lines), va="center", fontsize=8)
@@ -216,6 +227,8 @@ for row, i in enumerate(picks):
 fig.suptitle(f"Image → text: the top 3 of {n_captions:,} {set_name} captions for three images", fontsize=10)
 fig.tight_layout()
 show(fig, "09_image_to_text")
+
+# %% tags=["remove-input"]
 glue("rt_i2t_hits", hits)
 glue("rt_i2t_shown", 3 * len(picks))
 

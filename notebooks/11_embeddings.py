@@ -70,9 +70,10 @@
 # %%
 import numpy as np
 import torch
+from IPython.display import display
 
 from miniclip.analysis.embeddings import flickr8k_ambiguous_map, joint_embedding_map
-from miniclip.book import data_note, glue, note, profile, show, trained_model, trained_shapes_world
+from miniclip.book import data_note, glue, markdown_table, note, profile, show, trained_model, trained_shapes_world
 from miniclip.book.viz import plot_embedding_map
 from miniclip.data.paths import MissingDataError
 from miniclip.data.transforms import normalize
@@ -96,6 +97,8 @@ colour_names = world.class_names("colour")
 colours = [colour_names[c] for c in world.labels(batch, "colour")]
 image_features = encode_images(shapes_model, normalize(batch.images))
 text_features = encode_texts(shapes_model, batch.captions)
+
+# %% tags=["remove-input"]
 glue("n_shapes", N_SHAPES)
 glue("shapes_example_caption", batch.captions[0])
 
@@ -125,7 +128,7 @@ show(plot_embedding_map(maps["tsne"], "label", "t-SNE of Shapes images and their
 # :name: fig-shapes-tsne-colour
 #
 # The same map coloured by the object's colour (circles: images, triangles: captions). Computed by this
-# notebook; the counterpart of the seed report's placeholder for a t-SNE of image and text embeddings.
+# notebook.
 # ```
 
 # %%
@@ -169,6 +172,14 @@ def modality_gap(image_features: torch.Tensor, text_features: torch.Tensor, seed
 
 
 gap = modality_gap(image_features, text_features)
+
+# %% tags=["remove-input"]
+GAP_NAMES = {"paired": "mean cosine, an image and its own caption",
+             "unpaired": "mean cosine, an image and a random other caption",
+             "within_image": "mean cosine, two images", "within_text": "mean cosine, two captions",
+             "centroid_distance": "distance between the image centroid and the text centroid"}
+display(markdown_table(((what, gap[key]) for key, what in GAP_NAMES.items()),
+                       ["Shapes test scenes, in the full embedding space", "value"], formats={"value": "{:.3f}"}))
 for key, value in gap.items():
     glue(f"shapes_{key}", value, "{:.3f}")
 glue("paired_verdict", "clearly higher: the ordering zero-shot classification relies on"
@@ -176,7 +187,6 @@ glue("paired_verdict", "clearly higher: the ordering zero-shot classification re
 cone = min(gap["within_image"], gap["within_text"]) > gap["paired"]
 glue("cone_verdict", "both above the paired cosine: each modality sits in its own narrow cone, and" if cone
      else "not both above the paired cosine, so the modalities are less separated than usual here; still,")
-print({k: round(v, 3) for k, v in gap.items()})
 
 # %% [markdown]
 # An image and its own caption have a mean cosine of {glue}`shapes_paired`, against {glue}`shapes_unpaired`
@@ -208,6 +218,8 @@ except MissingDataError as e:
     source = "Shapes (stand-in)"
 show(plot_embedding_map(ambiguous, "label", f"t-SNE of ambiguous pairs ({source}), by caption word"),
      "11_ambiguous_pairs")
+
+# %% tags=["remove-input"]
 images = ambiguous.where("image")
 words = list(dict.fromkeys(ambiguous.labels[images].tolist()))
 glue("n_ambiguous_images", int(images.sum()))
@@ -219,8 +231,7 @@ glue("ambiguous_counts", ", ".join(f"{w} {int((ambiguous.labels[images] == w).su
 # :name: fig-ambiguous-pairs
 #
 # t-SNE of the ambiguous pairs: images (circles) and captions (triangles) whose captions mention beach, ocean,
-# water, sea or sand, coloured by that word. Computed by this notebook; the counterpart of the seed report's
-# placeholder "t-SNE of ambiguous pairs (e.g. ocean vs beach)".
+# water, sea or sand, coloured by that word. Computed by this notebook.
 # ```
 #
 # The map holds {glue}`n_ambiguous_images` images and {glue}`n_ambiguous_captions` of their captions; the
@@ -229,7 +240,7 @@ glue("ambiguous_counts", ", ".join(f"{w} {int((ambiguous.labels[images] == w).su
 # against how often a caption drawn at random would.
 
 # %%
-image_words = ambiguous.labels[images]
+image_words = ambiguous.labels[ambiguous.where("image")]
 caption_words = ambiguous.labels[ambiguous.where("text")]
 if source.startswith("Flickr8k"):
     from miniclip.analysis.embeddings import ambiguous_pairs
@@ -245,11 +256,13 @@ agreement = float(np.mean(caption_words[nearest] == image_words))
 # A caption drawn at random carries word w with probability (share of w among captions).
 chance = float(sum(np.mean(image_words == w) * np.mean(caption_words == w)
                    for w in set(image_words.tolist())))
+print(f"nearest caption has the image's word: {agreement:.1%} (random caption: {chance:.1%})")
+
+# %% tags=["remove-input"]
 glue("nearest_agreement", agreement, "{:.1%}")
 glue("nearest_chance", chance, "{:.1%}")
 glue("overlap_verdict", "no better than" if agreement <= chance + 0.02 else
      "only somewhat better than" if agreement < chance + 0.15 else "clearly better than")
-print(f"nearest caption has the image's word: {agreement:.1%} (random caption: {chance:.1%})")
 
 # %% [markdown]
 # An image's nearest caption carries the image's own majority word {glue}`nearest_agreement` of the time,

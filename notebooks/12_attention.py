@@ -75,16 +75,29 @@
 # ## Run it
 
 # %%
-import torch
+from pathlib import Path
 
-from miniclip.analysis.attention import attnpool_attention, image_attention_maps, trained_vs_init, vit_attention
-from miniclip.book import ROOT, data_note, glue, note, profile, show, trained_model
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from IPython.display import display
+
+from miniclip.analysis.attention import (
+    attnpool_attention,
+    image_attention_maps,
+    localisation_scores,
+    trained_vs_init,
+    vit_attention,
+)
+from miniclip.book import ROOT, data_note, glue, markdown_table, note, profile, show, trained_model
 from miniclip.book.viz import plot_attention_heads, plot_attention_overlays, plot_localisation
 from miniclip.checkpoint import load_model
+from miniclip.config import load_config
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes import ShapesConfig, ShapesWorld
 from miniclip.data.transforms import normalize
 from miniclip.experiments.sweeps import vit_checkpoint
+from miniclip.train.runs import train_if_changed
 
 CI = profile() == "ci"
 N_SCORE = 32 if CI else 256  # Shapes test scenes per localisation score
@@ -93,16 +106,8 @@ N_SHOWN = 6  # pictures per overlay figure
 
 def ci_vit():
     """The ci profile's tiny ViT (configs/ci.yaml), trained in seconds if it is not there yet."""
-    from miniclip.cli import main
-    from miniclip.config import load_config
-    from miniclip.train.trainer import run_dir
-
-    config_file = ROOT / "configs" / "ci.yaml"
-    out = run_dir(load_config(config_file))
-    if not (out / "final.safetensors").exists() and main(
-            ["train", "--config", str(config_file), "--if-changed", "--no-progress"]) != 0:
-        raise RuntimeError(f"training {config_file} failed; see the messages above")
-    return load_model(out / "final")
+    run = train_if_changed(load_config(ROOT / "configs" / "ci.yaml"), progress=False)
+    return load_model(Path(run["out"]) / "final")
 
 
 def experiment_vit(dataset: str):
@@ -111,7 +116,7 @@ def experiment_vit(dataset: str):
         return trained_model("shapes"), "the ci profile's tiny ViT"
     path = vit_checkpoint(dataset)
     if path.exists():
-        return load_model(path), f"the {dataset} ViT of `make experiments`"
+        return load_model(path), f"the {dataset} ViT trained by the encoders experiment"
     note(f"`{path.relative_to(ROOT)}` is missing: run `make experiments` (the `encoders` experiment trains it). "
          "This section falls back to the tiny ci ViT, trained now in seconds; its maps are smoke, not results.")
     return ci_vit(), "the tiny ci ViT (fallback)"
@@ -122,19 +127,29 @@ if CI:
          "smoke, not results.")
 flickr_vit, flickr_vit_name = experiment_vit("flickr8k")
 shapes_vit, shapes_vit_name = experiment_vit("shapes")
+
+
+# %% tags=["remove-input"]
+def describe(model) -> str:
+    c, grid = model.config, model.config.image_size // model.config.patch_size
+    return (f"{c.vision_layers} layers × {model.visual.transformer.resblocks[0].attn.heads} heads, "
+            f"{c.image_size}-pixel images in {c.patch_size}-pixel patches ({grid}×{grid} grid)")
+
+
 glue("flickr_vit_name", flickr_vit_name)
 glue("shapes_vit_name", shapes_vit_name)
-
-
-def describe(model) -> str:
-    c = model.config
-    return (f"{c.vision_layers} layers × {model.visual.transformer.resblocks[0].attn.heads} heads, "
-            f"{c.image_size}-pixel images in "
-            f"{c.patch_size}-pixel patches ({c.image_size // c.patch_size}×{c.image_size // c.patch_size} grid)")
-
-
 glue("flickr_vit_arch", describe(flickr_vit))
 glue("shapes_vit_arch", describe(shapes_vit))
+
+
+def scores_table(scores: dict[str, dict]):
+    """The localisation scores of several maps, with the chance level of each measure beside it."""
+    return markdown_table(([name, s["mass_inside"], s["mask_fraction"], s["pointing"], s["pointing_chance"]]
+                           for name, s in scores.items()),
+                          ["map", "mass inside the object", "object's share of the picture", "pointing game",
+                           "share of cells the object touches"],
+                          formats={"mass inside the object": "{:.2f}", "object's share of the picture": "{:.2f}",
+                                   "pointing game": "{:.0%}", "share of cells the object touches": "{:.0%}"})
 
 # %% [markdown]
 # ### Real photos
@@ -161,6 +176,8 @@ photo_attention = vit_attention(flickr_vit, photos)
 show(plot_attention_heads(photos[0], photo_attention.cls()[:, 0],
                           title=f"Class-token attention per layer and head: {photo_titles[0][:50]}"),
      "12_heads_photo")
+
+# %% tags=["remove-input"]
 glue("photo_source", photo_source)
 
 # %% [markdown]
@@ -169,7 +186,7 @@ glue("photo_source", photo_source)
 #
 # The class token's attention to the patches, for one test photo: one row per layer (first layer at the
 # top), one column per head, each map on its own colour scale (bright: more weight). Computed by this
-# notebook; the counterpart of the seed report's placeholder for attention maps.
+# notebook.
 # ```
 #
 # Rollout combines the layers into one map per photo:
@@ -199,15 +216,10 @@ show(plot_attention_overlays(normalize(scenes.images), image_attention_maps(shap
      "12_rollout_shapes")
 
 
-
 def oracle_scores(image_size: int, grid: int, n: int) -> dict:
     """The best a map on this grid can score: each scene's own object mask, averaged down to the grid, on the
     same scenes `shapes_localisation` renders. Small objects that sit across cell borders keep even this map
     well below 1, so the trained model's scores are read against this ceiling as well as the floor."""
-    import torch.nn.functional as F
-
-    from miniclip.analysis.attention import localisation_scores
-
     masks = ShapesWorld(ShapesConfig(image_size=image_size)).render(range(n), "test", n_objects=1).masks.any(dim=1)
     maps = F.avg_pool2d(masks.float()[:, None], image_size // grid)[:, 0]
     return localisation_scores(maps, masks)
@@ -222,6 +234,9 @@ for method in ("rollout", "last"):
 
 show(plot_localisation(scores, title="ViT attention localisation on Shapes: trained vs initialisation"),
      "12_localisation_vit")
+
+# %% tags=["remove-input"]
+display(scores_table(scores))
 for name, s in scores.items():
     key = name.replace(" (", "_").rstrip(")").replace(" ", "_")
     glue(f"vit_{key}_mass", s["mass_inside"], "{:.2f}")
@@ -229,18 +244,17 @@ for name, s in scores.items():
 glue("vit_mask_fraction", scores["trained (rollout)"]["mask_fraction"], "{:.2f}")
 glue("vit_pointing_chance", scores["trained (rollout)"]["pointing_chance"], "{:.0%}")
 glue("n_score", N_SCORE)
-print({name: {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()} for name, s in scores.items()})
 rollout_trained, rollout_init = scores["trained (rollout)"], scores["init (rollout)"]
+beats_both = rollout_trained["mass_inside"] > max(rollout_init["mass_inside"], rollout_trained["mask_fraction"]) + 0.02
 verdict = ("The trained model's rollout puts more of its mass on the object than both baselines: it has learned, "
-           "from captions alone, to look at what the captions talk about."
-           if rollout_trained["mass_inside"] > max(rollout_init["mass_inside"], rollout_trained["mask_fraction"]) + 0.02
-           else "The trained model's rollout does not beat both baselines by a clear margin: whatever this model's "
-                "embedding uses, its attention does not single out the object.")
+           "from captions alone, to look at what the captions talk about." if beats_both else
+           "The trained model's rollout does not beat both baselines by a clear margin: whatever this model's "
+           "embedding uses, its attention does not single out the object.")
 if rollout_init["pointing"] > 3 * rollout_init["pointing_chance"]:
     # Seen on Shapes: an untrained ViT already peaks on the object, because on a plain background the object's
     # patches are the only tokens that differ from all the others.
-    verdict += (f" Note that the untrained model already wins the pointing game {rollout_init['pointing']:.0%} of the "
-                f"time against {rollout_init['pointing_chance']:.0%} for a random patch: on a plain background the "
+    verdict += (f" Note that the untrained model already wins the pointing game {rollout_init['pointing']:.0%} of "
+                f"the time against {rollout_init['pointing_chance']:.0%} for a random patch: on a plain background the "
                 "object's patches are the only tokens unlike the rest, so even random weights make them stand out. "
                 "Where a map peaks says little here; how much of it lands on the object is what training changed.")
 glue("vit_verdict", verdict)
@@ -283,11 +297,21 @@ glue("vit_verdict", verdict)
 
 # %%
 resnet = trained_model("shapes")
+if not resnet.config.is_vit:  # the ci profile's model is a ViT: it has no attention pool
+    world = ShapesWorld(ShapesConfig(image_size=resnet.config.image_size))
+    scenes = world.render(range(N_SHOWN), "test", n_objects=1)
+    pool = attnpool_attention(resnet, normalize(scenes.images))  # [scenes, heads, grid, grid]
+    show(plot_attention_overlays(normalize(scenes.images), pool.mean(dim=1), titles=scenes.captions,
+                                 title="ResNet attention pool (mean over heads) on Shapes test scenes"),
+         "12_attnpool_shapes")
+    result = {"oracle (mask)": oracle_scores(resnet.config.image_size, pool.shape[-1], N_SCORE)}
+    result |= trained_vs_init(resnet, N_SCORE)
+    show(plot_localisation(result, title="ResNet attention-pool localisation on Shapes"), "12_localisation_resnet")
+
+# %% tags=["remove-input"]
 if resnet.config.is_vit:
     note("This profile has no ResNet Shapes model (the ci model is a ViT), so the attention-pool maps are "
          "skipped here; the book's cpu build shows them.")
-    import matplotlib.pyplot as plt
-
     for name in ("12_attnpool_shapes", "12_localisation_resnet"):
         fig, ax = plt.subplots(figsize=(5, 1.2))
         ax.set_title("skipped in this profile: no ResNet model (see the note above)")
@@ -295,20 +319,8 @@ if resnet.config.is_vit:
         show(fig, name)
     glue("resnet_sentence", "This profile has no ResNet model, so there is nothing to score.")
 else:
-    world = ShapesWorld(ShapesConfig(image_size=resnet.config.image_size))
-    scenes = world.render(range(N_SHOWN), "test", n_objects=1)
-    pool = attnpool_attention(resnet, normalize(scenes.images))
-    glue("attnpool_heads", pool.shape[1])
-    glue("attnpool_grid", f"{pool.shape[-1]}×{pool.shape[-1]}")
-    show(plot_attention_overlays(normalize(scenes.images), pool.mean(dim=1), titles=scenes.captions,
-                                 title="ResNet attention pool (mean over heads) on Shapes test scenes"),
-         "12_attnpool_shapes")
-    result = {"oracle (mask)": oracle_scores(resnet.config.image_size, pool.shape[-1], N_SCORE)}
-    result |= trained_vs_init(resnet, N_SCORE)
-    show(plot_localisation(result, title="ResNet attention-pool localisation on Shapes"),
-         "12_localisation_resnet")
+    display(scores_table(result))
     trained, init, ceiling = result["trained"], result["init"], result["oracle (mask)"]
-    print({name: {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()} for name, s in result.items()})
     glue("resnet_sentence",
          f"On the same {N_SCORE} scenes the trained pool puts {trained['mass_inside']:.2f} of its mass inside the "
          f"object (initialisation: {init['mass_inside']:.2f}; the object covers {trained['mask_fraction']:.2f} of "

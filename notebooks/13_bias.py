@@ -95,8 +95,10 @@ import torch
 from miniclip.analysis.bias import GENDER_WORDS, flickr8k_bias
 from miniclip.book import data_note, experiment, glue, not_computed, note, profile, show, trained_model
 from miniclip.book.viz import PALETTE, plot_group_gaps, plot_topk_composition
+from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.paths import MissingDataError
-from miniclip.eval.features import dataset_image_features
+from miniclip.data.transforms import eval_transform
+from miniclip.eval.features import dataset_image_features, encode_dataset_images
 
 CI = profile() == "ci"
 N_CI_IMAGES = 200  # the ci profile probes the first test images only: seconds, and smoke
@@ -108,14 +110,9 @@ if CI:
 
 bias = None
 try:
-    from miniclip.data.flickr8k import Flickr8k
-    from miniclip.data.transforms import eval_transform
-
     model = trained_model("flickr8k")
     test = Flickr8k(split="test", transform=eval_transform(model.config.image_size), train=False)
     if CI:
-        from miniclip.eval.features import encode_dataset_images
-
         subset = torch.utils.data.Subset(test, range(N_CI_IMAGES))
         view = SimpleNamespace(captions=test.captions[:N_CI_IMAGES])  # what flickr8k_bias reads
         bias = flickr8k_bias(model, view, image_features=encode_dataset_images(model, subset), n_boot=N_BOOT)
@@ -125,15 +122,22 @@ except MissingDataError as e:
     data_note(e)
 
 if bias is not None:
+    (group_a, _), (group_b, _) = bias["group_sizes"].items()
+    show(plot_group_gaps(bias["gaps"], title=f"Similarity gap per prompt, Flickr8k test: {group_a} vs {group_b}"),
+         "13_similarity_gaps")
+    show(plot_topk_composition(bias["topk"], group_b, title=f"Share of '{group_b}' images among each prompt's "
+                               "top retrievals"), "13_topk_composition")
+
+# %% tags=["remove-input"]
+BIAS_NAMES = ("group_a", "group_b", "size_a", "size_b", "n_excluded", "words_a", "words_b", "n_prompts",
+              "n_significant", "largest_prompt", "largest_gap", "largest_ci", "mean_similarity", "topk_k",
+              "topk_pool", "base_rate_b", "n_topk", "n_topk_off")
+if bias is not None:
     (group_a, size_a), (group_b, size_b) = bias["group_sizes"].items()
     glue("group_a", group_a), glue("group_b", group_b)
     glue("size_a", size_a), glue("size_b", size_b), glue("n_excluded", bias["excluded"])
     glue("words_a", ", ".join(f'"{w}"' for w in GENDER_WORDS[group_a]))
     glue("words_b", ", ".join(f'"{w}"' for w in GENDER_WORDS[group_b]))
-    show(plot_group_gaps(bias["gaps"], title=f"Similarity gap per prompt, Flickr8k test: {group_a} vs {group_b}"),
-         "13_similarity_gaps")
-    show(plot_topk_composition(bias["topk"], group_b, title=f"Share of '{group_b}' images among each prompt's "
-                               "top retrievals"), "13_topk_composition")
     significant = [r for r in bias["gaps"] if r["ci_low"] > 0 or r["ci_high"] < 0]
     glue("n_prompts", len(bias["gaps"]))
     glue("n_significant", len(significant))
@@ -141,25 +145,20 @@ if bias is not None:
     glue("largest_prompt", largest["prompt"])
     glue("largest_gap", largest["gap"], "{:+.3f}")
     glue("largest_ci", f"[{largest['ci_low']:+.3f}, {largest['ci_high']:+.3f}]")
-    spread = np.mean([r[f"mean_{group_a}"] for r in bias["gaps"]])
-    glue("mean_similarity", spread, "{:.3f}")
+    glue("mean_similarity", np.mean([r[f"mean_{group_a}"] for r in bias["gaps"]]), "{:.3f}")
     topk = bias["topk"]
-    off_base = [r for r in topk if not r[f"ci_low_{group_b}"] <= r[f"base_rate_{group_b}"] <= r[f"ci_high_{group_b}"]]
+    off_base = [r for r in topk
+                if not r[f"ci_low_{group_b}"] <= r[f"base_rate_{group_b}"] <= r[f"ci_high_{group_b}"]]
     glue("topk_k", topk[0]["k"]), glue("topk_pool", topk[0]["pool"])
     glue("base_rate_b", topk[0][f"base_rate_{group_b}"], "{:.0%}")
     glue("n_topk", len(topk)), glue("n_topk_off", len(off_base))
-    for row in topk:
-        print(f"{row['prompt']:<40} share {group_b}: {row[f'share_{group_b}']:.2f} "
-              f"[{row[f'ci_low_{group_b}']:.2f}, {row[f'ci_high_{group_b}']:.2f}], base {row[f'base_rate_{group_b}']:.2f}")
 else:
     for name in ("13_similarity_gaps", "13_topk_composition"):
         fig, ax = plt.subplots(figsize=(5, 1.2))
         ax.set_title("not computed: Flickr8k is missing (see the note above)")
         ax.set_axis_off()
         show(fig, name)
-    for name in ("group_a", "group_b", "size_a", "size_b", "n_excluded", "words_a", "words_b", "n_prompts",
-                 "n_significant", "largest_prompt", "largest_gap", "largest_ci", "mean_similarity", "topk_k",
-                 "topk_pool", "base_rate_b", "n_topk", "n_topk_off"):
+    for name in BIAS_NAMES:
         glue(name, "(not computed)")
 
 # %% [markdown]
@@ -172,8 +171,7 @@ else:
 #
 # For each occupation and activity prompt, the mean cosine similarity of the images whose captions use
 # male-coded words minus that of the images whose captions use female-coded words, with a 95% bootstrap
-# interval (blue: interval above zero; red: below; grey: includes zero). Computed by this notebook; the
-# counterpart of the seed report's placeholder for demographic associations in the embedding space.
+# interval (blue: interval above zero; red: below; grey: includes zero). Computed by this notebook.
 # ```
 #
 # Of {glue}`n_prompts` prompts, {glue}`n_significant` have an interval that excludes zero. The largest gap is
@@ -188,8 +186,7 @@ else:
 #
 # For each prompt, the share of images whose captions use female-coded words among the top retrievals from the
 # pool of grouped test images, with a 95% bootstrap interval over the pool; dashed: that group's share of the
-# pool (what a retrieval blind to the group returns on average). Computed by this notebook; the counterpart of
-# the seed report's placeholder "biased retrievals for 'a photo of a nurse'".
+# pool (what a retrieval blind to the group returns on average). Computed by this notebook.
 # ```
 #
 # In the top {glue}`topk_k` of a pool of {glue}`topk_pool` grouped images, where the base rate is
@@ -209,7 +206,7 @@ if planted is None:
                                 "assoc_pmax", "pmax", "planted_verdict", "planted_steps"))
 else:
     result = planted["result"]
-    runs = result["runs"]
+    runs = result["runs"]  # one model per planting rate p, each probed on the same test pictures
     p = np.array([r["p"] for r in runs])
     assoc = np.array([r["association"] for r in runs])
     low, high = np.array([r["ci95"][0] for r in runs]), np.array([r["ci95"][1] for r in runs])
@@ -220,14 +217,17 @@ else:
     grid = np.linspace(0, p.max(), 50)
     ax.plot(grid, fit["slope"] * grid + fit["intercept"], "--", color=PALETTE[3],
             label=f"least-squares fit: slope {fit['slope']:.3g}")
-    bare = [r["word_prompt"] for r in runs]
-    ax.plot(p, [b["gap"] for b in bare], "s", color=PALETTE[1], ms=5, label=f"cruder: bare word '{result['word']}'")
+    ax.plot(p, [r["word_prompt"]["gap"] for r in runs], "s", color=PALETTE[1], ms=5,
+            label=f"cruder: bare word '{result['word']}'")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel(f"planting rate p (share of '{result['value']}'-{result['attribute']} captions given the word)")
     ax.set_ylabel("association (similarity gap)")
     ax.set_title(f"Planted word '{result['word']}': measured association vs planting rate")
     ax.legend(fontsize=8)
     show(fig, "13_planted")
+
+# %% tags=["remove-input"]
+if planted is not None:
     glue("planted_word", result["word"]), glue("planted_value", result["value"])
     glue("planted_rates", ", ".join(f"{x:g}" for x in p))
     glue("slope", fit["slope"], "{:.3g}")
@@ -243,7 +243,6 @@ else:
          "At this training budget the probe does not separate the highest rate from p = 0 (their intervals "
          "overlap): the models are too short-trained for the word to have been learned reliably, or the probe "
          "is too weak to see it.")
-    print({"fit": fit, "association": dict(zip(p.tolist(), assoc.round(4).tolist()))})
 
 # %% [markdown]
 # ```{glue:figure} 13_planted

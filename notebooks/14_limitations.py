@@ -77,6 +77,8 @@
 # ## Run it
 
 # %%
+from types import SimpleNamespace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -91,8 +93,12 @@ from miniclip.analysis.limitations import (
 )
 from miniclip.book import data_note, experiment, glue, not_computed, note, profile, show, trained_model
 from miniclip.book.viz import PALETTE, plot_accuracies, plot_confusion
+from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.paths import MissingDataError
-from miniclip.eval.features import dataset_image_features
+from miniclip.data.transforms import eval_transform
+from miniclip.eval.features import dataset_image_features, encode_dataset_images, test_set_features
+from miniclip.eval.zeroshot import CIFAR_TEMPLATES
+from miniclip.experiments.shapes_eval import CHANCE
 
 CI = profile() == "ci"
 N_PER_COUNT = 16 if CI else 200  # Shapes scenes per object count
@@ -111,6 +117,8 @@ counting = shapes_counting(shapes_model, N_PER_COUNT)
 show(plot_confusion(counting["confusion"], ["1", "2", "3", "4"], title="Zero-shot counting on Shapes",
                     xlabel="count in the best-scoring prompt", ylabel="objects in the picture"),
      "14_counting_confusion")
+
+# %% tags=["remove-input"]
 glue("count_accuracy", counting["accuracy"], "{:.1%}")
 glue("count_chance", counting["chance"], "{:.0%}")
 glue("count_n", counting["n"], "{:,}")
@@ -119,7 +127,6 @@ glue("count_per_count", ", ".join(f"{c}: {a:.0%}" for c, a in counting["per_coun
 predicted = np.array(counting["confusion"]).sum(axis=0)
 glue("count_favourite", int(predicted.argmax()) + 1)
 glue("count_favourite_share", predicted.max() / predicted.sum(), "{:.0%}")
-print(counting["accuracy"], counting["per_count"])
 
 # %% [markdown]
 # ```{glue:figure} 14_counting_confusion
@@ -140,34 +147,29 @@ print(counting["accuracy"], counting["per_count"])
 # %%
 flickr_counting = None
 try:
-    from types import SimpleNamespace
-
-    from miniclip.data.flickr8k import Flickr8k
-    from miniclip.data.transforms import eval_transform
-
     flickr_model = trained_model("flickr8k")
     test = Flickr8k(split="test", transform=eval_transform(flickr_model.config.image_size), train=False)
     if CI:
-        from miniclip.eval.features import encode_dataset_images
-
         features = encode_dataset_images(flickr_model, torch.utils.data.Subset(test, range(N_CI_IMAGES)))
         view = SimpleNamespace(captions=test.captions[:N_CI_IMAGES])  # what flickr8k_counting reads
         flickr_counting = flickr8k_counting(flickr_model, view, image_features=features)
     else:
-        flickr_counting = flickr8k_counting(flickr_model, test, image_features=dataset_image_features(flickr_model, test))
+        features = dataset_image_features(flickr_model, test)
+        flickr_counting = flickr8k_counting(flickr_model, test, image_features=features)
 except MissingDataError as e:
     data_note(e)
 
 if flickr_counting is not None:
     bars = {"own image": flickr_counting, "unrelated image (control)": flickr_counting["unrelated_image_baseline"]}
     bars |= {f"own image, to {d.split('->')[1]}": r for d, r in flickr_counting["per_direction"].items()}
-    fig = plot_accuracies({k: v["accuracy"] for k, v in bars.items()}, chance=0.5,
-                          errors={k: (v["ci_low"], v["ci_high"]) for k, v in bars.items()},
-                          title="Flickr8k: true caption preferred over its count-swapped twin",
-                          xlabel="which image scores the pair", ylabel="share preferring the true caption")
-    for label in fig.axes[0].get_xticklabels():  # four long names: tilt them so they do not overlap
-        label.set(rotation=20, ha="right")
-    show(fig, "14_counting_flickr8k")
+    show(plot_accuracies({k: v["accuracy"] for k, v in bars.items()}, chance=0.5,
+                         errors={k: (v["ci_low"], v["ci_high"]) for k, v in bars.items()},
+                         title="Flickr8k: true caption preferred over its count-swapped twin",
+                         xlabel="which image scores the pair", ylabel="share preferring the true caption"),
+         "14_counting_flickr8k")
+
+# %% tags=["remove-input"]
+if flickr_counting is not None:
     own, control = flickr_counting, flickr_counting["unrelated_image_baseline"]
     glue("fc_n", own["n"], "{:,}")
     glue("fc_own", f"{own['accuracy']:.1%} [{own['ci_low']:.1%}, {own['ci_high']:.1%}]")
@@ -177,7 +179,6 @@ if flickr_counting is not None:
          if own["ci_low"] > control["ci_high"] else
          "The two intervals overlap: whatever the model prefers here, the text alone explains it, and the test "
          "finds no evidence that the image's count is used.")
-    print({k: round(v["accuracy"], 3) for k, v in bars.items()})
 else:
     fig, ax = plt.subplots(figsize=(5, 1.2))
     ax.set_title("not computed: Flickr8k is missing (see the note above)")
@@ -193,8 +194,7 @@ else:
 # Flickr8k test captions with a count, each against its count-swapped twin: how often the caption's own image
 # prefers the true caption (overall, and by the direction of the swap: "to singular" when the true caption
 # counts several), against how often an unrelated image does
-# (what the text alone earns). Bars: 95% bootstrap intervals; dashed: chance. Computed by this notebook; the
-# counterpart of the seed report's placeholder "two dogs" vs "one dog".
+# (what the text alone earns). Bars: 95% bootstrap intervals; dashed: chance. Computed by this notebook.
 # ```
 #
 # For {glue}`fc_n` caption pairs (for example {glue}`fc_example`), the own image prefers the true caption
@@ -212,14 +212,16 @@ show(plot_accuracies({k: v["accuracy"] for k, v in bars.items()}, chance=0.5,
                      errors={k: (v["ci_low"], v["ci_high"]) for k, v in bars.items()},
                      title="Shapes: true relation caption vs the same words swapped",
                      xlabel="relation", ylabel="share preferring the true caption"), "14_relations")
+
+# %% tags=["remove-input"]
 glue("rel_n", relations["n"], "{:,}")
 glue("rel_accuracy", f"{relations['accuracy']:.1%} [{relations['ci_low']:.1%}, {relations['ci_high']:.1%}]")
 glue("rel_example", f"\"{relations['examples'][0][0]}\" vs \"{relations['examples'][0][1]}\"")
 glue("rel_skipped", relations["skipped_lookalikes"])
 glue("rel_verdict", "The interval includes 50%: the model does not tell the two sentences apart by their picture, "
-     "exactly what a text encoder that reads a bag of words would do." if relations["ci_low"] <= 0.5 <= relations["ci_high"] else
+     "exactly what a text encoder that reads a bag of words would do."
+     if relations["ci_low"] <= 0.5 <= relations["ci_high"] else
      "The interval excludes 50%, so word order carries some signal for this model.")
-print(relations["accuracy"], {r: round(v["accuracy"], 3) for r, v in relations["per_relation"].items()})
 
 # %% [markdown]
 # ```{glue:figure} 14_relations
@@ -242,9 +244,6 @@ print(relations["accuracy"], {r: round(v["accuracy"], 3) for r, v in relations["
 sensitivity, task = None, None
 if not CI:  # the ci profile's model is a Shapes model: it is tested on Shapes below
     try:
-        from miniclip.eval.features import test_set_features
-        from miniclip.eval.zeroshot import CIFAR_TEMPLATES
-
         features, labels, class_names = test_set_features(flickr_model, "cifar10")
         features = torch.nn.functional.normalize(features, dim=-1)
         sensitivity = prompt_sensitivity(flickr_model, features, labels,
@@ -256,11 +255,14 @@ if sensitivity is None:
     sensitivity = shapes_prompt_sensitivity(shapes_model, 64 if CI else 500)
     task = "the Shapes model on single-object Shapes test scenes (colour and shape), with the grammar's paraphrases"
 ordered = dict(sorted(sensitivity["per_template"].items(), key=lambda kv: kv[1]))
-fig = plot_accuracies(ordered | {"ensemble of all": sensitivity["ensemble"]}, chance=sensitivity["chance"],
-                      title="Zero-shot accuracy with each prompt template alone", xlabel="template",
-                      ylabel="top-1 accuracy")
-fig.axes[0].set_ylim(0, max(1.3 * max(ordered.values()), 2 * sensitivity["chance"], sensitivity["ensemble"] * 1.2))
-show(fig, "14_prompt_sensitivity")
+show(plot_accuracies(ordered | {"ensemble of all": sensitivity["ensemble"]}, chance=sensitivity["chance"],
+                     title="Zero-shot accuracy with each prompt template alone", xlabel="template",
+                     ylabel="top-1 accuracy",
+                     ymax=min(1, max(1.3 * max(ordered.values()), 2 * sensitivity["chance"],
+                                     1.2 * sensitivity["ensemble"]))),
+     "14_prompt_sensitivity")
+
+# %% tags=["remove-input"]
 glue("ps_task", task)
 glue("ps_n", sensitivity["n"], "{:,}")
 glue("ps_templates", len(sensitivity["per_template"]))
@@ -276,8 +278,8 @@ glue("ps_margin", sensitivity["mean"] - sensitivity["chance"], "{:.1%}")
 glue("ps_compare", "larger than" if sensitivity["range"] > sensitivity["mean"] - sensitivity["chance"] else
      "smaller than")
 glue("ps_ensemble_rank", "above every single template" if sensitivity["ensemble"] > sensitivity["max"] else
-     "above the mean template" if sensitivity["ensemble"] > sensitivity["mean"] else "no better than the mean template")
-print({k: round(v, 3) for k, v in sensitivity.items() if isinstance(v, float)})
+     "above the mean template" if sensitivity["ensemble"] > sensitivity["mean"] else
+     "no better than the mean template")
 
 # %% [markdown]
 # ```{glue:figure} 14_prompt_sensitivity
@@ -304,12 +306,11 @@ noisy = experiment("noisy")
 if noisy is None:
     not_computed("14_noisy", ("noisy_fractions", "noisy_clean", "noisy_worst", "noisy_max_fraction", "noisy_steps"))
 else:
-    from miniclip.experiments.shapes_eval import CHANCE
-
     runs = noisy["result"]["runs"]
     fractions = [r["fraction"] for r in runs]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    series = [("seen_colour_shape", "seen pairs: colour + shape"), ("heldout_colour_shape", "held-out pairs: colour + shape"),
+    series = [("seen_colour_shape", "seen pairs: colour + shape"),
+              ("heldout_colour_shape", "held-out pairs: colour + shape"),
               ("seen_colour", "seen pairs: colour only"), ("seen_shape", "seen pairs: shape only")]
     for j, (key, label) in enumerate(series):
         ax.plot(fractions, [r["zeroshot"][key] for r in runs], "o-", color=PALETTE[j], label=label)
@@ -321,13 +322,15 @@ else:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     show(fig, "14_noisy")
+
+# %% tags=["remove-input"]
+if noisy is not None:
     glue("noisy_fractions", ", ".join(f"{f:.0%}" for f in fractions))
     glue("noisy_clean", runs[0]["zeroshot"]["seen_colour_shape"], "{:.1%}")
     glue("noisy_worst", runs[-1]["zeroshot"]["seen_colour_shape"], "{:.1%}")
     glue("noisy_max_fraction", fractions[-1], "{:.0%}")
     steps = noisy["provenance"]["settings"]["overrides"].get("optim.steps")
     glue("noisy_steps", steps if steps is not None else "(the base config's)")
-    print([(r["fraction"], r["zeroshot"]) for r in runs])
 
 # %% [markdown]
 # ```{glue:figure} 14_noisy

@@ -89,13 +89,14 @@ def merge_steps(word: str) -> list[list[str]]:
 
 
 words = ["photograph", "dalmatians", "tokenizer", "zürich"]
-lines = []
-for word in words:
-    states = merge_steps(word)
+merges = {word: merge_steps(word) for word in words}
+for word, states in merges.items():
     symbols = "".join(tok.byte_encoder[b] for b in word.encode("utf-8"))
     assert states[-1] == tok.bpe(symbols), word  # the package agrees with the step-by-step rebuild
-    lines.append(f"**{word}**: " + " → ".join("`" + " ".join(s) + "`" for s in states))
-display(Markdown("\n\n".join(lines)))
+
+# %% tags=["remove-input"]
+display(Markdown("\n\n".join(f"**{word}**: " + " → ".join("`" + " ".join(state) + "`" for state in states)
+                              for word, states in merges.items())))
 
 # %% [markdown]
 # (Non-ASCII bytes appear as their printable stand-ins: "ü" is two UTF-8 bytes, so it starts as two
@@ -107,13 +108,15 @@ display(Markdown("\n\n".join(lines)))
 caption = "Two dogs play on the beach near a boat."
 ids = tokenize([caption])[0]
 n = int((ids != 0).sum())
+print("ids:   ", " ".join(str(i) for i in ids[:n].tolist()))
+print("pieces:", " ".join(tok.decoder[i] for i in ids[:n].tolist()))
+
+# %% tags=["remove-input"]
 glue("caption_tokens", n)
 glue("sot_id", tok.sot_token_id)
 glue("eot_id", tok.eot_token_id)
 glue("vocab_size", tok.vocab_size, "{:,}")
 glue("roundtrip", decode(ids[1:n - 1]).strip())
-print(ids[:n].tolist())
-print([tok.decoder[i] for i in ids[:n].tolist()])
 
 # %% [markdown]
 # The caption becomes {glue}`caption_tokens` ids: the start marker {glue}`sot_id`, one id per word or
@@ -135,9 +138,11 @@ try:
     verdict = f"{sum(same)} of {len(hard)} hard cases give identical ids to open_clip.tokenize"
     assert all(same), [t for t, s in zip(hard, same) if not s]
 except ImportError:
-    verdict = "open_clip is not installed here, so the comparison was not run"
-glue("oracle_verdict", verdict)
+    verdict = "open_clip is not installed, so the comparison was not run"
 print(verdict)
+
+# %% tags=["remove-input"]
+glue("oracle_verdict", verdict)
 
 # %% [markdown]
 # Result: {glue}`oracle_verdict`. The last case is 300 characters long: both tokenizers truncate it to

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # The experiments
+# # Appendix C: the experiments
 #
 # The paper's argument rests on experiments that compare training choices: objectives (§2.3, Fig. 2), image
 # encoders (§3.2, Fig. 10), hyper-parameters tuned on small models (§2.5), and, for the analysis, probes whose
@@ -48,9 +48,9 @@
 # ## Run it
 
 # %%
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from miniclip.book import experiment, glue, profile
+from miniclip.book import experiment, glue, machine_text, markdown_table, profile
 from miniclip.experiments.registry import EXPERIMENTS
 
 WHERE = {"objectives": ("Contrastive vs predictive objectives (Fig. 2)", "03_contrastive"),
@@ -61,31 +61,32 @@ WHERE = {"objectives": ("Contrastive vs predictive objectives (Fig. 2)", "03_con
          "noisy": ("Mismatched captions against held-out zero-shot accuracy", "14_limitations")}
 assert set(WHERE) == set(EXPERIMENTS), "every experiment is described here"
 
-results = {name: experiment(name) for name in EXPERIMENTS}
-rows, total = [], 0.0
+results = {name: experiment(name) for name in EXPERIMENTS}  # each cached result, or None (with a note)
+
+# %% tags=["remove-input"]
+rows = []
 for name, found in results.items():
     what, chapter = WHERE[name]
-    if found is None:
-        rows.append(f"| `{name}` | {what} | {{doc}}`{chapter}` | not computed | | |")
-        continue
-    p = found["provenance"]
-    total += p["wall_s"]
+    p = found["provenance"] if found else {}
     load = p.get("load_average_before")
-    rows.append(f"| `{name}` | {what} | {{doc}}`{chapter}` | {p['wall_s'] / 60:.1f} min | "
-                f"{load[0]:.1f} | {p['finished'][:16].replace('T', ' ')}, commit {str(p['git_commit'])[:8]} |"
-                if load else
-                f"| `{name}` | {what} | {{doc}}`{chapter}` | {p['wall_s'] / 60:.1f} min | | {p['finished'][:16]} |")
-display(Markdown("| experiment | what it measures | chapter | wall time | load before | finished |\n"
-                 "|---|---|---|---:|---:|---|\n" + "\n".join(rows)))
-glue("experiments_total", total / 60, "{:.0f}")
+    finished = f"{p['finished'][:16].replace('T', ' ')}, commit {str(p['git_commit'])[:8]}" if found else None
+    rows.append([f"`{name}`", what, f"{{doc}}`{chapter}`",
+                 f"{p['wall_s'] / 60:.1f} min" if found else "not computed",
+                 f"{load[0]:.1f}" if load else None, finished])
+display(markdown_table(rows, ["experiment", "what it measures", "chapter", "wall time", "load before", "finished"],
+                       align="lllrrl"))
+found = [r for r in results.values() if r is not None]
+glue("experiments_total", sum(r["provenance"]["wall_s"] for r in found) / 60, "{:.0f}")
 glue("experiments_profile", profile())
-glue("experiments_missing", ", ".join(f"`{n}`" for n, r in results.items() if r is None) or "none")
+glue("experiments_missing", ", ".join(n for n, r in results.items() if r is None) or "none")
+glue("experiments_machine", ", ".join(sorted({machine_text(r["provenance"]["machine"]) for r in found}))
+     or "(none ran)")
 
 # %% [markdown]
-# In the `{glue}`experiments_profile`` profile the experiments that have run took {glue}`experiments_total`
-# minutes of wall time together (missing: {glue}`experiments_missing`). The load average is that of the machine
-# when each started: on a 2-core machine, a load above 2 means something else was running and the wall times
-# (and the throughput experiment's numbers) are slower than the machine can do.
+# In the {glue}`experiments_profile` profile the experiments that have run took {glue}`experiments_total`
+# minutes of wall time together, on {glue}`experiments_machine` (missing: {glue}`experiments_missing`). The load
+# average is that of the machine when each started: on a 2-core machine, a load above 2 means something else
+# was running and the wall times (and the throughput experiment's numbers) are slower than the machine can do.
 #
 # What was scaled down, and by how much, is written beside each experiment in the settings above. The
 # largest reductions are in training length: the objectives see 12,800 pictures each (the paper's curves run

@@ -28,7 +28,7 @@
 # The seed report (`002_*.txt` among the project's seed documents) numbers its figures by caption (the bold
 # headings above some of its placeholders carry a different number; we go by the captions). Each placeholder
 # is described in our words; the right-hand column names the chapter and the figure (as `figures/NN_what.png`
-# and as its `{glue:figure}` name in that chapter) that shows the real thing. The seed's other conceptual
+# and by the name its figure has in that chapter) that shows the real thing. The seed's other conceptual
 # diagrams and summary dashboards (its Figs. 1, 2, 4, 5, 7, 16, 17, 28 and 31–34) are not in the list: they
 # illustrate ideas or collect other figures rather than show a result. The diagrams that explain our code are
 # drawn by it (`miniclip.book.diagrams`): the objective (Fig. 3 below), the model's two towers read from its config
@@ -68,8 +68,8 @@
 #
 # ### Where the paper's numbers come from
 #
-# The PDF of the paper is not on this machine. Each number in the "paper" column below was looked up in public
-# copies of the paper's text and tables, and is marked by how well it could be checked: **verified** means
+# The paper's PDF was not at hand while this book was written. Each number in the "paper" column below was
+# looked up in public copies of the paper's text and tables, and is marked by how well it could be checked: **verified** means
 # several independent copies agree; **unverified** means we found it in a single secondary transcription and
 # could not check it against the paper itself. The CLIP model the paper's headline numbers belong to is
 # ViT-L/14 at 336 px, trained on 400 million pairs for 32 epochs with batches of 32,768 (§2.5, verified).
@@ -86,13 +86,24 @@
 
 # %%
 import math
+import re
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from IPython.display import Markdown, display
+from IPython.display import display
+from scipy.stats import spearmanr
 
-from miniclip.book import glue, note, profile, real_or_shapes, trained_model, trained_run, trained_shapes_world
+from miniclip.book import (
+    glue,
+    markdown_table,
+    note,
+    profile,
+    real_or_shapes,
+    trained_model,
+    trained_run,
+    trained_shapes_world,
+)
 from miniclip.checkpoint import read_metadata
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.shapes_text import STYLES
@@ -137,7 +148,7 @@ def cifar_task():
 
 
 def shapes_task(kind="shape"):
-    """The Shapes model on single test objects of every style, classified by ``kind`` (chapter 8's stand-in)."""
+    """The Shapes model on single test objects of every style, classified by `kind` (chapter 8's stand-in)."""
     model, world, _ = trained_shapes_world()
     parts = [shapes_style_features(model, world, style, "test", N_PER_STYLE, cache) for style in STYLES]
     weights = classifier_weights(model, world.class_prompts(kind), ("{}",))  # the captions' own grammar
@@ -178,8 +189,8 @@ def shapes_retrieval():
             "Shapes validation", "shapes")
 
 
-rt_model, image_features, captions, owner, rt_set, rt_train = real_or_shapes(flickr8k_retrieval, shapes_retrieval,
-                                                                               ci_note=None)
+rt_model, image_features, captions, owner, rt_set, rt_train = real_or_shapes(
+    flickr8k_retrieval, shapes_retrieval, ci_note=None)
 recall = retrieval_recall(image_features, encode_texts(rt_model, captions), owner)
 
 # %% [markdown]
@@ -205,7 +216,7 @@ if not CI and task["train_name"] == "flickr8k":
 # %% [markdown]
 # ### The table
 
-# %%
+# %% tags=["remove-input"]
 def pct(x):
     return f"{x:.1%}"
 
@@ -275,8 +286,7 @@ rows = [
      f"{ours_seen:,} ({task['train_name']} model: steps × batch)",
      f"{CLIP_PAIRS_SEEN / ours_seen:,.0f} times fewer"),
 ]
-display(Markdown("| measurement | paper (Radford et al., 2021) | ours | note |\n|---|---|---|---|\n"
-                 + "\n".join(f"| {' | '.join(r)} |" for r in rows)))
+display(markdown_table(rows, ["measurement", "paper (Radford et al., 2021)", "ours", "note"], align="llll"))
 
 glue("d_test_name", task["test_name"])
 glue("d_zs_best", max(zero_shot.values()), "{:.1%}")
@@ -330,21 +340,23 @@ glue("d_gap_verdict",
 # singular or plural), and how well is each class then recognised?
 
 # %%
-import re
-
 if task["train_name"] == "flickr8k":
     train_captions = Flickr8k(split="train").caption_texts()
     mentions = {name: sum(bool(re.search(rf"\b{re.escape(name)}s?\b", c, re.IGNORECASE)) for c in train_captions)
                 for name in task["names"]}
-    first = next(iter(zs_metrics.values()))  # the one-template classifier
-    display(Markdown(f"| class | training captions naming it (of {len(train_captions):,}) | zero-shot recall, "
-                     f"{next(iter(zs_metrics))} |\n|---|---:|---:|\n" + "\n".join(
-                         f"| {name} | {mentions[name]:,} | {pct(first['per_class'].get(name, 0.0))} |"
-                         for name in sorted(mentions, key=mentions.get, reverse=True))))
-    most, least = max(mentions, key=mentions.get), min(mentions, key=mentions.get)
-    from scipy.stats import spearmanr
+    recall_of = next(iter(zs_metrics.values()))["per_class"]  # the one-template classifier's per-class recall
+    rho = spearmanr([mentions[n] for n in task["names"]], [recall_of.get(n, 0.0) for n in task["names"]])[0]
+    print(f"Spearman rank correlation, mentions in training captions vs zero-shot recall: {rho:.2f}")
 
-    rho = spearmanr([mentions[n] for n in task["names"]], [first["per_class"].get(n, 0.0) for n in task["names"]])[0]
+# %% tags=["remove-input"]
+if task["train_name"] == "flickr8k":
+    display(markdown_table(([name, mentions[name], recall_of.get(name, 0.0)]
+                            for name in sorted(mentions, key=mentions.get, reverse=True)),
+                           ["class", f"training captions naming it (of {len(train_captions):,})",
+                            f"zero-shot recall, {next(iter(zs_metrics))}"],
+                           formats={f"training captions naming it (of {len(train_captions):,})": "{:,}",
+                                    f"zero-shot recall, {next(iter(zs_metrics))}": "{:.1%}"}))
+    most, least = max(mentions, key=mentions.get), min(mentions, key=mentions.get)
     glue("d_coverage_verdict",
          f"Across the {len(mentions)} classes, the classes named more often are recognised better (Spearman "
          f"rank correlation {rho:.2f}): vocabulary coverage is part of the gap." if rho > 0.5 else
@@ -370,7 +382,7 @@ else:
 #
 # The seed report is the outline this book answers, not a source of results. Several of its numbers cannot be
 # right; each is listed with a correction in our words. Its numbers appear below only as claims under test, and
-# the arithmetic that refutes them is computed in the next cell.
+# the arithmetic that refutes them is computed here.
 
 # %%
 # The seed report's claims under test (its numbers, typed here as claims, never as results).
@@ -382,8 +394,17 @@ SEED_TABLE6 = {1024: 0.48, 4096: 0.42, 8192: 0.44}  # its Table 6: batch size ->
 # Facts about CLIP's training (§2.5, verified): batch 32,768; ViT-L/14 12 days on 256 V100s; RN50x64 18 days on
 # 592 V100s.
 CLIP_BATCH, CLIP_PAIRS = 32_768, 400_000_000
-hours = SEED_EPOCH_MINUTES * SEED_EPOCHS / 60
 SEED_IMAGENET, OPENAI_B32_IMAGENET = 72.4, 63.2  # the seed's claim; OpenAI ViT-B/32 (open_clip README, verified)
+hours = SEED_EPOCH_MINUTES * SEED_EPOCHS / 60
+print(f"{SEED_EPOCHS} epochs x {SEED_EPOCH_MINUTES} min = {hours:.0f} h = {hours / 24:.1f} days "
+      f"(claimed: {SEED_TOTAL_DAYS} days)")
+
+# A softmax over one prompt: whatever the similarities, every row sums to 1 over a single column.
+similarities = torch.randn(1000, 1)  # any scores of 1,000 images against one prompt
+one_prompt_softmax = similarities.softmax(dim=-1)
+print(f"softmax over one prompt: {one_prompt_softmax.min().item():.3f} to {one_prompt_softmax.max().item():.3f}")
+
+# %% tags=["remove-input"]
 glue("seed_vs_b32", SEED_IMAGENET - OPENAI_B32_IMAGENET, "{:.1f}")
 glue("seed_hours", hours, "{:.0f}")
 glue("seed_total_days", SEED_TOTAL_DAYS)
@@ -394,18 +415,15 @@ glue("seed_steps_1m", SEED_PAIRS / SEED_BATCH_SINGLE_GPU, "{:,.0f}")
 glue("clip_steps_epoch", CLIP_PAIRS / CLIP_BATCH, "{:,.0f}")
 glue("clip_gpu_days_vit", 12 * 256, "{:,}")
 glue("clip_gpu_days_rn", 18 * 592, "{:,}")
-
-# A softmax over one prompt: whatever the similarities, every row sums to 1 over a single column.
-similarities = torch.randn(1000, 1)  # any scores of 1,000 images against one prompt
-one_prompt_softmax = similarities.softmax(dim=-1)
 glue("softmax_one_prompt", f"{one_prompt_softmax.min().item():.3f} to {one_prompt_softmax.max().item():.3f}")
 
 # Chance-level contrastive loss is ln N for a batch of N; a loss L means a geometric-mean probability e^-L on the
 # right partner.
-display(Markdown("| batch size N | loss at chance, ln N | seed's final validation loss | implied mean probability "
-                 "of the right partner |\n|---:|---:|---:|---:|\n" + "\n".join(
-                     f"| {n:,} | {math.log(n):.2f} | {loss:.2f} | {math.exp(-loss):.0%} |"
-                     for n, loss in SEED_TABLE6.items())))
+display(markdown_table(([f"{n:,}", math.log(n), loss, math.exp(-loss)] for n, loss in SEED_TABLE6.items()),
+                       ["batch size N", "loss at chance, ln N", "seed's final validation loss",
+                        "implied mean probability of the right partner"], align="rrrr",
+                       formats={"loss at chance, ln N": "{:.2f}", "seed's final validation loss": "{:.2f}",
+                                "implied mean probability of the right partner": "{:.0%}"}))
 glue("seed_t6_prob", math.exp(-SEED_TABLE6[4096]), "{:.0%}")
 
 # %% [markdown]

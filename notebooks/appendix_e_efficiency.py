@@ -72,13 +72,14 @@
 # those numbers only show the machinery working.
 
 # %%
+import contextlib
+import io
 import json
 
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
 
 from miniclip.bench.suite import SuiteConfig, run_all
-from miniclip.book import ROOT, glue, note, profile, show
+from miniclip.book import ROOT, glue, markdown_table, note, profile, show
 from miniclip.model import CLIPConfig
 
 saved = ROOT / "runs" / "bench" / "all-cpu.json"
@@ -96,10 +97,11 @@ else:
                         rounds=2, warmup=1, data_seconds=0.2, data_configs=(), shard_samples=16,
                         cache_images=4, eval_checkpoint=tiny, zeroshot_images=16, retrieval_images=8,
                         peak_size=512, peak_seconds=0.2)
-    results = run_all(suite, out_dir=None)
+    with contextlib.redirect_stdout(io.StringIO()):  # the suite's progress log; its table is shown below
+        results = run_all(suite, out_dir=None)
     glue("bench_source", "a tiny suite run while this page was built (smoke, not results)")
-display(Markdown("| section | measurement | value | note |\n|---|---|---|---|\n" + "\n".join(
-    f"| {r['section']} | {r['item']} | {r['value']} | {r['note']} |" for r in results["summary"])))
+markdown_table([[r["section"], r["item"], r["value"], r["note"]] for r in results["summary"]],
+               ["section", "measurement", "value", "note"], align="llrl")
 
 # %% [markdown]
 # The table above comes from {glue}`bench_source`. Its sections: the **ceiling** (this machine's

@@ -4,7 +4,12 @@ For each HTML page of the built book, served from 127.0.0.1, this asserts:
 - every image loaded (naturalWidth > 0) and no request the page made got a 4xx/5xx answer;
 - nothing was requested from another host (the book must read offline: no CDN for math, fonts or search);
 - no execution error reached the page (a traceback in a cell output);
-- where the page has math, MathJax rendered it (one `mjx-container` per math element, no `mjx-merror`).
+- where the page has math, MathJax rendered it (one `mjx-container` per math element, no `mjx-merror`);
+- no MyST markup reached the reader unrendered: no role (`{glue}`, `{cite:p}`, `{doc}`, ...) and no code fence in
+  the page's visible text, outside code listings (code may quote markup; prose never should);
+- every code block fits the code column at the 1280 px window: no `pre` (cell inputs and outputs,
+  `literalinclude` listings) and no table scrolls sideways. A failure names the page and the first line that
+  does not fit (book/_static/custom.css sizes the column; the package's code is written to 120 columns).
 
 It needs a built book: `make book-ci` builds one and then runs this file with MINICLIP_BOOK_HTML pointing at
 it (`make book` output at _build/html is used too, when present). Without any build the test skips, because
@@ -29,7 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES = [ROOT / "_build" / "ci" / "_build" / "html", ROOT / "_build" / "html"]
 SCREENSHOT_PAGES = ("notebooks/02_introduction.html", "notebooks/04_architecture.html", "notebooks/06_training.html",
-                    "notebooks/12_attention.html")
+                    "notebooks/07_zeroshot.html", "notebooks/12_attention.html")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1280,1600")
@@ -110,7 +115,7 @@ def browser():
 
 # Waits for the page's load event, for MathJax (if the page loads it) and for every image (lazy ones made eager),
 # then reports.
-INSPECT_PAGE = """
+INSPECT_PAGE = r"""
 const done = arguments[arguments.length - 1];
 // chromedriver can hand the script a document that is still being parsed (the likely reason CI once measured
 // two whole pages at under 50 visible characters), so nothing is measured before the load event has fired.
@@ -140,7 +145,44 @@ const loaded = Promise.all(images.map(img => {
   if (img.complete) return Promise.resolve();
   return new Promise(resolve => { img.onload = img.onerror = resolve; setTimeout(resolve, 10000); });
 }));
-Promise.all([mathjax, loaded]).then(() => done({
+// MyST markup that should have been rendered: a role, or a code fence, in what the reader sees. Listings (pre)
+// are left out: code may quote markup in its docstrings and strings.
+function unrendered() {
+  let text = document.body.innerText;
+  for (const pre of document.querySelectorAll("pre")) text = text.split(pre.innerText).join("\n");
+  const roles = ["glue", "glue:text", "glue:figure", "glue:md", "glue:math", "cite", "cite:p", "cite:t",
+                 "cite:ps", "cite:ts", "ref", "doc", "numref", "eq", "math", "term", "download", "abbr"];
+  const pattern = new RegExp("\\{(" + roles.join("|") + ")\\}|```", "g");
+  const found = [];
+  for (const m of text.matchAll(pattern)) {
+    found.push(text.slice(Math.max(0, m.index - 40), m.index + 60).replace(/\s+/g, " "));
+    if (found.length >= 5) break;
+  }
+  return found;
+}
+// Code blocks and tables wider than their column: each with the first line (or row) that does not fit.
+function overflowing() {
+  const canvas = document.createElement("canvas").getContext("2d");
+  const found = [];
+  for (const el of document.querySelectorAll(".bd-article pre, .bd-article .pst-scrollable-table-container")) {
+    if (el.clientWidth === 0 || el.scrollWidth <= el.clientWidth + 1) continue;
+    const style = getComputedStyle(el);
+    let line = "";
+    if (el.tagName === "PRE") {
+      canvas.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+      const room = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      line = el.innerText.split("\n").find(l => canvas.measureText(l).width > room) || "";
+    } else {
+      const row = Array.from(el.querySelectorAll("tr")).find(r => r.scrollWidth > el.clientWidth) ||
+                  el.querySelector("tr");
+      line = row ? row.innerText.replace(/\s+/g, " ") : "";
+    }
+    found.push({kind: el.tagName === "PRE" ? "code block" : "table", scrollWidth: el.scrollWidth,
+                clientWidth: el.clientWidth, fontSize: style.fontSize, line: line.slice(0, 140)});
+  }
+  return found;
+}
+Promise.all([mathjax, loaded, document.fonts.ready]).then(() => done({
   brokenImages: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute("src")),
   mathElements: document.querySelectorAll(".math").length,
   mathRendered: document.querySelectorAll("mjx-container").length,
@@ -148,6 +190,9 @@ Promise.all([mathjax, loaded]).then(() => done({
   mathjaxLoaded: !!(window.MathJax && MathJax.startup),
   tracebacks: document.querySelectorAll(".output.traceback, .output.error").length
               + (document.body.innerText.includes("Traceback (most recent call last)") ? 1 : 0),
+  unrendered: unrendered(),
+  overflowing: overflowing(),
+  viewportWidth: window.innerWidth,
   bodyText: document.body.innerText.length,
   // What was actually on screen, so that a failure report says which document the browser measured.
   href: location.href, readyState: document.readyState, contentType: document.contentType,
@@ -235,6 +280,14 @@ def test_every_page_renders_completely_and_offline(server, browser):
             problems.append(f"{page}: requests to other hosts (the book must work offline): {foreign[:5]}")
         if report["tracebacks"]:
             problems.append(f"{page}: an execution error is shown on the page")
+        for context in report["unrendered"]:
+            problems.append(f"{page}: unrendered MyST markup in the visible text: ...{context}...")
+        for block in report["overflowing"][:3]:
+            problems.append(f"{page}: a {block['kind']} scrolls sideways at a {report['viewportWidth']} px window "
+                            f"({block['scrollWidth']} px of content in {block['clientWidth']} px, code at "
+                            f"{block['fontSize']}); first line that does not fit: {block['line']!r}")
+        if len(report["overflowing"]) > 3:
+            problems.append(f"{page}: ... and {len(report['overflowing']) - 3} more blocks that scroll sideways")
         if report["mathElements"]:
             pages_with_math += 1
             if not report["mathjaxLoaded"]:

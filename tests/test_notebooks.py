@@ -1,5 +1,6 @@
-"""The book's sources: paired, output-free notebooks; a table of contents that names only real pages; a figure
-helper that keeps ci figures apart; and a publishing workflow that calls only commands that exist."""
+"""The book's sources: paired, output-free notebooks whose code fits the page; a table of contents that names only
+real pages; the page helpers (figures kept apart per profile, numbers and tables formatted in code); prose that
+speaks to a reader; and a publishing workflow that calls only commands that exist."""
 
 import re
 import shlex
@@ -50,6 +51,47 @@ def _toc_files(node):
             yield from _toc_files(item)
 
 
+# The width the book's code column shows at a 1280 px window (book/_static/custom.css), and ruff's line-length.
+CODE_COLUMNS = 120
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_code_cells_fit_the_code_column(script):
+    """No notebook code line is wider than the column the book shows it in (the browser test measures the
+    rendered pages; this finds the line in the source)."""
+    long = [(i, len(line)) for cell in jupytext.read(script).cells if cell.cell_type == "code"
+            for i, line in enumerate(cell.source.splitlines(), 1) if len(line) > CODE_COLUMNS]
+    assert not long, f"{script.name}: code lines over {CODE_COLUMNS} columns (line in cell, width): {long}"
+
+
+def test_ruff_line_length_matches_the_code_column():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(rf"^line-length = {CODE_COLUMNS}$", pyproject, re.MULTILINE)
+
+
+# A MyST role written inside backticks is shown as raw text ("{glue}name``"), not rendered.
+ROLE_IN_BACKTICKS = re.compile(r"`\{[a-z:]+\}`[^`\n]*``")
+
+
+@pytest.mark.parametrize("source", [*SCRIPTS, *(ROOT / "book").glob("*.md")], ids=lambda p: p.stem)
+def test_prose_has_no_roles_inside_backticks(source):
+    assert not ROLE_IN_BACKTICKS.findall(source.read_text()), f"{source.name}: a role inside backticks"
+
+
+# The seed report's placeholders are mapped to the book's figures in Appendix D only; everywhere else the
+# captions and prose speak to a reader, and no page describes "this machine" (a reader's is another one).
+WRITER_NOTES = re.compile(r"seed report|seed's|placeholder|this machine|on this CPU", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("source", [p for p in [*SCRIPTS, *(ROOT / "book").glob("*.md")]
+                                    if p.stem not in ("appendix_d_results", "appendix_e_efficiency")],
+                         ids=lambda p: p.stem)
+def test_prose_speaks_to_a_reader(source):
+    markdown = "\n".join(c.source for c in jupytext.read(source).cells if c.cell_type == "markdown") \
+        if source.suffix == ".py" else source.read_text()
+    assert not WRITER_NOTES.findall(markdown), f"{source.name}: {sorted(set(WRITER_NOTES.findall(markdown)))}"
+
+
 def test_toc_names_only_existing_pages():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = list(_toc_files(toc))
@@ -68,6 +110,10 @@ def test_config_requirements():
     assert not config["sphinx"]["config"]["mathjax_path"].startswith(("http:", "https:", "//"))
     for generated in ("_build", "runs", ".jupyter_cache", "figures"):
         assert generated in config["exclude_patterns"]
+    # The book's stylesheet (the wide code column) is wired in and exists.
+    for static in config["sphinx"]["config"]["html_static_path"]:
+        for css in config["sphinx"]["config"]["html_css_files"]:
+            assert (ROOT / static / css).exists(), f"{static}/{css} missing"
 
 
 def test_literalincludes_point_at_real_code():
@@ -95,20 +141,20 @@ def test_literalincludes_point_at_real_code():
 def test_show_saves_figures_per_profile_and_needs_labels(monkeypatch, tmp_path):
     import matplotlib.pyplot as plt
 
-    from miniclip import book
+    from miniclip.book import pages
 
     monkeypatch.setenv("MINICLIP_PROFILE", "ci")
-    monkeypatch.setitem(book.FIGURES, "ci", tmp_path / "figures-ci")
+    monkeypatch.setitem(pages.FIGURES, "ci", tmp_path / "figures-ci")
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     ax.set_xlabel("x")
-    book.show(fig, "unit_test_figure")
+    pages.show(fig, "unit_test_figure")
     assert (tmp_path / "figures-ci" / "unit_test_figure.png").stat().st_size > 0
     assert not (ROOT / "figures" / "unit_test_figure.png").exists(), "a ci figure must not land in figures/"
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     with pytest.raises(ValueError, match="no label"):
-        book.show(fig, "unlabelled")
+        pages.show(fig, "unlabelled")
 
 
 def test_glue_formats_in_code(monkeypatch):
@@ -120,6 +166,36 @@ def test_glue_formats_in_code(monkeypatch):
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.update({name: repr(value)}))
     book.glue("accuracy", 0.1234, "{:.1%}")
     assert glued["accuracy"] == "12.3%"  # pasted without quotes or extra digits
+
+
+def test_markdown_table_formats_aligns_and_escapes():
+    from IPython.display import Markdown
+
+    from miniclip.book import markdown_table
+
+    table = markdown_table([("a photo of a {}.", 0.1234, 3), {"prompt": "x | y", "top-1": 0.5, "n": None}],
+                           ["prompt", "top-1", "n"], formats={"top-1": "{:.1%}"})
+    assert isinstance(table, Markdown)  # displayed as rendered Markdown, in Jupyter and in the book
+    assert table.data.splitlines() == ["| prompt | top-1 | n |",
+                                       "|---|---:|---:|",
+                                       "| a photo of a {}. | 12.3% | 3 |",
+                                       "| x \\| y | 50.0% |  |"]  # a "|" in a cell cannot split it
+    assert markdown_table([("a", "b\nc")], ["x", "y"], align="lc").data.splitlines()[1:] == ["|---|:---:|",
+                                                                                           "| a | b c |"]
+    with pytest.raises(ValueError, match="align"):
+        markdown_table([("a", 1)], ["x", "y"], align="l")
+    with pytest.raises(ValueError, match="cells for 2 columns"):
+        markdown_table([("a", 1, 2)], ["x", "y"])
+    with pytest.raises(ValueError, match="do not exist"):
+        markdown_table([("a", 1)], ["x", "y"], formats={"z": "{:.1%}"})
+
+
+def test_machine_text_names_the_processor_and_threads():
+    from miniclip.book import machine_text
+
+    assert machine_text({"processor": "AMD EPYC", "threads": 2, "cuda": None}) == "AMD EPYC, 2 threads"
+    assert machine_text({"processor": "", "machine": "x86_64", "threads": 8, "cuda": "H100"}) == \
+        "x86_64, 8 threads, GPU H100"
 
 
 # --------------------------------------------------------------------------------------------- publishing
@@ -176,9 +252,12 @@ def test_make_publish_uses_ghp_import():
 def test_trained_run_loads_cached_checkpoints_and_falls_back_visibly(monkeypatch, tmp_path):
     import shutil
 
-    from miniclip import book
+    import miniclip.env
+    from miniclip.book import pages
 
-    monkeypatch.setattr(book, "ROOT", tmp_path)
+    # Configs are found under pages.ROOT; runs under miniclip.env.ROOT (through runs_dir).
+    monkeypatch.setattr(miniclip.env, "ROOT", tmp_path)
+    monkeypatch.setattr(pages, "ROOT", tmp_path)
     (tmp_path / "configs").mkdir()
     for name in ("ci.yaml", "cpu-shapes.yaml"):
         shutil.copy(ROOT / "configs" / name, tmp_path / "configs" / name)
@@ -187,9 +266,9 @@ def test_trained_run_loads_cached_checkpoints_and_falls_back_visibly(monkeypatch
     (tmp_path / "runs" / "ci" / "shapes" / "final.safetensors").touch()  # a cached ci model: nothing to train
 
     notes = []
-    monkeypatch.setattr(book, "note", notes.append)
+    monkeypatch.setattr(pages, "note", notes.append)
     monkeypatch.setenv("MINICLIP_PROFILE", "cpu")
-    assert book.trained_run("shapes") == tmp_path / "runs" / "ci" / "shapes"  # cpu model missing: fall back
+    assert pages.trained_run("shapes") == tmp_path / "runs" / "ci" / "shapes"  # cpu model missing: fall back
     assert len(notes) == 1 and "make train" in notes[0]  # ... and say so on the page
     (tmp_path / "runs" / "cpu" / "shapes" / "final.safetensors").touch()
-    assert book.trained_run("shapes") == tmp_path / "runs" / "cpu" / "shapes"  # present: used as it is
+    assert pages.trained_run("shapes") == tmp_path / "runs" / "cpu" / "shapes"  # present: used as it is

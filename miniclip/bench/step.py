@@ -287,10 +287,10 @@ def run_model_bench(precisions=("fp32", "bf16"), batch_sizes=(64, 128), arch: st
 
 def _print_step_result(r: dict):
     cfg = r["config"]
-    head = f"{cfg['arch']} {cfg['precision']} batch {cfg['batch_size']} {'compiled' if cfg['compile'] else 'eager'}"
+    head = f"{cfg['arch']} {cfg['precision']} b{cfg['batch_size']} {'compiled' if cfg['compile'] else 'eager'}"
     for name, c in r["contenders"].items():
         if "median_s" not in c:
-            print(f"{head:>40}  {name:<20} {c.get('error', 'memory only')[:80]}", flush=True)
+            print(f"{head}  {name}: {c.get('error', 'memory only')[:80]}", flush=True)
             continue
         extra = f"MFU {c['mfu']:.0%}" if "mfu" in c else ""
         if name == "miniclip" and "speedup" in r:
@@ -298,8 +298,7 @@ def _print_step_result(r: dict):
             extra += f"  x{s['median']:.2f} vs open_clip ({s['min']:.2f}-{s['max']:.2f})"
         if "gain" in c:
             extra += f"  gain x{c['gain']['median']:.2f}: {c['verdict']}"
-        print(f"{head:>40}  {name:<20} {c['median_s']:7.3f} s/step {c['samples_per_s']:7.1f} samples/s  {extra}",
-              flush=True)
+        print(f"{head}  {name}: {c['median_s']:.3f} s/step, {c['samples_per_s']:.1f} samples/s  {extra}", flush=True)
 
 
 def run_memory_bench(batch_sizes=(64, 128), arch: str | CLIPConfig = "small", precision: str = "fp32",

@@ -9,6 +9,7 @@ each diagram places boxes on a grid in data coordinates and joins them with arro
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import FancyBboxPatch
 
 from miniclip.model import CLIPConfig
 
@@ -21,8 +22,6 @@ RANK_COLOURS = ["#2a9d8f", "#e76f51", "#8ab17d", "#e9c46a", "#6d597a", "#457b9d"
 def _box(ax, x: float, y: float, w: float, h: float, text: str, colour: str, fontsize: int = 8,
          text_colour: str = "black"):
     """A rounded box with centred text, its lower-left corner at (x, y)."""
-    from matplotlib.patches import FancyBboxPatch
-
     ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", facecolor=colour,
                                 edgecolor="#333333", linewidth=0.8))
     ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize, color=text_colour)

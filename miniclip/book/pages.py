@@ -7,7 +7,8 @@ it reads, and the one way every figure and every number reaches the page.
   never crashes on a fresh clone.
 - `show(fig, name)`: saves a matplotlib figure to `figures/<name>.png` and glues it for a captioned
   `{glue:figure}` in the prose.
-- `glue(name, value, fmt)`: a number, formatted in code, pasted into the prose with `{glue}`.
+- `glue(name, value, fmt)`: a number, formatted in code, pasted into the prose with a `{glue}` role.
+- `markdown_table(rows, columns)`: every table a chapter computes, as rendered Markdown.
 
 Notebook-only state stays in the notebooks; this module holds what more than one chapter needs.
 """
@@ -15,6 +16,7 @@ Notebook-only state stays in the notebooks; this module holds what more than one
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from miniclip.checkpoint import load_model, read_metadata
@@ -107,13 +109,21 @@ class _Pasted:
 
 
 def glue(name: str, value, fmt: str = "{}") -> None:
-    """Glue `fmt.format(value)` under `name`, for `{glue}`name`` in the prose.
+    """Glue `fmt.format(value)` under `name`, for a `{glue}` role naming it in the prose.
 
     The formatting lives in the code next to the computation, so the prose never types a number.
     """
-    from myst_nb import glue as nb_glue
+    from myst_nb import glue as nb_glue  # the book's builder: imported only when a page is being made
 
     nb_glue(name, _Pasted(fmt.format(value)), display=False)
+
+
+def machine_text(machine: dict) -> str:
+    """The machine a timing was measured on, in words, from the `machine` record of a run's or an experiment's
+    provenance (`miniclip.env.machine`): processor, threads, and the GPU when there was one."""
+    processor = machine.get("processor") or machine.get("machine") or "an unknown processor"
+    gpu = f", GPU {machine['cuda']}" if machine.get("cuda") else ""
+    return f"{processor}, {machine.get('threads', '?')} threads{gpu}"
 
 
 def show(fig, name: str) -> None:
@@ -121,7 +131,7 @@ def show(fig, name: str) -> None:
 
     Every figure in the book goes through here, so the committed `figures/` is exactly what the book shows.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # plotting and the book's builder: imported only when a page is being made
     from myst_nb import glue as nb_glue
 
     for ax in fig.axes:  # a figure without labelled axes cannot be read on its own
@@ -133,9 +143,48 @@ def show(fig, name: str) -> None:
     plt.close(fig)  # shown once, where the prose places it, not again as this cell's output
 
 
+def markdown_table(rows: Iterable[Sequence | Mapping], columns: Sequence[str], *, align: str | None = None,
+                   formats: Mapping[str, str] | None = None):
+    """A table a chapter computed, as Markdown the page renders (an IPython `Markdown` object: display it, or
+    leave it as a cell's last expression).
+
+    Each row is a sequence of cells in the order of `columns`, or a mapping from column name to cell. `formats`
+    maps a column to a format string for its cells (`{"top-1": "{:.1%}"}`); other cells are written with `str`,
+    and None leaves a cell empty. `align` holds one letter per column, `l`, `r` or `c`; by default the first
+    column is left-aligned and the others right-aligned, the usual layout of a label followed by its numbers.
+    A `|` or a line break inside a cell is escaped, so no cell can break the table.
+    """
+    from IPython.display import Markdown  # notebook display: imported only when a page is being made
+
+    columns = list(columns)
+    align = align or "l" + "r" * (len(columns) - 1)
+    if len(align) != len(columns) or set(align) - set("lrc"):
+        raise ValueError(f"align needs one of l, r, c per column ({len(columns)}), not {align!r}")
+    formats = dict(formats or {})
+    if set(formats) - set(columns):
+        raise ValueError(f"formats names columns that do not exist: {sorted(set(formats) - set(columns))}")
+
+    def escape(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    def cell(value, column: str) -> str:
+        if value is None:
+            return ""
+        return escape(formats[column].format(value) if column in formats else str(value))
+
+    lines = ["| " + " | ".join(escape(c) for c in columns) + " |",
+             "|" + "|".join({"l": "---", "r": "---:", "c": ":---:"}[a] for a in align) + "|"]
+    for row in rows:
+        values = [row[c] for c in columns] if isinstance(row, Mapping) else list(row)
+        if len(values) != len(columns):
+            raise ValueError(f"a row has {len(values)} cells for {len(columns)} columns: {values!r}")
+        lines.append("| " + " | ".join(cell(v, c) for v, c in zip(values, columns)) + " |")
+    return Markdown("\n".join(lines))
+
+
 def note(text: str) -> None:
     """A visible note box in the rendered page (and in Jupyter), for what a reader must not miss."""
-    from IPython.display import Markdown, display
+    from IPython.display import Markdown, display  # notebook display: imported only when a page is being made
 
     display(Markdown(f"```{{note}}\n{text}\n```"))
 
@@ -191,7 +240,7 @@ def experiment(name: str) -> dict | None:
 def not_computed(figure: str, glue_names: tuple[str, ...] = ()) -> None:
     """Stand-ins for results that do not exist yet: an empty figure that says so under `figure`, and
     "(not computed)" under every name in `glue_names`, so the page still builds and reads honestly."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # plotting: imported only when a page is being made
 
     fig, ax = plt.subplots(figsize=(5, 1.2))
     ax.set_title("not computed: run `make experiments` (see the note above)")

@@ -6,9 +6,13 @@ centred on zero. Every data axis is labelled and every figure has a title."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterable
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import NullLocator
 
 from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
 
@@ -21,8 +25,6 @@ WIDTH = 7.0  # inches: the book's text column
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, width: float = WIDTH, height: float | None = None, **kwargs):
-    import matplotlib.pyplot as plt
-
     height = height if height is not None else width * 0.62
     return plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, constrained_layout=True, **kwargs)
 
@@ -155,30 +157,47 @@ def _bar_names(ax, names, width: int = 28):
 # ---------------------------------------------------------------------------------------------- similarity
 
 
-def plot_similarity_matrix(similarity, row_labels: list[str], col_labels: list[str], *,
-                           title: str = "Cosine similarity", xlabel: str = "text", ylabel: str = "image",
-                           annotate: bool | None = None, wrap: int = 40):
-    """A heatmap of an [images, texts] similarity matrix, its diagonal (the true pairs) outlined when square."""
-    s = _numpy(similarity)
-    rows, cols = s.shape
-    fig, axes = _subplots(width=min(max(4.0, 0.55 * cols + 3), 12), height=min(max(3.0, 0.45 * rows + 2), 12))
+def plot_heatmap(values, row_labels: list[str], col_labels: list[str], *, title: str, xlabel: str, ylabel: str,
+                 value_label: str, fmt: str = "{:.2f}", annotate: bool | None = None,
+                 outline: Iterable[tuple[int, int]] = (), vmin: float | None = None, vmax: float | None = None,
+                 wrap: int = 40):
+    """A labelled [rows, columns] heatmap: each value written in its cell when there are at most 100 cells (or
+    as `annotate` says), and the cells `outline` lists, as (row, column), framed."""
+    v = _numpy(values).astype(float)
+    rows, cols = v.shape
+    annotate = annotate if annotate is not None else rows * cols <= 100
+    cell = 0.55 if annotate else 0.3  # inches per cell: room for the written value, or just a colour
+    fig, axes = _subplots(width=min(max(4.0, cell * cols + 3), 12), height=min(max(3.0, 0.8 * cell * rows + 2), 12))
     ax = axes[0, 0]
-    im = ax.imshow(s, cmap=SEQUENTIAL, aspect="auto")
-    fig.colorbar(im, ax=ax, label="cosine similarity", shrink=0.8)
-    ax.set_xticks(range(cols), [textwrap.shorten(t, wrap) for t in col_labels], rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(rows), [textwrap.shorten(t, wrap) for t in row_labels], fontsize=7)
-    if annotate if annotate is not None else rows * cols <= 100:
+    im = ax.imshow(v, cmap=SEQUENTIAL, aspect="auto", vmin=vmin, vmax=vmax)
+    fig.colorbar(im, ax=ax, label=value_label, shrink=0.8)
+    crowded = max(len(str(t)) for t in col_labels) > 3
+    ax.set_xticks(range(cols), [textwrap.shorten(str(t), wrap) for t in col_labels], fontsize=7,
+                  rotation=60 if crowded else 0, ha="right" if crowded else "center")
+    ax.set_yticks(range(rows), [textwrap.shorten(str(t), wrap) for t in row_labels], fontsize=7)
+    if annotate:
+        middle = (np.nanmin(v) + np.nanmax(v)) / 2
         for i in range(rows):
             for j in range(cols):
-                ax.text(j, i, f"{s[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if s[i, j] < (s.min() + s.max()) / 2 else "black")
-    if rows == cols:
-        from matplotlib.patches import Rectangle
-
-        for i in range(rows):
-            ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor=PALETTE[3], lw=1.5))
+                ax.text(j, i, fmt.format(v[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if v[i, j] < middle else "black")
+    for i, j in outline:
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor=PALETTE[3], lw=1.5))
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
     return fig
+
+
+def plot_similarity_matrix(similarity, row_labels: list[str], col_labels: list[str], *,
+                           title: str = "Cosine similarity", xlabel: str = "text", ylabel: str = "image",
+                           value_label: str = "cosine similarity", annotate: bool | None = None,
+                           outline: list[tuple[int, int]] | None = None, wrap: int = 40):
+    """A heatmap of an [images, texts] similarity matrix. Framed: the cells in `outline`, by default the
+    diagonal (the true pairs) when the matrix is square."""
+    s = _numpy(similarity)
+    if outline is None:
+        outline = [(i, i) for i in range(len(s))] if s.shape[0] == s.shape[1] else []
+    return plot_heatmap(s, row_labels, col_labels, title=title, xlabel=xlabel, ylabel=ylabel,
+                        value_label=value_label, annotate=annotate, outline=outline, wrap=wrap)
 
 
 # ----------------------------------------------------------------------------------------------------- bias
@@ -228,9 +247,9 @@ def plot_topk_composition(rows: list[dict], group: str, title: str | None = None
 
 
 def plot_accuracies(values: dict[str, float], *, chance: float | None = None, errors: dict[str, tuple] | None = None,
-                    title: str = "Accuracy", xlabel: str = "", ylabel: str = "accuracy"):
+                    title: str = "Accuracy", xlabel: str = "", ylabel: str = "accuracy", ymax: float = 1.0):
     """Bars of named accuracies (e.g. per count, per relation, per template), optional (low, high) CIs, and a
-    dashed chance line."""
+    dashed chance line; the axis runs from 0 to `ymax` (lower it to spread accuracies that are all small)."""
     names = list(values)
     fig, axes = _subplots(width=min(max(4.0, 0.6 * len(names) + 2.5), 12), height=3.5)
     ax = axes[0, 0]
@@ -244,24 +263,33 @@ def plot_accuracies(values: dict[str, float], *, chance: float | None = None, er
         ax.axhline(chance, color="k", ls="--", lw=1, label=f"chance ({chance:.2f})")
         ax.legend(fontsize=7)
     _bar_names(ax, names)
-    ax.set_ylim(0, 1), ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
+    ax.set_ylim(0, ymax), ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
     return fig
 
 
 def plot_confusion(confusion, labels: list[str], *, title: str = "Confusion matrix",
                    xlabel: str = "predicted", ylabel: str = "true"):
-    """A row-normalised confusion matrix (each true class's row sums to 1), counts written in the cells."""
+    """A row-normalised confusion matrix (each true class's row sums to 1). Up to 12 classes, the counts are
+    written in the cells and the classes named on the axes; beyond that the cells are too small for either,
+    so the axes count classes by their index in `labels`."""
     c = _numpy(confusion).astype(float)
     share = c / np.maximum(c.sum(axis=1, keepdims=True), 1)
-    fig, axes = _subplots(width=4.5, height=4.0)
+    few = len(labels) <= 12
+    fig, axes = _subplots(width=4.5 if few else 6.5, height=4.0 if few else 5.5)
     ax = axes[0, 0]
     im = ax.imshow(share, cmap=SEQUENTIAL, vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, label="share of the true class", shrink=0.8)
-    for i in range(c.shape[0]):
-        for j in range(c.shape[1]):
-            ax.text(j, i, f"{int(c[i, j])}", ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] < 0.5 else "black")
-    ax.set_xticks(range(len(labels)), labels), ax.set_yticks(range(len(labels)), labels)
+    if few:
+        for i in range(c.shape[0]):
+            for j in range(c.shape[1]):
+                ax.text(j, i, f"{int(c[i, j])}", ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] < 0.5 else "black")
+        names = [n if len(n) <= 12 else n[:11] + "…" for n in map(str, labels)]
+        crowded = max(len(n) for n in names) > 3
+        ax.set_xticks(range(len(names)), names, rotation=60 if crowded else 0, ha="right" if crowded else "center")
+        ax.set_yticks(range(len(names)), names)
+    else:
+        xlabel, ylabel = f"{xlabel} (class index)", f"{ylabel} (class index)"
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
     return fig
 
@@ -299,8 +327,6 @@ def plot_lr_batch(grid: list[dict], metric: str = "seen_colour",
     """The LR x batch-size sweep: validation loss (left) and one zero-shot accuracy (right) against the
     learning rate, one line per batch size. Validation loss is only comparable within one batch size, since
     the contrastive task is harder with more candidates per row."""
-    from matplotlib.ticker import NullLocator
-
     fig, axes = _subplots(1, 2, width=WIDTH, height=3.2)
     for i, batch_size in enumerate(sorted({g["batch_size"] for g in grid})):
         runs = sorted((g for g in grid if g["batch_size"] == batch_size), key=lambda g: g["lr"])
