@@ -153,13 +153,8 @@ if bias is not None:
     glue("base_rate_b", topk[0][f"base_rate_{group_b}"], "{:.0%}")
     glue("n_topk", len(topk)), glue("n_topk_off", len(off_base))
 else:
-    for name in ("13_similarity_gaps", "13_topk_composition"):
-        fig, ax = plt.subplots(figsize=(5, 1.2))
-        ax.set_title("not computed: Flickr8k is missing (see the note above)")
-        ax.set_axis_off()
-        show(fig, name)
-    for name in BIAS_NAMES:
-        glue(name, "(not computed)")
+    not_computed("13_similarity_gaps", BIAS_NAMES, reason="Flickr8k is missing (see the note above)")
+    not_computed("13_topk_composition", reason="Flickr8k is missing (see the note above)")
 
 # %% [markdown]
 # The captions put {glue}`size_a` test images in the group {glue}`group_a` (captions using {glue}`words_a`)

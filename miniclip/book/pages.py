@@ -237,13 +237,14 @@ def experiment(name: str) -> dict | None:
     return result
 
 
-def not_computed(figure: str, glue_names: tuple[str, ...] = ()) -> None:
-    """Stand-ins for results that do not exist yet: an empty figure that says so under `figure`, and
-    "(not computed)" under every name in `glue_names`, so the page still builds and reads honestly."""
+def not_computed(figure: str, glue_names: tuple[str, ...] = (),
+                 reason: str = "run `make experiments` (see the note above)") -> None:
+    """Stand-ins for results that do not exist yet: an empty figure that says so (and why) under `figure`,
+    and "(not computed)" under every name in `glue_names`, so the page still builds and reads honestly."""
     import matplotlib.pyplot as plt  # plotting: imported only when a page is being made
 
     fig, ax = plt.subplots(figsize=(5, 1.2))
-    ax.set_title("not computed: run `make experiments` (see the note above)")
+    ax.set_title(f"not computed: {reason}")
     ax.set_axis_off()
     show(fig, figure)
     for name in glue_names:
