@@ -5,7 +5,7 @@ never from a higher one; `tests/test_layers.py` reads this table and checks ever
 
 | layer | modules | what they hold |
 |---|---|---|
-| 0 | `model`, `loss`, `tokenizer`, `distributed`, `checkpoint`, `config`, `env` | CLIP, its loss and inputs; runs |
+| 0 | `model`, `loss`, `tokenizer`, `distributed`, `checkpoint`, `config`, `env`, `errors` | CLIP, its loss; runs |
 | 1 | `data` | Shapes, Flickr8k, image folders, shards, the web subset, downloads, transforms, streams |
 | 2 | `eval` | zero-shot, class names, probes, retrieval, features, robustness, pretrained, the validator |
 | 3 | `train` | the trainer; run directories and `train_if_changed` |

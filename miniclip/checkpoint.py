@@ -26,10 +26,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from miniclip.errors import UserError
 from miniclip.model import CLIP, CLIPConfig
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing, truncated, inconsistent or not a miniclip checkpoint."""
 
 
@@ -114,15 +115,27 @@ def _paths(path: str | Path) -> tuple[Path, Path, Path]:
 
 
 def read_metadata(path: str | Path) -> dict:
-    _, meta_path, _ = _paths(path)
+    """The JSON beside a checkpoint's weights. Errors name `path` as the caller gave it, and say what to do."""
+    weights_path, meta_path, _ = _paths(path)
+    if Path(path).is_dir():
+        example = Path(path) / "final.safetensors"
+        raise CheckpointError(f"{path} is a directory (give a checkpoint in it, e.g. {example})")
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError as e:
-        raise CheckpointError(f"no checkpoint metadata at {meta_path}") from e
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{meta_path} is not valid JSON ({e}); the checkpoint is corrupt") from e
-    if meta.get("format") != "miniclip-checkpoint-v1" or "model" not in meta:
-        raise CheckpointError(f"{meta_path} is not a miniclip checkpoint")
+        if weights_path.exists():
+            raise CheckpointError(f"{path} has no {meta_path.name} beside it (a checkpoint is <tag>.safetensors with "
+                                  "its <tag>.json; copy both)") from e
+        raise CheckpointError(f"no checkpoint at {path} (give a run's final.safetensors; "
+                              "`python -m miniclip train` writes one)") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not a readable miniclip checkpoint ({meta_path.name} is not valid JSON: "
+                              f"{e}; retrain or restore it)") from e
+    except OSError as e:
+        raise CheckpointError(f"cannot read {meta_path} ({e.strerror or e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != "miniclip-checkpoint-v1" or "model" not in meta:
+        raise CheckpointError(f"{path} is not a miniclip checkpoint ({meta_path.name} lacks its format and model "
+                              "fields; give a run's final.safetensors)")
     return meta
 
 

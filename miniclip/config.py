@@ -15,10 +15,11 @@ from pathlib import Path
 
 import yaml
 
+from miniclip.errors import UserError
 from miniclip.model import CLIPConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message names the offending key."""
 
 
@@ -201,12 +202,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw = {}
     if path is not None:
         path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist (profiles live in configs/)")
+        if not path.is_file():
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"config file {path} {what} (give a YAML file; the profiles live in configs/)")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+            raw = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid YAML ({' '.join(str(e).split())})") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} holds no config (a YAML mapping of sections, as in configs/ci.yaml)")
     raw = apply_overrides(raw, overrides or [])
     return _build(Config, raw, "").validate()
 

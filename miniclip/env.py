@@ -14,11 +14,13 @@ from pathlib import Path
 
 import torch
 
+from miniclip.errors import UserError
+
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("ci", "cpu", "gpu-1m")
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError, ValueError):
     """MINICLIP_PROFILE names a profile that does not exist."""
 
 

@@ -30,17 +30,17 @@ def test_types_are_coerced_and_overrides_apply(tmp_path):
 @pytest.mark.parametrize("text,overrides,message", [
     ("optim:\n  lrr: 0.1\n", [], "unknown key optim.lrr"),
     ("modle:\n  embed_dim: 3\n", [], "unknown key modle"),
-    ("", ["optim.lr=-1"], "optim.lr = -1.0 must be positive"),
-    ("", ["optim.batch_size=ten"], "optim.batch_size = 'ten' is not a valid int"),
-    ("", ["optim.batch_size=96", "optim.grad_cache_chunks=5"], "optim.grad_cache_chunks"),
-    ("", ["train.precision=fp8"], "train.precision"),
-    ("", ["model.image_size=70"], "model.image_size = 70 must be a multiple of model.patch_size"),
-    ("", ["optim.warmup_steps=5000"], "optim.warmup_steps"),
-    ("", ["data.dataset=imagenet"], "data.dataset"),
-    ("", ["optim.betas=[0.9]"], "optim.betas"),
+    ("{}\n", ["optim.lr=-1"], "optim.lr = -1.0 must be positive"),
+    ("{}\n", ["optim.batch_size=ten"], "optim.batch_size = 'ten' is not a valid int"),
+    ("{}\n", ["optim.batch_size=96", "optim.grad_cache_chunks=5"], "optim.grad_cache_chunks"),
+    ("{}\n", ["train.precision=fp8"], "train.precision"),
+    ("{}\n", ["model.image_size=70"], "model.image_size = 70 must be a multiple of model.patch_size"),
+    ("{}\n", ["optim.warmup_steps=5000"], "optim.warmup_steps"),
+    ("{}\n", ["data.dataset=imagenet"], "data.dataset"),
+    ("{}\n", ["optim.betas=[0.9]"], "optim.betas"),
     ("optim: 3\n", [], "optim must be a mapping"),
     ("optim: [1,\n", [], "not valid YAML"),
-    ("", ["optim"], "expected section.key=value"),
+    ("{}\n", ["optim"], "expected section.key=value"),
 ])
 def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
@@ -50,6 +50,13 @@ def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "- a list\n", "just words\n"])
+def test_a_file_without_a_mapping_is_no_config(tmp_path, text):
+    """An empty file would otherwise train the defaults: a mistake, said so, not a run."""
+    with pytest.raises(ConfigError, match="holds no config"):
+        load_config(write(tmp_path, text))
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")),

@@ -12,7 +12,7 @@ import pytest
 from http_fixtures import LoopbackServer
 from PIL import Image
 
-from miniclip.cli.data import main as data_main
+from miniclip.cli import run as data_main
 from miniclip.data.download import DATASETS, ChecksumError, DownloadError, Resource, download_dataset, download_file
 from miniclip.data.folders import CIFAR10_CLASSES, open_test_set
 

@@ -21,9 +21,10 @@ from http_fixtures import CASE_OK, LoopbackServer, image_cases
 if importlib.util.find_spec("img2dataset") is None:  # the [data] extra; importing it here would cost seconds
     pytest.skip("img2dataset is not installed", allow_module_level=True)
 
-from miniclip.cli.data import main as data_main  # noqa: E402
+from miniclip.cli import run as data_main  # noqa: E402
 from miniclip.data.shards import ShardDataset  # noqa: E402
 from miniclip.data.web_subset import read_url_list, summarize  # noqa: E402
+from miniclip.errors import UsageError
 
 # 40 rows: most kinds succeed, 404s and corrupt bytes must fail. Interleaved so every shard gets a mix.
 KINDS = (["jpeg", "gray", "missing", "png", "cmyk", "corrupt", "rgba", "jpeg"] * 5)[:39] + ["large"]
@@ -88,7 +89,7 @@ def test_web_subset_end_to_end(tmp_path, capsys):
         assert summary["successes"] == expected_ok and summary["tar_files"] == 3
 
     # Without --resume an existing build is never overwritten.
-    with pytest.raises(FileExistsError):
+    with pytest.raises(UsageError):
         _run(urls, out)
 
     # The shards read back: every success, with its caption, as an RGB image of the requested size.
@@ -154,3 +155,26 @@ def test_read_url_list_formats(tmp_path):
     a, _ = read_url_list(tmp_path / "cc12m.tsv", num_samples=3, sample_seed=7)
     b, _ = read_url_list(tmp_path / "cc12m.tsv", num_samples=3, sample_seed=7)
     assert a.equals(b) and a["url"].str.startswith("https://").all()
+
+
+def test_read_url_list_counts_what_it_drops(tmp_path):
+    """Rows left out are counted by reason: not http(s), an empty caption, a URL listed before (even in an
+    earlier chunk of a long list)."""
+    rows = [("https://example.invalid/a.jpg", "a dog"), ("file:///etc/passwd", "a file"),
+            ("ftp://example.invalid/b.jpg", "an ftp url"), ("https://example.invalid/c.jpg", ""),
+            ("https://example.invalid/a.jpg", "the same dog again"), ("https://example.invalid/d.jpg", "a cat")]
+    pd.DataFrame({"url": [u for u, _ in rows], "caption": [c for _, c in rows]}).to_parquet(tmp_path / "l.parquet")
+    frame, report = read_url_list(tmp_path / "l.parquet")
+    assert frame["url"].tolist() == ["https://example.invalid/a.jpg", "https://example.invalid/d.jpg"]
+    assert report["dropped"] == {"not an http(s) URL": 2, "empty caption": 1, "duplicate URL": 1}
+
+
+def test_a_url_list_without_usable_rows_is_one_error_line(tmp_path, capsys):
+    from miniclip.cli import main
+
+    (tmp_path / "bad.tsv").write_text("a dog\tfile:///etc/passwd\na cat\tfile:///tmp/cat.jpg\n")
+    code = main(["data", "web-subset", "--urls", str(tmp_path / "bad.tsv"), "--num-samples", "2",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert "2 not an http(s) URL" in err[0] or "no column of http(s) URLs" in err[0]

@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from miniclip.checkpoint import save_checkpoint
-from miniclip.cli import main
+from miniclip.cli import main, run
 from miniclip.config import load_config
 from miniclip.data import shapes_text
 from miniclip.data.folders import CIFAR10_CLASSES
+from miniclip.errors import UsageError
 from miniclip.eval.classnames import CIFAR10, CIFAR100, CLASS_NAMES, names_for_folders
 from miniclip.eval.zeroshot import (
     IMAGENET_TEMPLATES,
@@ -223,6 +224,6 @@ def test_cli_rejects_a_language_without_names(ci_checkpoint, tmp_path):
     for c in ("a", "b"):
         (tmp_path / c).mkdir()
         Image.new("RGB", (8, 8)).save(tmp_path / c / "0.png")
-    with pytest.raises(SystemExit, match="no de class names"):
-        main(["eval", "zeroshot", "--checkpoint", str(ci_checkpoint), "--data", f"imagefolder:{tmp_path}",
+    with pytest.raises(UsageError, match="no de class names"):
+        run(["eval", "zeroshot", "--checkpoint", str(ci_checkpoint), "--data", f"imagefolder:{tmp_path}",
               "--lang", "de"])

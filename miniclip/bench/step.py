@@ -29,6 +29,7 @@ from miniclip.config import load_config
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.paths import MissingDataError
 from miniclip.env import machine, synchronize
+from miniclip.errors import UsageError
 from miniclip.loss import ClipLoss
 from miniclip.model import CLIPConfig, build_model, capture_attention, config_from_state_dict
 from miniclip.tokenizer import tokenize
@@ -73,6 +74,9 @@ def reference_model(arch: str | CLIPConfig):
         return small_vit_open_clip(quick_gelu=True)
     if arch.endswith((".yaml", ".yml")):
         return open_clip_from_config(load_config(arch).model)
+    if arch not in require_open_clip().list_models():
+        raise UsageError(f"unknown --arch {arch!r} (use small, a config file such as configs/cpu-flickr8k.yaml, "
+                         "or an open_clip model name such as ViT-B-32-quickgelu)")
     return open_clip_model(arch)
 
 

@@ -15,6 +15,7 @@ from miniclip.cli.data import add_data_commands
 from miniclip.cli.eval import add_eval_commands
 from miniclip.cli.experiments import add_experiment_commands
 from miniclip.cli.train import add_train_command
+from miniclip.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,9 +29,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the command; errors propagate (for tests and scripts that want the exception)."""
     args = build_parser().parse_args(argv)
     return args.func(args) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The entry point: `run`, with the one error boundary. A `UserError` (a bad config, a missing checkpoint
+    or dataset, unavailable weights, a malformed URL list, arguments that make no sense) becomes one line on
+    stderr, `error: <what> (<how to fix>)`, and exit status 2; anything else is a bug and keeps its traceback."""
+    try:
+        return run(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from miniclip.bench.data_path import run_data_bench
 from miniclip.bench.evaluation import run_eval_bench
 from miniclip.bench.step import run_memory_bench, run_model_bench
 from miniclip.bench.suite import SuiteConfig, run_all
+from miniclip.cli.args import device, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,9 +59,10 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--arch", help="'small' (64 px ViT, width 256, 6+4 layers; the default), a config file "
                                       "(e.g. configs/cpu-flickr8k.yaml) or an open_clip name (ViT-B-32-quickgelu)")
     bench.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], help="default: fp32 and bf16")
-    bench.add_argument("--batch-size", nargs="+", type=int, help="default: 64 128 (256 on CUDA for all)")
-    bench.add_argument("--rounds", type=int, help="interleaved timing rounds per contender (default 5)")
-    bench.add_argument("--device", default="cpu", help="cpu or cuda (all on cuda: ViT-B/32, 224 px, bf16, batch 256)")
+    bench.add_argument("--batch-size", nargs="+", type=positive_int, help="default: 64 128 (256 on CUDA for all)")
+    bench.add_argument("--rounds", type=positive_int, help="interleaved timing rounds per contender (default 5)")
+    bench.add_argument("--device", default="cpu", type=device,
+                       help="cpu or cuda (all on cuda: ViT-B/32, 224 px, bf16, batch 256)")
     bench.add_argument("--compile", action="store_true", help="model: also time torch.compile'd steps")
     bench.add_argument("--no-compile", action="store_true", help="all: skip the torch.compile'd steps")
     bench.add_argument("--build", action="store_true", help="all: also time pytest --nbval notebooks")

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Iterator
 
 from PIL import Image
 
+from miniclip.cli.args import directory, non_negative_int, positive_int
 from miniclip.data import flickr8k
 from miniclip.data.download import DATASETS, download_dataset
 from miniclip.data.folders import ImageFolderDataset
@@ -25,6 +25,7 @@ from miniclip.data.shapes import ShapesConfig, ShapesWorld
 from miniclip.data.shards import write_shards
 from miniclip.data.transforms import load_image
 from miniclip.data.web_subset import build_web_subset
+from miniclip.errors import UsageError
 
 # --------------------------------------------------------------------------------------------------
 # Adapters: our datasets as (image, caption, metadata) streams
@@ -90,9 +91,9 @@ def dataset_samples(spec: str, image_size: int | None) -> Iterator[tuple]:
         return _flickr8k_samples(arg or "train", image_size)
     if kind == "imagefolder":
         if not arg:
-            raise ValueError("imagefolder needs a path: imagefolder:PATH")
+            raise UsageError("imagefolder needs a path (imagefolder:PATH)")
         return _imagefolder_samples(arg, image_size)
-    raise ValueError(f"unknown dataset {spec!r}: use shapes[:N], flickr8k[:split] or imagefolder:PATH")
+    raise UsageError(f"unknown dataset {spec!r} (use shapes[:N], flickr8k[:split] or imagefolder:PATH)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,9 +140,9 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
 
     p = commands.add_parser("shards", help="write one of our datasets as webdataset tar shards")
     p.add_argument("--dataset", required=True, help="shapes[:N] | flickr8k[:split] | imagefolder:PATH")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--out", required=True, type=directory)
+    p.add_argument("--shard-size", type=positive_int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument("--image-size", type=positive_int, default=None,
                    help="shapes: render size (default 64); others: shorter side to resize to "
                         "(default: keep the original JPEG bytes)")
     p.add_argument("--prefix", default="", help="shard file name prefix")
@@ -150,40 +151,28 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
 
     p = commands.add_parser("web-subset", help="download an N-pair subset of a URL list (CC3M/CC12M) with img2dataset")
     p.add_argument("--urls", required=True, type=Path, help="url+caption list: .parquet, .csv, .tsv[.gz]")
-    p.add_argument("--num-samples", required=True, type=int, help="how many pairs to select (before failures)")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--image-size", type=int, default=224, help="shorter side after resizing (default 224)")
+    p.add_argument("--num-samples", required=True, type=positive_int, help="how many pairs to select (before failures)")
+    p.add_argument("--out", required=True, type=directory)
+    p.add_argument("--image-size", type=positive_int, default=224, help="shorter side after resizing (default 224)")
     p.add_argument("--resize-mode", default="keep_ratio", choices=["keep_ratio", "center_crop"],
                    help="keep_ratio (default) keeps the whole image for random-crop augmentation")
-    p.add_argument("--processes", type=int, default=4, help="img2dataset processes (default 4)")
-    p.add_argument("--threads", type=int, default=64, help="download threads per process (default 64)")
-    p.add_argument("--shard-size", type=int, default=10_000, help="samples per shard (default 10000)")
-    p.add_argument("--sample-seed", type=int, default=None,
+    p.add_argument("--processes", type=positive_int, default=4, help="img2dataset processes (default 4)")
+    p.add_argument("--threads", type=positive_int, default=64, help="download threads per process (default 64)")
+    p.add_argument("--shard-size", type=positive_int, default=10_000, help="samples per shard (default 10000)")
+    p.add_argument("--sample-seed", type=non_negative_int, default=None,
                    help="select a seeded random sample instead of the first N valid rows")
-    p.add_argument("--timeout", type=int, default=10, help="seconds per image request (default 10)")
-    p.add_argument("--retries", type=int, default=1, help="retries per failed image (default 1)")
+    p.add_argument("--timeout", type=positive_int, default=10, help="seconds per image request (default 10)")
+    p.add_argument("--retries", type=non_negative_int, default=1, help="retries per failed image (default 1)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=cmd_web_subset)
 
     p = commands.add_parser("download", help="download Flickr8k, CIFAR-10 or CIFAR-100 (test) into the data root")
     p.add_argument("dataset", choices=sorted(DATASETS))
-    p.add_argument("--dest", type=Path, default=None, help="data root to fill (default: $MINICLIP_DATA)")
+    p.add_argument("--dest", type=directory, default=None, help="data root to fill (default: $MINICLIP_DATA)")
     p.add_argument("--url", default=None,
                    help="base URL of a mirror holding the same files (also $MINICLIP_DOWNLOAD_BASE_URL)")
     p.add_argument("--delete-archives", action="store_true", help="remove the archives after unpacking")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=cmd_download)
     return data
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (the project CLI normally calls `add_data_commands`)."""
-    parser = argparse.ArgumentParser(prog="python -m miniclip")
-    add_data_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args) or 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

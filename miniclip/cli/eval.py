@@ -20,10 +20,12 @@ import argparse
 import json
 
 from miniclip.checkpoint import load_model, read_metadata
+from miniclip.cli.args import device, non_negative_int, positive_int
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.folders import open_test_set
 from miniclip.data.loaders import shapes_world_of_run
 from miniclip.data.transforms import ToNormalizedTensor, eval_transform
+from miniclip.errors import UsageError
 from miniclip.eval import pretrained
 from miniclip.eval.classnames import names_for_folders
 from miniclip.eval.features import FeatureCache, test_set_features
@@ -56,10 +58,19 @@ def load_for_eval(spec: str, device: str = "cpu"):
     return model, read_metadata(spec).get("config") or {}, eval_transform(model.config.image_size)
 
 
+def _count(text: str, default: int, what: str) -> int:
+    """The N of a `shapes:N` spec: a positive number of images, `default` when absent."""
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{what}: {text!r} is not a positive number of images (e.g. shapes:500)")
+    return int(text)
+
+
 def _languages(spec: str) -> list[str]:
     langs = spec.split("+")
     if not langs or any(lang not in LANGUAGES for lang in langs) or len(set(langs)) != len(langs):
-        raise SystemExit(f"error: --lang takes languages from {LANGUAGES} joined by '+', got {spec!r}")
+        raise UsageError(f"--lang takes languages from {LANGUAGES} joined by '+', got {spec!r}")
     return langs
 
 
@@ -72,10 +83,10 @@ def run_zeroshot(args: argparse.Namespace) -> int:
         # checkpoint was trained on, named in that world's own caption grammar ("a photo of a red circle").
         template_set = args.templates or "shapes"
         if not template_set.startswith("shapes"):
-            raise SystemExit(f"error: Shapes class names carry their article; use a shapes* template set, "
+            raise UsageError(f"Shapes class names carry their article; use a shapes* template set, "
                              f"not {template_set!r}")
         world = shapes_world_of_run(run_config, model.config.image_size)
-        images, labels, _ = world.heldout_zeroshot(int(rest or 1000))
+        images, labels, _ = world.heldout_zeroshot(_count(rest, 1000, args.data))
         data, keys = (images, labels), world.class_names("colour_shape")
         names = {lang: shapes_class_names("colour_shape", lang, world.config.max_objects) for lang in langs}
     else:
@@ -86,12 +97,12 @@ def run_zeroshot(args: argparse.Namespace) -> int:
         for lang in langs:
             names[lang] = data.class_names if lang == "en" else names_for_folders(data.classes, lang)
             if names[lang] is None:
-                raise SystemExit(f"error: no {lang} class names for {args.data} (translations exist for CIFAR-10 "
+                raise UsageError(f"no {lang} class names for {args.data} (translations exist for CIFAR-10 "
                                  f"and CIFAR-100 only); use --lang en")
     try:
         templates = {lang: templates_for(template_set, lang) for lang in langs}
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise UsageError(f"{e}") from None
     # One language, or their fusion (the average of the languages' normalised class vectors).
     result = multilingual_zeroshot(model, data, names, templates, fusions=[tuple(langs)] if len(langs) > 1 else [],
                                    keys=keys)["+".join(langs)]
@@ -111,7 +122,7 @@ def run_retrieval(args: argparse.Namespace) -> int:
     model, _, transform = load_for_eval(args.checkpoint, args.device)
     kind, _, rest = args.data.partition(":")
     if kind != "flickr8k":
-        raise SystemExit(f"error: retrieval needs --data flickr8k[:PATH], got {args.data!r}")
+        raise UsageError(f"retrieval needs --data flickr8k[:PATH], got {args.data!r}")
     dataset = Flickr8k(rest or None, split=args.split, transform=transform, train=False)
     result = evaluate_retrieval(model, dataset)
     result.update(checkpoint=str(args.checkpoint), data=args.data)
@@ -126,7 +137,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="a run's final.safetensors (or last.safetensors), or TAG:MODEL for open_clip's "
                              "pretrained weights, e.g. openai:ViT-B-32")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", type=device, help="cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
 
 
@@ -164,7 +175,7 @@ def _templates(name: str | None):
     if name is None:
         return None
     if name not in TEMPLATE_SETS:
-        raise SystemExit(f"error: unknown template set {name!r} (choose from {', '.join(TEMPLATE_SETS)})")
+        raise UsageError(f"unknown template set {name!r} (choose from {', '.join(TEMPLATE_SETS)})")
     return TEMPLATE_SETS[name]
 
 
@@ -216,7 +227,7 @@ def run_robustness(args: argparse.Namespace) -> dict:
     if kind == "shapes":
         # The world the checkpoint was trained in (its held-out pairs, languages, seed), at its resolution.
         world = shapes_world_of_run(run_config, model.config.image_size)
-        n_test = int(rest or 500)
+        n_test = _count(rest, 500, args.data)
         result = shapes_style_shift(model, world, kinds=tuple(args.kinds), n_test=n_test, normalize=normalize,
                                     cache=cache, batch_size=args.batch_size)
         for k, r in result["kinds"].items():
@@ -250,9 +261,9 @@ def _run(handler):
 def _probe_options(parser: argparse.ArgumentParser, data_default: str, data_help: str) -> None:
     parser.add_argument("--checkpoint", required=True, help="a run's final.safetensors (or last.safetensors)")
     parser.add_argument("--data", default=data_default, help=data_help)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", type=device, help="cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per encoder batch")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="images per encoder batch")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default runs/<profile>/features)")
     parser.add_argument("--no-normalize", action="store_true",
                         help="probe raw encode_image features (OpenAI's README) instead of L2-normalised ones")
@@ -266,20 +277,21 @@ def add_probe_commands(subparsers) -> None:
                 "train/val/test, stratified, seeded)"
     probe = subparsers.add_parser("probe", help="linear probe (logistic regression, C swept on a validation split)")
     _probe_options(probe, "cifar10", test_sets)
-    probe.add_argument("--split-seed", type=int, default=0)
+    probe.add_argument("--split-seed", type=non_negative_int, default=0)
     probe.set_defaults(func=_run(run_probe))
 
     fewshot = subparsers.add_parser("fewshot", help="k-shot linear probes beside zero-shot, several seeds")
     _probe_options(fewshot, "cifar10", test_sets)
-    fewshot.add_argument("--shots", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    fewshot.add_argument("--seeds", type=int, default=5, help="how many seeds (0..N-1) per k")
-    fewshot.add_argument("--split-seed", type=int, default=0)
+    fewshot.add_argument("--shots", type=positive_int, nargs="+", default=[1, 2, 4, 8, 16])
+    fewshot.add_argument("--seeds", type=positive_int, default=5, help="how many seeds (0..N-1) per k")
+    fewshot.add_argument("--split-seed", type=non_negative_int, default=0)
     fewshot.set_defaults(func=_run(run_fewshot))
 
     robustness = subparsers.add_parser("robustness", help="accuracy under corruptions or Shapes style shift, "
                                                           "zero-shot against clean-trained probes")
     _probe_options(robustness, "cifar10", "cifar10 (or another test set): corruptions; shapes[:N_TEST]: style shift in "
                                    "the checkpoint's Shapes world")
-    robustness.add_argument("--n-shifted", type=int, default=1000, help="test images evaluated under each corruption")
+    robustness.add_argument("--n-shifted", type=positive_int, default=1000,
+                            help="test images evaluated under each corruption")
     robustness.add_argument("--kinds", nargs="+", default=["colour", "shape"], help="Shapes class kinds to probe")
     robustness.set_defaults(func=_run(run_robustness))

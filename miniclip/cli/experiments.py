@@ -7,6 +7,7 @@ import argparse
 import json
 
 from miniclip.env import PROFILES
+from miniclip.errors import UsageError
 from miniclip.experiments.registry import EXPERIMENTS
 from miniclip.experiments.runner import run_experiment
 from miniclip.experiments.store import results_path
@@ -16,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     names = args.names or list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
-        raise SystemExit(f"error: unknown experiment {unknown[0]!r} (choose from {', '.join(EXPERIMENTS)})")
+        raise UsageError(f"unknown experiment {unknown[0]!r} (choose from {', '.join(EXPERIMENTS)})")
     summary = {}
     for name in names:
         record = run_experiment(name, args.profile, force=args.force)

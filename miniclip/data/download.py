@@ -46,6 +46,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from miniclip.data.paths import data_root
+from miniclip.errors import UserError
 
 CHUNK = 1 << 20
 # Lets a test (or a user behind a mirror) point every download at another server: <base>/<filename>.
@@ -101,12 +102,12 @@ CIFAR_SIDE = 32
 CIFAR_PIXELS = 3 * CIFAR_SIDE * CIFAR_SIDE  # 3072: the R, G and B planes, 1024 bytes each
 
 
-class ChecksumError(RuntimeError):
-    pass
+class ChecksumError(UserError, RuntimeError):
+    """A downloaded file whose digest is not the published one (a bad mirror, or a corrupted transfer)."""
 
 
-class DownloadError(RuntimeError):
-    pass
+class DownloadError(UserError, RuntimeError):
+    """A download that failed (unreachable host, HTTP error, an archive without the expected files)."""
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:

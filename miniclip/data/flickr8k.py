@@ -27,7 +27,7 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from miniclip.data.folders import IMAGE_EXTENSIONS, FileTree
-from miniclip.data.paths import MissingDataError, data_root
+from miniclip.data.paths import DatasetError, MissingDataError, data_root
 from miniclip.data.transforms import SharedInt, load_image
 
 FETCH_COMMAND = "python -m miniclip data download flickr8k"
@@ -165,7 +165,7 @@ class Flickr8k(Dataset):
     ):
         split = SPLIT_ALIASES.get(split.lower(), split.lower())
         if split not in (*STANDARD_SPLIT_SIZES, "all"):
-            raise ValueError(f"unknown Flickr8k split {split!r}; expected train, dev (val), test or all")
+            raise DatasetError(f"unknown Flickr8k split {split!r} (use train, dev (val), test or all)")
         self.source = find_flickr8k(root)
         self.tree = FileTree(self.source)
         self.split, self.seed = split, seed

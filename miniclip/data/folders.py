@@ -25,7 +25,7 @@ from typing import Callable
 
 from torch.utils.data import Dataset
 
-from miniclip.data.paths import MissingDataError, data_root
+from miniclip.data.paths import DatasetError, MissingDataError, data_root
 from miniclip.data.transforms import SharedInt, load_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -74,7 +74,7 @@ class FileTree:
             self._prefix = ""
             self._archive, self._archive_pid = None, None
         else:
-            raise FileNotFoundError(f"no such folder or zip file: {self.path}")
+            raise DatasetError(f"no such folder or zip file: {self.path} (give an ImageFolder: <root>/<class>/<image>)")
 
     @staticmethod
     def _split_zip(path: Path) -> tuple[Path | None, str]:
@@ -150,16 +150,16 @@ def _find_class_root(files: list[str], where: Path, prefer: str | None = None) -
     """
     images = [PurePosixPath(f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not images:
-        raise FileNotFoundError(f"no images found under {where}")
+        raise DatasetError(f"no images found under {where} (expected <root>/<class>/<image>)")
     roots = Counter(str(p.parent.parent) for p in images if len(p.parts) >= 2)
     if not roots:
-        raise ValueError(f"{where}: images lie directly in the folder; expected <root>/<class>/<image>")
+        raise DatasetError(f"{where}: images lie directly in the folder (expected <root>/<class>/<image>)")
     if len(roots) > 1:
         preferred = [r for r in roots if prefer and PurePosixPath(r).name == prefer]
         if len(preferred) == 1:
             return preferred[0]
         listed = ", ".join(f"{r} ({n} images)" for r, n in sorted(roots.items()))
-        raise ValueError(
+        raise DatasetError(
             f"{where}: images sit under several roots: {listed}. Point at one of them, "
             f"e.g. {where / sorted(roots)[0]}"
         )
@@ -251,14 +251,14 @@ def open_test_set(spec: str, transform: Callable | None = None):
     kind = kind.strip().lower()
     if kind == "imagefolder":
         if not path:
-            raise ValueError("imagefolder needs a path: imagefolder:PATH")
+            raise DatasetError("imagefolder needs a path (imagefolder:PATH)")
         return ImageFolderDataset(path, transform)
     if kind in _CIFAR:
         local = Path(path) if path else _local_test_copy(kind)
         if local is None:
             raise MissingDataError(_CIFAR[kind], data_root(), f"python -m miniclip data download {kind}")
         return ImageFolderDataset(local, transform, prefer="test")
-    raise ValueError(f"unknown test set spec {spec!r}: expected imagefolder:PATH, cifar10 or cifar100")
+    raise DatasetError(f"unknown test set {spec!r} (use imagefolder:PATH, cifar10 or cifar100)")
 
 
 __all__ = [

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from miniclip.errors import UserError
+
 DEFAULT_DATA_ROOT = Path("~/.cache/miniclip")
 
 
@@ -18,7 +20,12 @@ def data_root() -> Path:
     return Path(os.environ.get("MINICLIP_DATA") or DEFAULT_DATA_ROOT).expanduser()
 
 
-class MissingDataError(FileNotFoundError):
+class DatasetError(UserError, ValueError):
+    """A dataset that cannot be read as asked: an unknown name, a folder that is not there or holds no images,
+    a layout we will not guess at. The message says what was found and what to give instead."""
+
+
+class MissingDataError(UserError, FileNotFoundError):
     """A dataset was asked for but is not on disk. The message says where we looked and how to fetch it."""
 
     def __init__(self, name: str, looked_in: Path | str, fetch_command: str):

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from miniclip.errors import UsageError, UserError
+
 # albumentations (pulled in by img2dataset) otherwise phones home for a version check on import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -52,7 +54,11 @@ def _url_fraction(column: pd.Series) -> float:
     return float(values.map(_is_url).mean()) if len(values) else 0.0
 
 
-def _pick_columns(frame: pd.DataFrame) -> tuple[str, str]:
+class UrlListError(UserError, ValueError):
+    """A URL list that cannot give a web subset: missing, unreadable, or without usable (URL, caption) rows."""
+
+
+def _pick_columns(frame: pd.DataFrame, path: Path) -> tuple[str, str]:
     """(url column, caption column): by a known name first, then by content."""
     lowered = {str(c).lower(): c for c in frame.columns}
     url_col = next((lowered[n.lower()] for n in URL_NAMES if n.lower() in lowered), None)
@@ -61,11 +67,13 @@ def _pick_columns(frame: pd.DataFrame) -> tuple[str, str]:
         scores = {c: _url_fraction(frame[c]) for c in frame.columns}
         url_col = max(scores, key=scores.get)
         if scores[url_col] < 0.5:
-            raise ValueError(f"no column of http(s) URLs found among {list(frame.columns)}")
+            raise UrlListError(f"{path}: no column of http(s) URLs found among {list(frame.columns)} "
+                               "(a URL list needs one column of http:// or https:// URLs and one of captions)")
     if cap_col is None:
         others = [c for c in frame.columns if c != url_col and frame[c].dtype == object]
         if not others:
-            raise ValueError(f"no caption column found among {list(frame.columns)}")
+            raise UrlListError(f"{path}: no caption column found among {list(frame.columns)} "
+                               "(a URL list needs one column of captions beside its URLs)")
         # The caption is the text column that does not look like URLs (CC3M: first; CC12M: second).
         cap_col = min(others, key=lambda c: _url_fraction(frame[c]))
     return url_col, cap_col
@@ -98,12 +106,30 @@ def _chunks(path: Path, chunk_rows: int = 200_000):
                            quoting=3 if sep == "\t" else 0, on_bad_lines="skip")
 
 
-def _clean(frame: pd.DataFrame, url_col, cap_col) -> pd.DataFrame:
+DROP_REASONS = ("not an http(s) URL", "empty caption", "duplicate URL")
+
+
+def _clean(frame: pd.DataFrame, url_col, cap_col, seen: set[str], dropped: dict[str, int]) -> pd.DataFrame:
+    """The usable rows of a chunk; each row left out is counted in `dropped` under its first reason. `seen` holds
+    the URLs kept so far, across chunks, so a URL listed twice is downloaded once."""
     out = pd.DataFrame({"url": frame[url_col].astype(str).str.strip(),
                         # newlines and tabs inside a caption would break every line-based format downstream
                         "caption": frame[cap_col].astype(str).str.replace(r"\s+", " ", regex=True).str.strip()})
-    valid = out["url"].map(_is_url) & (out["caption"].str.len() > 0) & (out["caption"] != "nan")
-    return out[valid]
+    is_url = out["url"].map(_is_url)
+    has_caption = (out["caption"].str.len() > 0) & (out["caption"] != "nan") & frame[cap_col].notna().to_numpy()
+    dropped["not an http(s) URL"] += int((~is_url).sum())
+    dropped["empty caption"] += int((is_url & ~has_caption).sum())
+    out = out[is_url & has_caption]
+    first = ~out["url"].duplicated() & ~out["url"].isin(seen)
+    dropped["duplicate URL"] += int((~first).sum())
+    out = out[first]
+    seen.update(out["url"])
+    return out
+
+
+def dropped_text(dropped: dict[str, int]) -> str:
+    """"3 not an http(s) URL, 1 duplicate URL": the rows a URL list lost, by reason ("" when none)."""
+    return ", ".join(f"{n:,} {reason}" for reason, n in dropped.items() if n)
 
 
 def read_url_list(path: str | os.PathLike, num_samples: int | None = None, sample_seed: int | None = None
@@ -114,19 +140,24 @@ def read_url_list(path: str | os.PathLike, num_samples: int | None = None, sampl
     sample of all valid rows (which reads the whole list). Returns the frame and a small report.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"URL list not found: {path}")
+    if not path.is_file():
+        raise UrlListError(f"URL list not found: {path} (give --urls a .parquet, .csv or .tsv[.gz] file)")
     kept, rows_read, columns = [], 0, None
-    have = 0
-    for chunk in _chunks(path):
-        if columns is None:
-            columns = _pick_columns(chunk)
-        rows_read += len(chunk)
-        clean = _clean(chunk, *columns)
-        kept.append(clean)
-        have += len(clean)
-        if num_samples is not None and sample_seed is None and have >= num_samples:
-            break
+    have, seen, dropped = 0, set(), dict.fromkeys(DROP_REASONS, 0)
+    try:
+        for chunk in _chunks(path):
+            if columns is None:
+                columns = _pick_columns(chunk, path)
+            rows_read += len(chunk)
+            clean = _clean(chunk, *columns, seen, dropped)
+            kept.append(clean)
+            have += len(clean)
+            if num_samples is not None and sample_seed is None and have >= num_samples:
+                break
+    except UrlListError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- pandas and pyarrow raise many types for a file they cannot parse
+        raise UrlListError(f"cannot read the URL list {path} ({type(e).__name__}: {e})") from e
     frame = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["url", "caption"])
     valid = len(frame)
     if num_samples is not None:
@@ -135,7 +166,7 @@ def read_url_list(path: str | os.PathLike, num_samples: int | None = None, sampl
             frame = frame.iloc[index].reset_index(drop=True)
         else:
             frame = frame.head(num_samples).reset_index(drop=True)
-    report = {"rows_read": rows_read, "valid_rows_seen": valid, "selected": len(frame),
+    report = {"rows_read": rows_read, "valid_rows_seen": valid, "selected": len(frame), "dropped": dropped,
               "url_column": str(columns[0]) if columns else None,
               "caption_column": str(columns[1]) if columns else None}
     return frame, report
@@ -201,22 +232,27 @@ def build_web_subset(
     input_file = out_dir / INPUT_DIR / INPUT_FILE
     has_output = out_dir.exists() and any(out_dir.glob("*.tar"))
     if has_output and not resume:
-        raise FileExistsError(f"{out_dir} already holds shards; pass --resume to continue that build, "
-                              "or choose a new --out")
+        raise UsageError(f"{out_dir} already holds shards (pass --resume to continue that build, "
+                         "or choose a new --out)")
     if resume and input_file.exists():
         selection = pd.read_parquet(input_file)
         if len(selection) != num_samples and num_samples is not None:
-            raise ValueError(f"--resume: {input_file} holds {len(selection)} rows but --num-samples is {num_samples}; "
-                             "resume with the same selection or start a new --out")
+            raise UsageError(f"--resume: {input_file} holds {len(selection)} rows but --num-samples is "
+                             f"{num_samples} (resume with the same selection, or start a new --out)")
         report = {"selected": len(selection), "reused_input": str(input_file)}
     else:
         selection, report = read_url_list(urls, num_samples=num_samples, sample_seed=sample_seed)
         if len(selection) == 0:
-            raise ValueError(f"no valid (http(s) url, caption) rows found in {urls}")
+            raise UrlListError(f"no usable (http(s) URL, caption) row in {urls} "
+                               f"({dropped_text(report['dropped']) or 'it has no rows'})")
         input_file.parent.mkdir(parents=True, exist_ok=True)
         selection.to_parquet(input_file, index=False)
-    if verbose:
-        print(f"[web-subset] {report}", flush=True)
+    if verbose and "dropped" in report:
+        dropped = dropped_text(report["dropped"])
+        print(f"[web-subset] selected {report['selected']:,} pairs from {report['rows_read']:,} rows of {urls}"
+              + (f"; left out {dropped}" if dropped else ""), flush=True)
+    elif verbose:
+        print(f"[web-subset] resuming with the {report['selected']:,} pairs selected before ({input_file})", flush=True)
 
     download(
         url_list=str(input_file),

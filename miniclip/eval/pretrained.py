@@ -27,13 +27,14 @@ import torch
 from safetensors.torch import load_file
 
 from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD
+from miniclip.errors import UserError
 from miniclip.model import CLIP, build_model
 
 SAFETENSORS_NAME = "open_clip_model.safetensors"  # open_clip's name for its safetensors files on the hub
 CONNECT_TIMEOUT_S = 3.0  # how long we wait to learn whether the hub is reachable at all
 
 
-class PretrainedUnavailable(RuntimeError):
+class PretrainedUnavailable(UserError, RuntimeError):
     """The requested pretrained weights are neither cached nor downloadable (offline, unknown, or unsafe)."""
 
 

@@ -12,12 +12,16 @@ import sys
 import time
 
 from miniclip.env import profile as active_profile
+from miniclip.errors import UserError
 from miniclip.experiments.registry import EXPERIMENTS
 from miniclip.experiments.store import experiment_settings, load_cached, plain, provenance, results_path
 
 
-class UnknownExperiment(KeyError):
+class UnknownExperiment(UserError, KeyError):
     """An experiment name that is not in the registry, or has no settings in the profile's YAML."""
+
+    def __str__(self) -> str:  # KeyError's own str() would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def run_experiment(name: str, profile: str | None = None, *, force: bool = False, settings: dict | None = None,

@@ -1,0 +1,54 @@
+"""Argument types the commands share: a number out of range or a device that is not there is an argparse
+error (usage and one `error:` line, exit status 2) before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a batch size, a count of images, seeds or rounds)."""
+    value = int_value(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer (give 1 or more)")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (a seed, a count of retries)."""
+    value = int_value(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative (give 0 or more)")
+    return value
+
+
+def int_value(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def directory(text: str) -> Path:
+    """A directory to write into: it may not exist yet, but must not be a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a directory (give a folder to write into)")
+    return path
+
+
+def device(text: str) -> str:
+    """`cpu`, or `cuda` / `cuda:N` where that GPU exists."""
+    if text == "cpu":
+        return text
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        index = int(text[5:]) if ":" in text else 0
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available here (use --device cpu)")
+        if index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device (use cpu, cuda or cuda:N)")
