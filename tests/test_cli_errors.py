@@ -57,6 +57,9 @@ CASES = [
     ("bench", ["bench", "model", "--batch-size", "0"]),
     ("bench", ["bench", "all", "--rounds", "0"]),
     ("bench", ["bench", "memory", "--device", "tpu"]),
+    *([("bench", ["bench", "memory", "--device", "cuda"])] if not torch.cuda.is_available() else []),
+    *([("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "shapes:8", "--device", "cuda"])]
+      if not torch.cuda.is_available() else []),
     ("data shards", ["data", "shards", "--dataset", "nope", "--out", "{fresh}"]),
     ("data shards", ["data", "shards", "--dataset", "imagefolder:{missing}", "--out", "{fresh}"]),
     ("data shards", ["data", "shards", "--dataset", "shapes:4", "--out", "{text}.json"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from miniclip.cli.args import require_device
 from miniclip.cli.bench import add_bench_command
 from miniclip.cli.data import add_data_commands
 from miniclip.cli.eval import add_eval_commands
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the command; errors propagate (for tests and scripts that want the exception)."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None):
+        require_device(args.device)
     return args.func(args) or 0
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from miniclip.errors import UsageError
+
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (a batch size, a count of images, seeds or rounds)."""
@@ -41,14 +43,18 @@ def directory(text: str) -> Path:
 
 
 def device(text: str) -> str:
-    """`cpu`, or `cuda` / `cuda:N` where that GPU exists."""
-    if text == "cpu":
-        return text
-    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
-        index = int(text[5:]) if ":" in text else 0
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available here (use --device cpu)")
-        if index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s)")
+    """`cpu`, `cuda` or `cuda:N` (whether that GPU exists is checked when the command runs: `require_device`)."""
+    if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
         return text
     raise argparse.ArgumentTypeError(f"{text!r} is not a device (use cpu, cuda or cuda:N)")
+
+
+def require_device(name: str) -> None:
+    """A `UsageError` when the device `name` is not on this machine (parsing alone accepts any device name)."""
+    if name == "cpu":
+        return
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here (use --device cpu)")
+    index = int(name[5:]) if ":" in name else 0
+    if index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
