@@ -106,7 +106,7 @@ def files(tmp_path_factory) -> dict[str, str]:
     save_checkpoint(root, "good", CLIP(TINY), step=0, run_config={})
     return {"missing": str(root / "missing"), "empty": str(root / "empty"), "text": str(root / "text"),
             "garbage": str(root / "garbage"), "directory": str(root / "directory"), "not_http": str(root / "not_http"),
-            "good": str(root / "good.safetensors"), "folder": str(folder), "fresh": str(root / "fresh-out")}
+            "good": str(root / "good.safetensors"), "folder": str(folder)}
 
 
 def test_every_command_has_bad_input_cases():
@@ -119,7 +119,7 @@ def test_every_command_has_bad_input_cases():
 def test_bad_input_is_one_error_line(command, argv, files, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MINICLIP_DATA", str(tmp_path / "no-data-here"))  # no real data: missing data is an error
     monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parent.parent)  # configs/ci.yaml resolves
-    argv = [arg.format(**files) for arg in argv]
+    argv = [arg.format(**{**files, "fresh": str(tmp_path / "fresh-out")}) for arg in argv]
     try:
         code = main(argv)
     except SystemExit as e:  # argparse: usage and one `error:` line, status 2
@@ -129,4 +129,7 @@ def test_bad_input_is_one_error_line(command, argv, files, capsys, monkeypatch, 
     error_lines = [line for line in err.splitlines() if "error:" in line]
     assert len(error_lines) == 1, f"{argv}: want one error: line, got:\n{err}"
     assert "Traceback" not in err, err
+    fresh = tmp_path / "fresh-out"
+    left = [p for p in fresh.rglob("*") if p.is_file()] if fresh.exists() else []
+    assert not left, f"{argv} left files in its output folder: {left}"  # no half-written shard, no partial file
     print(json.dumps({"argv": argv, "code": code, "error": error_lines[0]}))

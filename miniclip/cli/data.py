@@ -11,6 +11,7 @@ only places that know the other loaders' APIs: each yields `(image, caption, met
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 from typing import Iterator
@@ -110,8 +111,11 @@ def _emit(result: dict, as_json: bool, text: str | None = None) -> int:
 
 
 def cmd_shards(args: argparse.Namespace) -> int:
-    samples = dataset_samples(args.dataset, args.image_size)
-    result = write_shards(samples, args.out, shard_size=args.shard_size, prefix=args.prefix)
+    samples = iter(dataset_samples(args.dataset, args.image_size))
+    first = next(samples, None)  # opens the dataset, so a bad spec fails before any shard file exists
+    if first is None:
+        raise UsageError(f"{args.dataset} holds no samples (nothing to write)")
+    result = write_shards(itertools.chain([first], samples), args.out, shard_size=args.shard_size, prefix=args.prefix)
     result["dataset"] = args.dataset
     paths = result.pop("paths")
     result["out"] = str(args.out)
