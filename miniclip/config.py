@@ -8,6 +8,7 @@ message that names the key, never halfway through a run. `--set section.key=valu
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -113,6 +114,10 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def to_json(self) -> dict:
+        """`to_dict` as a checkpoint's JSON stores it (tuples become lists), to compare with a saved config."""
+        return json.loads(json.dumps(self.to_dict()))
 
 
 def _get(obj, dotted: str):

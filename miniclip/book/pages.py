@@ -60,19 +60,19 @@ def trained_run(name: str = "shapes") -> Path:
     notebook would hide tens of minutes of work in a cell. If one is missing anyway (a reader running a
     notebook by hand), the page says so visibly and falls back to the ci model.
     """
-    config_file = config_path(name)
-    out = run_dir(load_config(config_file))
+    config = load_config(config_path(name))
+    out = run_dir(config)
     if (out / "final.safetensors").exists():
         return out
     if profile() != "ci":
         note(f"`{out.relative_to(ROOT)}/final.safetensors` is missing: train it with `make train` "
              f"(tens of CPU-minutes, cached). This page falls back to the tiny ci model, trained now in seconds; "
              "its numbers are smoke, not results.")
-        config_file = ROOT / "configs" / "ci.yaml"
-        out = run_dir(load_config(config_file))
+        config = load_config(ROOT / "configs" / "ci.yaml")
+        out = run_dir(config)
         if (out / "final.safetensors").exists():
             return out
-    train_if_changed(load_config(config_file), out, progress=False)
+    train_if_changed(config, out, progress=False)
     return out
 
 
@@ -84,9 +84,9 @@ def trained_model(name: str = "shapes"):
 def trained_shapes_world():
     """This profile's trained Shapes model, the world it trained in (its held-out pairs, languages, seed) and
     its run config: `(model, world, config)`."""
-    run = trained_run("shapes")
+    run = trained_run("shapes")  # once: a missing checkpoint's note must not show twice
     config = read_metadata(run / "final")["config"]
-    return trained_model("shapes"), shapes_world_of_run(config), config
+    return load_model(run / "final"), shapes_world_of_run(config), config
 
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:

@@ -25,6 +25,7 @@ import yaml
 
 from miniclip.config import Config, load_config
 from miniclip.env import ROOT, git_commit, machine, runs_dir
+from miniclip.errors import UsageError
 
 SETTINGS_DIR = ROOT / "configs" / "experiments"
 
@@ -33,7 +34,9 @@ def experiment_settings(profile: str) -> dict:
     """The per-experiment settings of a profile, from configs/experiments/<profile>.yaml."""
     path = SETTINGS_DIR / f"{profile}.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"no experiment settings for profile {profile!r}: {path} does not exist")
+        have = ", ".join(sorted(p.stem for p in SETTINGS_DIR.glob("*.yaml")))
+        raise UsageError(f"no experiment settings for profile {profile!r}: {path} does not exist "
+                         f"(profiles with settings: {have})")
     return yaml.safe_load(path.read_text()) or {}
 
 

@@ -8,7 +8,6 @@ trained from scratch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from miniclip.checkpoint import CheckpointError, read_metadata
@@ -28,7 +27,7 @@ def trained_with(checkpoint: Path, config: Config) -> bool:
         saved = read_metadata(checkpoint)["config"]
     except CheckpointError:
         return False
-    return saved == json.loads(json.dumps(config.to_dict()))  # as JSON has it: tuples become lists
+    return saved == config.to_json()
 
 
 def train_if_changed(config: Config, out: str | Path | None = None, *, progress: bool = True) -> dict:

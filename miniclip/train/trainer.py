@@ -348,7 +348,7 @@ class Trainer:
 
     def _restore(self, path: Path):
         meta = ckpt.read_metadata(path)
-        ours = json.loads(json.dumps(self.config.to_dict()))  # as JSON has it: tuples become lists
+        ours = self.config.to_json()
         if meta["config"] != ours:
             changed = sorted(k for k in ours if meta["config"].get(k) != ours[k])
             raise ckpt.CheckpointError(f"cannot resume from {path}: the config changed (sections: {changed})")
