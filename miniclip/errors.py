@@ -8,6 +8,8 @@ line, `error: <what> (<how to fix>)`, exiting with status 2; anything else is a 
 
 from __future__ import annotations
 
+import sys
+
 
 class UserError(Exception):
     """A mistake in what was asked for, or a missing resource; the message says what and how to fix it."""
@@ -15,3 +17,14 @@ class UserError(Exception):
 
 class UsageError(UserError, ValueError):
     """Command-line arguments that parse but make no sense together (an unknown name, an impossible value)."""
+
+
+class WriteError(UserError, OSError):
+    """What a run produces could not be written (a full disk, a read-only folder); what it saved before is
+    intact."""
+
+
+def warn_damaged(what: str, why: str, action: str = "recomputing it") -> None:
+    """One line on stderr for a cached result that cannot be trusted (truncated, edited, or not ours): it is
+    never used; the caller recomputes it (or refuses, for what cannot be recomputed)."""
+    print(f"warning: {what} is damaged ({why}); {action}", file=sys.stderr)

@@ -10,7 +10,7 @@ import sys
 from miniclip.cli.args import directory
 from miniclip.config import load_config
 from miniclip.train.runs import run_dir, train_if_changed
-from miniclip.train.trainer import Trainer, TrainingDiverged
+from miniclip.train.trainer import StoppedAtOnce, Trainer, TrainingDiverged
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:  # not the user's mistake, but no bug either: the run's state is saved
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except StoppedAtOnce as e:  # a second Ctrl-C: what was saved is whole, the steps since are dropped
+        print(f"stopped at once by a second signal; {out}/last.* holds the last checkpoint. "
+              f"Continue with: python -m miniclip train --config {args.config} --resume", file=sys.stderr)
+        return 128 + e.args[0]
     if result["status"] == "up to date":
         print(f"{out}/final.safetensors is up to date with {args.config}; not retraining")
     if result["status"].startswith("interrupted"):

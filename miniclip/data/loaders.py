@@ -59,8 +59,15 @@ def shapes_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_
     dataset = ShapesDataset(shapes_config(data_cfg.shapes, image_size, seed), split="train", batch_size=local,
                             start=start_step * batch_size, rank=rank, world_size=world_size)
     loader = DataLoader(dataset, batch_size=None, num_workers=data_cfg.num_workers,
-                        persistent_workers=data_cfg.num_workers > 0)
+                        persistent_workers=data_cfg.num_workers > 0, generator=_loader_generator(seed, start_step))
     yield from loader
+
+
+def _loader_generator(seed: int, start_step: int) -> torch.Generator:
+    """The generator a DataLoader draws its workers' base seed from. Without one it draws from the global
+    RNG, so a resumed run (which builds a new loader) would leave the global RNG one draw away from an
+    uninterrupted run's, and its state would no longer be bit-identical."""
+    return torch.Generator().manual_seed(stable_seed(seed, start_step))
 
 
 # ----------------------------------------------------------------------------- Flickr8k
@@ -126,7 +133,8 @@ def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, star
         base = Flickr8k(split="train", transform=transform, seed=seed)
     sampler = StepBatchSampler(len(base), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(SeededPairs(base, seed), batch_sampler=sampler, collate_fn=_collate,
-                        num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0)
+                        num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
+                        generator=_loader_generator(seed, start_step))
     yield from loader
 
 
@@ -154,7 +162,7 @@ def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_s
     dataset = ShardDataset(shard_location(data_cfg.dataset), transform=transform,
                            shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=stable_seed(seed, start_step))
     loader = DataLoader(dataset, batch_size=batch_size // world_size, collate_fn=_collate,
-                        num_workers=data_cfg.num_workers, drop_last=True)
+                        num_workers=data_cfg.num_workers, drop_last=True, generator=_loader_generator(seed, start_step))
     yield from loader
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from miniclip.checkpoint import CheckpointError, read_metadata
+from miniclip.checkpoint import CheckpointError, verify_checkpoint
 from miniclip.config import Config
 from miniclip.env import runs_dir
 from miniclip.train.trainer import Trainer
@@ -22,9 +22,10 @@ def run_dir(config: Config, out: str | Path | None = None) -> Path:
 
 
 def trained_with(checkpoint: Path, config: Config) -> bool:
-    """Whether the checkpoint `checkpoint` (a path without suffix, e.g. `<run>/final`) records exactly `config`."""
+    """Whether the checkpoint `checkpoint` (a path without suffix, e.g. `<run>/final`) records exactly `config`
+    and is whole (a damaged one is not up to date: it is trained again)."""
     try:
-        saved = read_metadata(checkpoint)["config"]
+        saved = verify_checkpoint(checkpoint)["config"]
     except CheckpointError:
         return False
     return saved == config.to_json()

@@ -4,7 +4,9 @@ One step: encode a batch of images and captions, compute the symmetric contrasti
 (gathered across data-parallel ranks), backpropagate, take an AdamW step at the scheduled learning rate,
 and clamp the temperature. Around it: bf16/fp16 autocast, gradient checkpointing, GradCache for batches
 larger than memory, periodic validation and checkpoints, exact resume, clean stops on SIGINT/SIGTERM, and
-a guard against non-finite losses.
+a guard against non-finite losses. Nothing a run saved is lost when it dies: checkpoints are committed in two
+phases (`miniclip.checkpoint`), a kill at any moment resumes bit-exactly from the last one, a full disk stops
+the run with the previous checkpoint intact, and a lock keeps a second run out of the directory.
 
 Run it with `python -m miniclip train --config configs/NAME.yaml` (add `torchrun --nproc_per_node N -m`
 for data parallelism).
@@ -14,12 +16,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import random
 import resource
 import signal
 import sys
 import time
-from contextlib import nullcontext
+import weakref
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -32,18 +37,26 @@ from miniclip.config import Config, dump_config
 from miniclip.data.loaders import train_batches
 from miniclip.distributed import cleanup_distributed, is_distributed, setup_distributed
 from miniclip.env import git_commit, machine
+from miniclip.errors import WriteError
 from miniclip.eval.validator import Validator
 from miniclip.loss import ClipLoss
 from miniclip.model import CLIP
 from miniclip.tokenizer import tokenize
+from miniclip.train.lock import RunLock
 
-# What a run writes into its directory (and a fresh run in the same directory replaces).
+# What a run writes into its directory (and a fresh run in the same directory replaces), and the files a save
+# has between its two phases.
 RUN_FILES = ("config.yaml", "provenance.json", "metrics.jsonl", "last.safetensors", "last.json",
              "last.state.safetensors", "last.state.json", "final.safetensors", "final.json")
+STAGED_FILES = ("last.next.*", "final.next.*", ".*.tmp-*")
 
 
 class TrainingDiverged(RuntimeError):
     """Too many non-finite losses in a row; the last good state was checkpointed."""
+
+
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM outside a save: the run stops where it is; its last checkpoint is intact."""
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -106,13 +119,18 @@ class Trainer:
             raise RuntimeError("train.precision=fp16 needs CUDA (its GradScaler); use bf16 on CPU")
         self._build_model()
         self._build_optimizer()
-        self.step, self.bad_steps, self.bad_in_a_row, self.stop_signal = 0, 0, 0, None
+        self.step, self.bad_steps, self.bad_in_a_row, self.stop_signal, self.saving = 0, 0, 0, None, False
+        self.lock = RunLock(self.out_dir)
+        if self.is_main:  # before the folder is touched; released when the run ends or the trainer is dropped
+            self.lock.acquire()
+            weakref.finalize(self, self.lock.release)
         self._prepare_out_dir(resume)
 
     def _build_model(self):
         """The model (identical initial weights on every rank), its memory layout, DDP and torch.compile."""
         t = self.config.train
         torch.manual_seed(t.seed)
+        random.seed(t.seed)  # saved with torch's in every checkpoint, so it must start from the seed too
         self.model = CLIP(self.config.model).to(self.device)
         self.model.set_grad_checkpointing(t.grad_checkpointing)
         # A ModifiedResNet trains faster with its weights and images in channels_last (NHWC) memory order:
@@ -138,13 +156,10 @@ class Trainer:
         self.loss_fn = ClipLoss()
 
     def _prepare_out_dir(self, resume: bool):
-        """Resume from `last.*`, or clear what an earlier run left (so no file mixes two runs); then the
-        validator and TensorBoard, which only the main rank keeps."""
-        if resume and (self.out_dir / "last.json").exists():
-            self._restore(self.out_dir / "last")
-        elif self.is_main:
-            for name in RUN_FILES:
-                (self.out_dir / name).unlink(missing_ok=True)
+        """The validator and TensorBoard (which only the main rank keeps); then resume from `last.*`
+        (finishing a save that a kill interrupted), or clear what an earlier run left (so no file mixes two
+        runs). Restoring comes last: building the validator draws from the global RNG, whose saved state
+        must be the one the next step sees."""
         self.validator = Validator(self.config, self.device) if self.is_main else None
         self.tensorboard = None
         if self.config.train.tensorboard and self.is_main:
@@ -154,6 +169,20 @@ class Trainer:
                 raise RuntimeError("train.tensorboard=true needs the tensorboard package: "
                                    "pip install tensorboard") from e
             self.tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
+        if self.is_main:
+            if resume:
+                for tag in ("last", "final"):
+                    ckpt.finish_interrupted_save(self.out_dir, tag)
+            for pattern in STAGED_FILES:  # what is left belongs to saves killed before they committed
+                for path in self.out_dir.glob(pattern):
+                    path.unlink()
+        if resume and (self.out_dir / "last.json").exists():
+            self._restore(self.out_dir / "last")
+            if self.is_main:
+                self._forget_metrics_after(self.step)
+        elif self.is_main:
+            for name in RUN_FILES:
+                (self.out_dir / name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------- one step
 
@@ -270,6 +299,15 @@ class Trainer:
         except TrainingDiverged:
             status = "diverged"
             raise
+        except StoppedAtOnce:
+            status = "stopped at once by a second signal"
+            raise
+        except WriteError:
+            status = "failed to write"
+            raise
+        except Exception as e:
+            status = f"crashed ({type(e).__name__})"
+            raise
         finally:
             bar.close()
             for sig, handler in handlers.items():
@@ -278,6 +316,7 @@ class Trainer:
                 self._write_end(status, time.time() - start_time)
                 if self.tensorboard is not None:
                     self.tensorboard.close()
+                self.lock.release()
             cleanup_distributed()
         return {"status": status, "step": self.step, "bad_steps": self.bad_steps}
 
@@ -317,16 +356,19 @@ class Trainer:
         """The finished model with its last validation metrics: what `train_if_changed` and the book read."""
         if self.is_main:
             metrics = self.validator.last if self.validator else {}
-            ckpt.save_checkpoint(self.out_dir, "final", self.model, step=self.step,
-                                 run_config=self.config.to_dict(), metrics=metrics)
+            with self._saving():
+                ckpt.save_checkpoint(self.out_dir, "final", self.model, step=self.step,
+                                     run_config=self.config.to_dict(), metrics=metrics)
 
     # ------------------------------------------------------------------------- bookkeeping
 
     def _catch_signals(self) -> dict:
-        """On SIGINT/SIGTERM, finish the current step, save, and stop (the loop checks `stop_signal`)."""
+        """On SIGINT/SIGTERM, finish the current step, save, and stop (the loop checks `stop_signal`). A second
+        signal means "now": it stops the run where it is, unless a save is under way, which is let finish
+        (the loop then stops after it) so that the checkpoint on disk is whole."""
         def request_stop(signum, frame):
-            if self.stop_signal is not None:  # a second Ctrl-C means now
-                raise KeyboardInterrupt
+            if self.stop_signal is not None and not self.saving:
+                raise StoppedAtOnce(signum)
             self.stop_signal = signum
 
         handlers = {}
@@ -343,8 +385,18 @@ class Trainer:
 
     def _save(self, tag: str):
         if self.is_main:
-            ckpt.save_checkpoint(self.out_dir, tag, self.model, step=self.step, run_config=self.config.to_dict(),
-                                 training_state=self._training_state())
+            with self._saving():
+                ckpt.save_checkpoint(self.out_dir, tag, self.model, step=self.step,
+                                     run_config=self.config.to_dict(), training_state=self._training_state())
+
+    @contextmanager
+    def _saving(self):
+        """Marks a save under way: a second signal then waits for the save to finish."""
+        self.saving = True
+        try:
+            yield
+        finally:
+            self.saving = False
 
     def _restore(self, path: Path):
         meta = ckpt.read_metadata(path)
@@ -363,30 +415,70 @@ class Trainer:
             print(f"resuming {self.config.name} from step {self.step} ({path})", file=sys.stderr)
 
     def _log(self, record: dict):
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise WriteError(f"could not write {self.out_dir / 'metrics.jsonl'}: {e.strerror or e} (free some "
+                             "space, then continue with --resume from the last checkpoint)") from e
         if self.tensorboard is not None:
             prefix = "val/" if record.get("kind") == "val" else "train/"
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
                     self.tensorboard.add_scalar(prefix + key, value, record["step"])
 
+    def _forget_metrics_after(self, step: int):
+        """On resume, drop the log lines of the steps after the checkpoint (they are about to be redone) and
+        any line a kill cut short, so metrics.jsonl reads as one uninterrupted run."""
+        path = self.out_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        _write_atomically(path, "".join(kept))
+
     def _write_start(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yaml").write_text(dump_config(self.config))
+        _write_atomically(self.out_dir / "config.yaml", dump_config(self.config))
         path = self.out_dir / "provenance.json"
-        prov = json.loads(path.read_text()) if path.exists() else {"segments": []}
+        try:
+            prov = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            prov = {"segments": []}
         prov.update(config=self.config.to_dict(), git_commit=git_commit(), machine=machine(),
                     seed=self.config.train.seed, command=" ".join(sys.argv), world_size=self.dist.world_size,
                     device=str(self.device))
         prov["segments"].append({"start_step": self.step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        path.write_text(json.dumps(prov, indent=2))
+        _write_atomically(path, json.dumps(prov, indent=2))
 
     def _write_end(self, status: str, seconds: float):
+        """Close the provenance record. Called while the run is already ending (perhaps because the disk is
+        full), so a failure here is reported on one line instead of hiding the reason the run ended."""
         path = self.out_dir / "provenance.json"
-        prov = json.loads(path.read_text())
-        prov["segments"][-1].update(end_step=self.step, wall_s=seconds, status=status)
-        prov.update(status=status, final_step=self.step, wall_s=sum(s.get("wall_s", 0) for s in prov["segments"]),
-                    bad_steps=self.bad_steps, python=platform.python_version())
-        path.write_text(json.dumps(prov, indent=2))
+        try:
+            prov = json.loads(path.read_text())
+            prov["segments"][-1].update(end_step=self.step, wall_s=seconds, status=status)
+            prov.update(status=status, final_step=self.step, bad_steps=self.bad_steps,
+                        wall_s=sum(s.get("wall_s", 0) for s in prov["segments"]), python=platform.python_version())
+            _write_atomically(path, json.dumps(prov, indent=2))
+        except (OSError, ValueError, LookupError) as e:
+            print(f"warning: could not record the end of the run in {path} ({e})", file=sys.stderr)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` by `text` whole: a kill leaves the old file or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"could not write {path}: {e.strerror or e} (free some space, then continue with "
+                         "--resume)") from e
 
