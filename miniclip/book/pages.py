@@ -231,9 +231,9 @@ def experiment(name: str) -> dict | None:
                  "it below is left empty.")
             return None
     if result is None:
-        note(f"`{results_path(name, profile()).relative_to(ROOT)}` is missing or was computed with other settings: "
-             f"run `make experiments` (or just this one: `python -m miniclip experiments {name}`). What depends "
-             "on it below is left empty until then.")
+        note(f"`{results_path(name, profile()).relative_to(ROOT)}` is missing, damaged, or was computed with other "
+             f"settings: run `make experiments` (or just this one: `python -m miniclip experiments {name}`). What "
+             "depends on it below is left empty until then.")
     return result
 
 

@@ -11,9 +11,12 @@ logistic regression on them takes seconds, so the features are computed once and
   world's config and indices);
 - the **preprocessing** by the transform's `repr` and, for robustness, the corruption and its severity.
 
-The key is hashed into the file name and also stored, in full, in the file's metadata, so a cache file says
-what it holds. Features are stored *unnormalised* (`encode_image`'s output, as the reference returns it);
-callers L2-normalise where they need to (zero-shot always, probes by choice).
+The key is hashed into the file name and also stored, in full, in the file's metadata, with a SHA-256 of the
+tensors, so a cache file says what it holds and a damaged one (truncated, edited, or holding another key) is
+reported on one line and recomputed, never used.
+
+Features are stored *unnormalised* (`encode_image`'s output, as the reference returns it); callers
+L2-normalise where they need to (zero-shot always, probes by choice).
 
 Images travel as uint8 pixels at the model's resolution (after resize and centre crop), and are turned into
 the model's input per batch: `[0, 1]` floats, then an optional corruption, then CLIP's normalisation. That
@@ -32,12 +35,14 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from miniclip.data.folders import open_test_set
 from miniclip.data.transforms import ImageTransform, PairCollator, normalize, to_rgb
 from miniclip.env import runs_dir
+from miniclip.errors import warn_damaged
 from miniclip.eval.zeroshot import encode_images
 
 # A corruption as the encoder applies it: (float images in [0, 1] [B, 3, H, W], index of the batch's first
@@ -48,8 +53,13 @@ Corruption = Callable[[torch.Tensor, int], torch.Tensor]
 
 def model_fingerprint(model: torch.nn.Module) -> str:
     """SHA-256 (hex) of the model's weights: names, dtypes, shapes and bytes of every state-dict tensor."""
+    return tensors_fingerprint(model.state_dict())
+
+
+def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of named tensors: names, dtypes, shapes and bytes."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -157,21 +167,40 @@ class FeatureCache:
     def get_or_compute(self, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """The tensors stored under `key`, or `compute()`'s, saved for next time (written to a temporary
         name and renamed, so a killed run never leaves half a file under the real name)."""
-        path = self.path(key)
+        path, key_text = self.path(key), json.dumps(key, sort_keys=True, default=str)
         if path.exists():
-            try:
-                tensors = load_file(str(path))
+            tensors = self._load_checked(path, key_text)
+            if tensors is not None:
                 self.hits += 1
                 return tensors
-            except Exception as e:  # noqa: BLE001 -- a truncated or foreign file is recomputed, and said so
-                warnings.warn(f"ignoring unreadable feature cache {path} ({type(e).__name__}: {e}); recomputing")
         self.misses += 1
         tensors = {k: v.contiguous() for k, v in compute().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp), metadata={"key": json.dumps(key, sort_keys=True, default=str)})
+        save_file(tensors, str(tmp), metadata={"key": key_text, "sha256": tensors_fingerprint(tensors)})
         tmp.replace(path)
         return tensors
+
+    @staticmethod
+    def _load_checked(path: Path, key_text: str) -> dict[str, torch.Tensor] | None:
+        """The tensors in `path` if it is whole and holds `key_text`'s features; else None (said on one line
+        when the file is damaged; a file from before the hash was recorded is just recomputed)."""
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            tensors = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 -- safetensors raises its own types for truncated or foreign files
+            warn_damaged(f"feature cache {path}", f"unreadable: {e}")
+            return None
+        if "sha256" not in metadata:
+            return None
+        if metadata.get("key") != key_text:
+            warn_damaged(f"feature cache {path}", "it holds the features of another key")
+        elif tensors_fingerprint(tensors) != metadata["sha256"]:
+            warn_damaged(f"feature cache {path}", "its tensors do not match their recorded SHA-256")
+        else:
+            return tensors
+        return None
 
 
 def cached_image_features(model, pixels_fn: Callable[[], tuple[torch.Tensor, torch.Tensor]], key: dict,

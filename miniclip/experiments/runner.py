@@ -6,7 +6,6 @@ the book reads the results through `miniclip.book.experiment`.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,7 +13,7 @@ import time
 from miniclip.env import profile as active_profile
 from miniclip.errors import UserError
 from miniclip.experiments.registry import EXPERIMENTS
-from miniclip.experiments.store import experiment_settings, load_cached, plain, provenance, results_path
+from miniclip.experiments.store import experiment_settings, load_cached, plain, provenance, results_path, write_sealed
 
 
 class UnknownExperiment(UserError, KeyError):
@@ -48,10 +47,7 @@ def run_experiment(name: str, profile: str | None = None, *, force: bool = False
     result = EXPERIMENTS[name](settings, profile)
     record = {"experiment": name, "profile": profile, "result": plain(result),
               "provenance": provenance(settings, time.time() - t0, load_before)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written result that looks finished
+    write_sealed(path, record)
     if verbose:
         print(f"{name}: done in {record['provenance']['wall_s']:.0f} s -> {path}", file=sys.stderr)
     record["cached"] = False

@@ -9,10 +9,15 @@ A result is `runs/<profile>/experiments/<name>.json`: the result plus its proven
 machine, torch version, wall time, seed). A JSON whose settings (and base configs) equal the current ones is
 reused as it is, like `train --if-changed`. Experiments made of several trainings also cache each one as it
 finishes (`cached_part`), so an interrupted `make experiments` picks up where it stopped.
+
+Every such JSON is written whole (to a temporary name, then renamed) and sealed with the SHA-256 of its
+content (`write_sealed`). A file that is truncated, edited by hand or otherwise damaged fails the check in
+`read_sealed`, is reported on one line and recomputed; it is never used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -25,7 +30,7 @@ import yaml
 
 from miniclip.config import Config, load_config
 from miniclip.env import ROOT, git_commit, machine, runs_dir
-from miniclip.errors import UsageError
+from miniclip.errors import UsageError, warn_damaged
 
 SETTINGS_DIR = ROOT / "configs" / "experiments"
 
@@ -72,25 +77,49 @@ def cached_part(experiment: str, part: str, profile: str, key: dict, compute) ->
     saved piece to be reused. Delete the folder to recompute every piece."""
     path = work_dir(experiment, profile) / "parts" / f"{part}.json"
     key = plain(key)
-    if path.exists():
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            saved = {}
-        if saved.get("key") == key:
-            return saved["result"]
+    saved = read_sealed(path) or {}
+    if saved.get("key") == key:
+        return saved["result"]
     t0 = time.time()
     result = plain(compute())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"key": key, "result": result, "wall_s": time.time() - t0}, indent=2))
-    tmp.replace(path)
+    write_sealed(path, {"key": key, "result": result, "wall_s": time.time() - t0})
     return result
 
 
 def plain(x):
     """Settings as JSON stores them (tuples become lists), so a cached copy compares equal."""
     return json.loads(json.dumps(x))
+
+
+def _seal(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def write_sealed(path: Path, record: dict) -> None:
+    """Write `record` as JSON with the SHA-256 of its content, whole (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({**record, "sha256": _seal(record)}, indent=2))
+    tmp.replace(path)  # atomic: a killed run never leaves a half-written result that looks finished
+
+
+def read_sealed(path: Path) -> dict | None:
+    """The record `write_sealed` wrote at `path`, or None if there is none, or it is damaged (said on one
+    line), or it was written before records were sealed (recomputed quietly)."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        warn_damaged(str(path), f"not valid JSON: {e}")
+        return None
+    if not isinstance(record, dict) or "sha256" not in record:
+        return None
+    seal = record.pop("sha256")
+    if seal != _seal(record):
+        warn_damaged(str(path), "its content does not match its recorded SHA-256, so it was edited or corrupted")
+        return None
+    return record
 
 
 def provenance(settings: dict, wall_s: float, load_before: list[float] | None = None) -> dict:
@@ -125,13 +154,9 @@ def cache_key(settings: dict) -> dict:
 def load_cached(name: str, profile: str, settings: dict | None = None) -> dict | None:
     """The cached result of `name`, or None when there is none (or, given `settings`, when they or the base
     configs they name differ from the ones it was computed with)."""
-    path = results_path(name, profile)
-    if not path.exists():
+    cached = read_sealed(results_path(name, profile))
+    if cached is None:
         return None
-    try:
-        cached = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # a half-written or damaged file is recomputed, never trusted
     prov = cached.get("provenance", {})
     if settings is not None and {k: prov.get(k) for k in ("settings", "base_configs")} != cache_key(settings):
         return None
