@@ -60,6 +60,12 @@ def _alive(holder: dict) -> bool:
     return True
 
 
+def _command() -> str:
+    """The command line as the user typed it (`python -m miniclip train …`, not the path of `__main__.py`)."""
+    program = "python -m miniclip" if sys.argv[0].endswith(os.path.join("miniclip", "__main__.py")) else sys.argv[0]
+    return " ".join([program, *sys.argv[1:]])
+
+
 class RunLock:
     """`RunLock(directory).acquire()` … `.release()`; releasing a lock this object does not hold does nothing."""
 
@@ -70,7 +76,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)}
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": _command()}
         mine = self.path.with_name(f".{LOCK_NAME}.{os.getpid()}")
         mine.write_text(json.dumps(me))
         try:
