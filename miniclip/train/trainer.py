@@ -45,10 +45,11 @@ from miniclip.tokenizer import tokenize
 from miniclip.train.lock import RunLock
 
 # What a run writes into its directory (and a fresh run in the same directory replaces), and the files a save
-# has between its two phases.
+# has between its two phases: staged ones, ours in temporary names, and safetensors' own (it writes through a
+# `.tmpXXXXXX` file beside the target).
 RUN_FILES = ("config.yaml", "provenance.json", "metrics.jsonl", "last.safetensors", "last.json",
              "last.state.safetensors", "last.state.json", "final.safetensors", "final.json")
-STAGED_FILES = ("last.next.*", "final.next.*", ".*.tmp-*")
+STAGED_FILES = ("last.next.*", "final.next.*", ".*.tmp-*", ".tmp*")
 
 
 class TrainingDiverged(RuntimeError):
