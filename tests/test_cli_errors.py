@@ -50,6 +50,10 @@ CASES = [
                     "nope"]),
     ("eval fewshot", ["eval", "fewshot", "--checkpoint", "{good}", "--data", "imagefolder:{folder}", "--shots", "0"]),
     ("eval robustness", ["eval", "robustness", "--checkpoint", "{good}", "--data", "shapes:8", "--n-shifted", "-1"]),
+    *[("eval attributes", ["eval", "attributes", "--checkpoint", c]) for c in BAD_CHECKPOINTS],
+    ("eval attributes", ["eval", "attributes", "--checkpoint", "{good}"]),  # not a Shapes model
+    ("eval attributes", ["eval", "attributes", "--checkpoint", "{good}", "--n", "0"]),
+    ("eval attributes", ["eval", "attributes", "--checkpoint", "{good}", "--lang", "xx"]),
     ("bench", ["bench", "nope"]),
     ("bench", ["bench", "model", "--arch", "nope"]),
     ("bench", ["bench", "model", "--arch", "{missing}.yaml"]),

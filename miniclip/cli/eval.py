@@ -4,6 +4,7 @@
                                      [--templates NAME] [--lang en|fr|de|en+fr+de] [--json]
     python -m miniclip eval retrieval --checkpoint CKPT --data flickr8k[:PATH] [--split test] [--json]
     python -m miniclip eval probe|fewshot|robustness --checkpoint CKPT --data cifar10|imagefolder:PATH|shapes[:N]
+    python -m miniclip eval attributes --checkpoint CKPT [--n N] [--lang en|fr|de] [--json]   (a Shapes model)
 
 Each command prints a readable summary. Image features for the probes are cached under
 `runs/<profile>/features/` (`--cache-dir` to change), so a second command on the same checkpoint and data
@@ -27,6 +28,7 @@ from miniclip.data.loaders import shapes_world_of_run
 from miniclip.data.transforms import ToNormalizedTensor, eval_transform
 from miniclip.errors import UsageError
 from miniclip.eval import pretrained
+from miniclip.eval.attributes import attribute_report, format_report
 from miniclip.eval.classnames import names_for_folders
 from miniclip.eval.features import FeatureCache, test_set_features
 from miniclip.eval.probes import evaluate_retrieval, few_shot, linear_probe, stratified_split, zero_shot_accuracy
@@ -164,7 +166,30 @@ def add_eval_commands(commands) -> None:
     retrieval.add_argument("--split", default="test", help="Flickr8k split")
     retrieval.set_defaults(func=run_retrieval)
 
+    attributes = subcommands.add_parser("attributes", help="a Shapes model's zero-shot accuracy per attribute "
+                                                           "(colour, shape, size, pairs, count, relations) and probes")
+    _common(attributes)
+    attributes.add_argument("--n", type=positive_int, default=512, help="test pictures per task")
+    attributes.add_argument("--probe-n", type=positive_int, default=1000, help="pictures to fit each linear probe")
+    attributes.add_argument("--no-probes", action="store_true", help="zero-shot only (no logistic regressions)")
+    attributes.add_argument("--lang", default="en", choices=LANGUAGES, help="the prompts' language")
+    attributes.set_defaults(func=run_attributes)
+
     add_probe_commands(subcommands)
+
+
+def run_attributes(args: argparse.Namespace) -> int:
+    model = load_model(args.checkpoint, args.device)
+    config = read_metadata(args.checkpoint).get("config") or {}
+    if config.get("data", {}).get("dataset") != "shapes":
+        raise UsageError(f"{args.checkpoint} was not trained on the Shapes world (eval attributes measures a Shapes "
+                         "model; for other models use eval zeroshot or eval probe)")
+    world = shapes_world_of_run(config, model.config.image_size)
+    report = attribute_report(model, world, n=args.n, probe_n=args.probe_n, lang=args.lang, probes=not args.no_probes)
+    print(format_report(report))
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "lang": args.lang, **report}))
+    return 0
 
 
 # ----------------------------------------------------------------------------- probes and robustness

@@ -16,7 +16,7 @@ from miniclip.data.folders import open_test_set
 from miniclip.data.loaders import shapes_config
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes import ShapesDataset, ShapesWorld
-from miniclip.data.transforms import eval_transform
+from miniclip.data.transforms import eval_transform, normalize
 from miniclip.eval.zeroshot import SIMPLE_TEMPLATES, encode_images, encode_texts, topk_accuracy
 from miniclip.loss import ClipLoss
 
@@ -40,6 +40,7 @@ class Validator:
         self.last: dict = {}
         self._val = None  # (images, captions)
         self._zeroshot = None  # (images, labels, prompts or class names, kind)
+        self._shapes_attributes = None  # {kind: (images, labels, prompts)} for single test objects
         self.notes: list[str] = []
 
     # ------------------------------------------------------------------------- data, built on first use
@@ -84,6 +85,18 @@ class Validator:
         world = ShapesWorld(shapes_config(d.shapes, self.image_size, self.config.train.seed))
         return (*world.heldout_zeroshot(d.zeroshot_size), "shapes_heldout")
 
+    def _shapes_single_objects(self):
+        """Single test objects to name by shape and by colour alone: a run that learns only colour (the easy
+        feature) shows it here while it trains, whatever its loss does."""
+        if self._shapes_attributes is None:
+            d = self.config.data
+            world = ShapesWorld(shapes_config(d.shapes, self.image_size, self.config.train.seed))
+            batch = world.render(range(d.zeroshot_size), split="test", n_objects=1)
+            images = normalize(batch.images)
+            self._shapes_attributes = {kind: (images, world.labels(batch, kind), world.class_prompts(kind))
+                                       for kind in ("shape", "colour")}
+        return self._shapes_attributes
+
     def _cifar10(self, d):
         try:
             test = open_test_set("cifar10", eval_transform(self.image_size))
@@ -119,6 +132,10 @@ class Validator:
             acc = topk_accuracy(scores, labels)
             metrics.update({f"zeroshot_{kind}_top1": acc["top1"], f"zeroshot_{kind}_top5": acc["top5"],
                             f"zeroshot_{kind}_chance": 1 / len(prompts)})
+            if kind == "shapes_heldout":
+                for attribute, (images, labels, prompts) in self._shapes_single_objects().items():
+                    scores = encode_images(model, images) @ encode_texts(model, prompts).t()
+                    metrics[f"zeroshot_{attribute}_top1"] = topk_accuracy(scores, labels, ks=(1,))["top1"]
         if was_training:
             model.train()
         self.last = metrics

@@ -1,0 +1,159 @@
+"""What a Shapes model knows, attribute by attribute: `python -m miniclip eval attributes --checkpoint CKPT`.
+
+A single zero-shot number hides which attributes a model learned. In the Shapes world we know every object's
+attributes, so each can be tested alone, with its own chance level:
+
+- **single objects** (one object per picture, test split), zero-shot from the world's own prompt grammar:
+  colour among 8, shape among 8, size among 2, (colour, shape) among all 64 pairs for pairs training showed
+  ("seen pairs") and for the pairs it held out ("held-out pairs", true composition), and *shape given colour*:
+  the 64-pair scores restricted to the 8 pairs of the object's true colour, so that colour cannot help;
+- **counting**: pictures of 1 to `max_objects` objects, "a photo of three shapes" among the counts;
+- **relations**: two-object pictures, the true caption ("a red circle left of a blue square") against the
+  same words with the objects swapped ("a blue square left of a red circle"). A text tower that reads
+  captions as bags of words cannot tell them apart (chance 50%);
+- **linear probes** of colour, shape and size on the image features (logistic regression, C swept on a
+  validation set): what the image side holds, whether or not the text side can name it.
+
+Every accuracy comes with its chance level and a 95% Wilson interval over the test pictures.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from miniclip.data.shapes import SHAPES, ShapesWorld
+from miniclip.data.shapes_text import POSITIONS, Caption, SceneObject, Thing, realise, true_relations
+from miniclip.data.transforms import normalize
+from miniclip.eval.probes import prepare_features, train_probe
+from miniclip.eval.zeroshot import encode_images, encode_texts
+
+# Index offsets that keep the probe's pictures apart from the zero-shot test pictures (same split, other items).
+PROBE_OFFSET = 1_000_000
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval for a proportion `correct / n` (95% for z = 1.96); sound near 0 and 1,
+    where the normal approximation gives intervals outside [0, 1]."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def scored(hits: torch.Tensor, chance: float) -> dict:
+    """An accuracy from per-item hits (bool), with its chance level and 95% interval."""
+    n, correct = len(hits), int(hits.sum())
+    lo, hi = wilson_interval(correct, n)
+    return {"accuracy": correct / n if n else float("nan"), "n": n, "chance": chance, "lo": lo, "hi": hi}
+
+
+def zero_shot_hits(image_features: torch.Tensor, class_features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per image: is the most similar class prompt the true one? (Features need not be normalised.)"""
+    logits = F.normalize(image_features, dim=-1) @ F.normalize(class_features, dim=-1).t()
+    return logits.argmax(1) == labels
+
+
+def shape_given_colour_hits(pair_logits: torch.Tensor, colour: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+    """Per image: among the len(SHAPES) pairs of its true colour (pair id = colour * len(SHAPES) + shape),
+    is its own shape the best scored?"""
+    n_shapes = len(SHAPES)
+    rows = pair_logits.view(len(pair_logits), -1, n_shapes)[torch.arange(len(pair_logits)), colour]
+    return rows.argmax(1) == shape
+
+
+def relation_hits(image_features: torch.Tensor, true_text: torch.Tensor, swapped_text: torch.Tensor) -> torch.Tensor:
+    """Per image: does the true relation caption score above the same words with the two objects swapped?"""
+    image = F.normalize(image_features, dim=-1)
+    return (image * F.normalize(true_text, dim=-1)).sum(-1) > (image * F.normalize(swapped_text, dim=-1)).sum(-1)
+
+
+def relation_captions(world: ShapesWorld, batch, frame: str = "photo", lang: str = "en") -> tuple[list, list, list]:
+    """For two-object pictures whose objects differ in look: (kept rows, true captions, swapped captions).
+    The relation is the first that holds ("left of" before "above"); the swapped caption names the same two
+    objects and the same relation word, in the other order."""
+    keep, true, swapped = [], [], []
+    for row, meta in enumerate(batch.meta):
+        a, b = (SceneObject(o["shape"], o["colour"], o["size"], POSITIONS.index(o["position"]))
+                for o in meta["objects"][:2])
+        if (a.shape, a.colour) == (b.shape, b.colour):
+            continue
+        rel = true_relations(a, b)[0]
+
+        def say(x, y):
+            return realise(Caption((Thing(1, x.shape, x.colour, relation=(rel, Thing(1, y.shape, y.colour))),),
+                                   frame, "flat", 0), lang)
+
+        keep.append(row)
+        true.append(say(a, b))
+        swapped.append(say(b, a))
+    return keep, true, swapped
+
+
+@torch.no_grad()
+def attribute_report(model, world: ShapesWorld, n: int = 512, probe_n: int = 1000, lang: str = "en",
+                     frame: str = "photo", probes: bool = True) -> dict:
+    """Every measure of the module docstring for `model` in `world` (the world the model trained in, so that
+    its held-out pairs are the ones training never showed): `{task: {accuracy, n, chance, lo, hi}}`, the
+    probes' under `probe_<attribute>`. `n` test pictures per task; `probe_n` pictures to fit each probe."""
+    model.eval()
+
+    def image_features(batch) -> torch.Tensor:
+        return encode_images(model, normalize(batch.images))
+
+    def prompts(kind: str) -> torch.Tensor:
+        return encode_texts(model, world.class_prompts(kind, lang, frame))
+
+    report = {}
+    single = world.render(range(n), split="test", n_objects=1)
+    x = image_features(single)
+    colour, shape = world.labels(single, "colour"), world.labels(single, "shape")
+    for kind in ("colour", "shape", "size"):
+        classes = prompts(kind)
+        report[kind] = scored(zero_shot_hits(x, classes, world.labels(single, kind)), 1 / len(classes))
+    pairs = prompts("colour_shape")
+    pair_logits = F.normalize(x, dim=-1) @ F.normalize(pairs, dim=-1).t()
+    report["shape_given_colour"] = scored(shape_given_colour_hits(pair_logits, colour, shape), 1 / len(SHAPES))
+    report["seen_pairs"] = scored(zero_shot_hits(x, pairs, world.labels(single, "colour_shape")), 1 / len(pairs))
+    if len(world.heldout_pairs):
+        held = world.render(range(n), split="heldout", n_objects=1)
+        report["heldout_pairs"] = scored(zero_shot_hits(image_features(held), pairs,
+                                                        world.labels(held, "colour_shape")), 1 / len(pairs))
+
+    k_max = world.config.max_objects
+    counts = [world.render(range(k * n, k * n + max(1, n // k_max)), split="test", n_objects=k)
+              for k in range(1, k_max + 1)]
+    count_prompts = prompts("count")
+    hits = [zero_shot_hits(image_features(b), count_prompts, world.labels(b, "count")) for b in counts]
+    report["count"] = scored(torch.cat(hits), 1 / k_max)
+
+    if k_max >= 2:
+        two = world.render(range(n), split="test", n_objects=2)
+        keep, true, swapped = relation_captions(world, two, frame, lang)
+        x2 = image_features(two)[keep]
+        report["relation"] = scored(relation_hits(x2, encode_texts(model, true), encode_texts(model, swapped)), 0.5)
+
+    if probes:
+        fit = world.render(range(PROBE_OFFSET, PROBE_OFFSET + probe_n), split="test", n_objects=1)
+        val = world.render(range(2 * PROBE_OFFSET, 2 * PROBE_OFFSET + probe_n // 2), split="test", n_objects=1)
+        fx, vx, tx = (prepare_features(f) for f in (image_features(fit), image_features(val), x))
+        for kind in ("colour", "shape", "size"):
+            classifier, _, _ = train_probe(fx, world.labels(fit, kind).numpy(), vx, world.labels(val, kind).numpy())
+            predicted = torch.from_numpy(np.asarray(classifier.predict(tx)))
+            n_classes = len(world.class_names(kind))
+            report[f"probe_{kind}"] = scored(predicted == world.labels(single, kind), 1 / n_classes)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as an aligned text table, one task a line."""
+    lines = [f"{'task':<20} {'accuracy':>9} {'95% interval':>17} {'chance':>7} {'n':>6}"]
+    for task, r in report.items():
+        interval = f"{r['lo']:.1%}-{r['hi']:.1%}"
+        lines.append(f"{task:<20} {r['accuracy']:>9.1%} {interval:>17} {r['chance']:>7.1%} {r['n']:>6}")
+    return "\n".join(lines)
