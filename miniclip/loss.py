@@ -100,6 +100,13 @@ class ClipLoss(nn.Module):
     gradients they equal the single-process gradients (see `forward`). Pass
     `gather=False` to always use only the local batch (e.g. for evaluation on
     ragged batches).
+
+    Hard negatives (NegCLIP, Yuksekgonul et al. 2023): `text_features` may hold
+    `M` rows more than `image_features`. Rows `N … N+M-1` are captions that match
+    no image (say, a true caption with its two objects swapped); they join every
+    image's softmax as extra wrong answers, and the text → image direction uses
+    the `N` real captions only. Not with a gathered (multi-process) batch, whose
+    rows would interleave ranks' negatives with their captions.
     """
 
     def __init__(self, gather: bool = True) -> None:
@@ -134,12 +141,16 @@ class ClipLoss(nn.Module):
         averaging leaves unchanged. (Without the sum, the encoders would receive
         only `1/W` of their true gradient while the scale got all of it.)
         """
+        n = image_features.shape[0]
+        if text_features.shape[0] != n and self.gather and is_distributed():
+            raise ValueError("hard-negative captions are not supported with a gathered multi-process batch")
         image_features, text_features = _gather_if_distributed(
             image_features, text_features, self.gather
         )
         logits_per_image = clip_logits(image_features, text_features, logit_scale)
-        # Column softmax = row softmax of the transpose; no second matmul needed.
-        logits_per_text = logits_per_image.T
+        # Column softmax = row softmax of the transpose; no second matmul needed. Hard-negative
+        # columns (if any) are left out: they have no image to be matched with.
+        logits_per_text = logits_per_image[:, : logits_per_image.shape[0]].T
         labels = self._targets(logits_per_image.shape[0], logits_per_image.device)
         loss_img = F.cross_entropy(logits_per_image, labels)
         loss_txt = F.cross_entropy(logits_per_text, labels)

@@ -250,3 +250,17 @@ def test_ddp_gloo_matches_single_process(tmp_path):
             for name, ref in ref_grads.items():
                 got = np.load(tmp_path / f"{tag}_grad_{name}_rank{r}.npy")
                 np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, err_msg=f"{tag} {name} rank {r}")
+
+
+def test_hard_negative_captions_join_only_the_image_softmax():
+    torch.manual_seed(0)
+    n, m, d, scale = 6, 3, 8, 10.0
+    img = F.normalize(torch.randn(n, d), dim=-1)
+    txt = F.normalize(torch.randn(n + m, d), dim=-1)
+    logits = scale * img @ txt.T  # [n, n + m]
+    expected_img = -(logits.diagonal() - torch.logsumexp(logits, dim=1)).mean()  # over all n + m captions
+    expected_txt = -(logits.diagonal() - torch.logsumexp(logits[:, :n], dim=0)).mean()  # over the n images
+    got = ClipLoss()(img, txt, scale)
+    torch.testing.assert_close(got, (expected_img + expected_txt) / 2)
+    # Without negatives it is the ordinary loss; with them, the image side's loss can only grow.
+    assert ClipLoss()(img, txt[:n], scale) < got

@@ -275,3 +275,90 @@ def test_hard_negative_blocks_share_colours_and_never_show_held_out_pairs():
     assert torch.equal(again.colour, sc.colour[64:70]) and torch.equal(again.shape, sc.shape[64:70])
     plain = ShapesWorld(ShapesConfig(image_size=32)).scenes(range(0, 64), "val")
     assert torch.equal(world.scenes(range(0, 64), "val").colour, plain.colour)
+
+
+def test_grammar_changes_only_the_caption_kinds_it_names():
+    from miniclip.data.shapes import ShapesConfig, ShapesWorld
+
+    simple = {"kinds": {"single": {"describe": 1}, "mixed": {"describe": 1}}, "p_size": 1.0, "p_style_frame": 0.0,
+              "frames": ["photo"]}
+    default, plain = ShapesWorld(ShapesConfig(image_size=32)), ShapesWorld(ShapesConfig(image_size=32, grammar=simple))
+    sc = default.scenes(range(200))
+    captions = plain.captions(sc)
+    assert all(c.startswith("a photo of ") for c in captions)
+    body = [c[len("a photo of "):] for c in captions]
+    assert not any(" of " in b or " the " in b or ":" in b for b in body)  # no positions, relations or totals
+    for c, m in zip(captions, plain.render(range(200)).meta):
+        assert all(o["size"] in c and o["colour"] in c for o in m["objects"])  # every object with all it has
+    # The default grammar is the world's own: same captions as a world with no grammar given.
+    assert default.captions(sc) == ShapesWorld(ShapesConfig(image_size=32, grammar={})).captions(sc)
+    for bad in ({"kinds": {"single": {"relation": 1}}}, {"kinds": {"many": {"describe": 1}}}, {"p_size": 2},
+                {"frames": ["style"]}, {"kinds": {"mixed": {"describe": 0}}}):
+        with pytest.raises(ValueError):
+            ShapesConfig(grammar=bad)
+
+
+def test_curriculum_switches_the_training_stream_at_its_sample():
+    from miniclip.data.shapes import ShapesConfig, ShapesDataset, ShapesWorld
+
+    config = ShapesConfig(image_size=32, curriculum={"samples": 6, "max_objects": 1, "colours_per_block": 1})
+    early, late = ShapesWorld(config.early_world()), ShapesWorld(config)
+    batches = list(ShapesDataset(config, batch_size=4, num_samples=12, normalize=False))
+    images = torch.cat([b[0] for b in batches])
+    captions = [c for b in batches for c in b[1]]
+    # Samples 0-5 (a batch and a half) come from the early world, the rest from the world as configured.
+    first, rest = early.render(range(6)), late.render(range(6, 12))
+    assert torch.equal(images[:6], first.images) and captions[:6] == first.captions
+    assert torch.equal(images[6:], rest.images) and captions[6:] == rest.captions
+    assert early.config.max_objects == 1 and early.config.curriculum == {}
+    # Validation never follows it.
+    val = next(iter(ShapesDataset(config, split="val", batch_size=4, normalize=False)))
+    assert torch.equal(val[0], late.render(range(4), "val").images)
+    for bad in ({"max_objects": 1}, {"samples": 0}, {"samples": 5, "seed": 1}, {"samples": 5, "colour": 1}):
+        with pytest.raises(ValueError):
+            ShapesConfig(curriculum=bad)
+
+
+def test_every_relation_caption_brings_its_swapped_twin_into_its_batch():
+    from miniclip.data import shapes_text as text
+    from miniclip.data.shapes import ShapesConfig, ShapesDataset, ShapesWorld
+
+    config = ShapesConfig(image_size=32, swapped_negatives=True, lang_rates={"fr": 0.2, "de": 0.2})
+    world = ShapesWorld(config)
+    for b, (images, captions) in enumerate(ShapesDataset(config, batch_size=32, num_samples=96, normalize=False)):
+        batch = world.render(range(32 * b, 32 * (b + 1)))
+        relation = [(c, m) for c, m in zip(batch.captions, batch.meta) if m["caption_kind"] == "relation"]
+        assert relation and captions[:32] == batch.captions and len(captions) == 32 + len(relation)
+        for (true, meta), twin in zip(relation, captions[32:]):  # in batch order, one twin each
+            assert twin != true
+            if meta["lang"] == "en":  # same words, other order (French and German decline them)
+                assert sorted(twin.split()) == sorted(true.split())
+    circle, square = text.Thing(1, "circle", "red"), text.Thing(1, "square", "blue")
+    plan = text.Caption((dataclasses.replace(circle, relation=("left of", square)),), "photo")
+    assert text.realise(plan) == "a photo of a red circle to the left of a blue square"
+    assert text.realise(text.swapped(plan)) == "a photo of a blue square to the left of a red circle"
+    assert text.realise(text.swapped(plan), "de") == "ein Foto von einem blauen Quadrat links von einem roten Kreis"
+    assert text.swapped(text.Caption((circle,))) is None
+    assert ShapesWorld(ShapesConfig(image_size=32)).render(range(8)).negatives == []
+
+
+def test_shape_twins_differ_only_in_one_looks_shape():
+    from miniclip.data.shapes import COLOURS, SHAPES, ShapesConfig, ShapesWorld
+
+    world = ShapesWorld(ShapesConfig(image_size=32, shape_twins=True))
+    sc = world.scenes(range(400))
+    held = {(COLOURS.index(c), SHAPES.index(s)) for c, s in world.config.holdout}
+    even, odd = slice(0, None, 2), slice(1, None, 2)
+    for name in ("count", "style", "lang", "colour", "size", "cell", "rotation", "noise_key", "caption_key"):
+        assert torch.equal(getattr(sc, name)[even], getattr(sc, name)[odd]), name
+    changed = sc.shape[even] != sc.shape[odd]
+    assert changed[:, 0].all()  # the first object always changes shape …
+    first = (sc.shape[even] == sc.shape[even][:, :1]) & (sc.colour[even] == sc.colour[even][:, :1]) & sc.valid[even]
+    assert torch.equal(changed & sc.valid[even], first)  # … with every object that looked like it, and no other
+    pairs = set(zip(sc.colour[sc.valid].tolist(), sc.shape[sc.valid].tolist()))
+    assert not pairs & held and len({s for _, s in pairs}) == len(SHAPES)
+    captions = world.captions(sc)
+    assert all(a != b for a, b in zip(captions[0::2], captions[1::2]))  # the shape word tells them apart
+    # Other splits are untouched.
+    plain = ShapesWorld(ShapesConfig(image_size=32))
+    assert torch.equal(world.scenes(range(64), "val").shape, plain.scenes(range(64), "val").shape)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -293,6 +293,19 @@ class ShapesConfig:
     # places) apart: CLIP learns what its in-batch negatives require, nothing more.
     colours_per_block: int = 0
     block_size: int = 128
+    # How captions are planned (see shapes_text.Grammar); a dict in a YAML config, e.g. {p_size: 1.0}.
+    grammar: text.Grammar = field(default_factory=text.Grammar)
+    # NegCLIP-style hard negatives: every relation caption of a training batch brings its twin with the two
+    # objects swapped, as an extra caption that matches no image (see ShapesDataset and loss.ClipLoss).
+    swapped_negatives: bool = False
+    # Minimal pairs: training sample 2k+1 is sample 2k with the shape of its first object (and of every
+    # object that looks the same) changed. Only a shape tells the two pictures, and the two captions, apart,
+    # so the contrastive loss cannot fall on this pair by colour, size, place or style.
+    shape_twins: bool = False
+    # A curriculum: the training stream's first `samples` samples come from this world with the other given
+    # settings changed, e.g. {samples: 51200, max_objects: 1, colours_per_block: 1}; empty for none.
+    # Only ShapesDataset's "train" stream follows it; validation and tests use the world as configured.
+    curriculum: dict = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self):
@@ -301,6 +314,11 @@ class ShapesConfig:
         self.holdout = tuple((str(c), str(s)) for c, s in self.holdout)
         if isinstance(self.planted, dict):
             self.planted = PlantedCorrelation(**self.planted)
+        if isinstance(self.grammar, dict):
+            self.grammar = text.Grammar(**self.grammar)
+        self.curriculum = dict(self.curriculum or {})
+        if self.curriculum:
+            self.early_world()  # checks its settings now, not at the first batch
         if not 1 <= self.min_objects <= self.max_objects <= 9:
             raise ValueError("need 1 <= min_objects <= max_objects <= 9 (objects sit in a 3x3 grid)")
         if self.image_size < 16:
@@ -317,6 +335,24 @@ class ShapesConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def early_world(self) -> ShapesConfig | None:
+        """The config of the curriculum's first phase (None without a curriculum)."""
+        if not self.curriculum:
+            return None
+        changes = dict(self.curriculum)
+        samples = changes.pop("samples", None)
+        if not isinstance(samples, int) or samples < 1:
+            raise ValueError("curriculum needs samples: the number of training samples its first phase lasts")
+        unknown = set(changes) - {f.name for f in fields(self)} | set(changes) & {"curriculum", "seed", "holdout"}
+        if unknown:
+            raise ValueError(f"curriculum cannot change {sorted(unknown)}; it changes settings such as "
+                             "max_objects, colours_per_block, styles or grammar")
+        return replace(self, **changes, curriculum={})
+
+    @property
+    def curriculum_samples(self) -> int:
+        return self.curriculum.get("samples", 0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -362,6 +398,8 @@ class ShapesBatch:
     captions: list[str]
     meta: list[dict]  # per sample: see ShapesWorld.render
     scenes: Scenes
+    # With `swapped_negatives`: the swapped twin of every relation caption, in batch order (else empty).
+    negatives: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -417,7 +455,9 @@ class ShapesWorld:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
         n, k_max = len(index), cfg.max_objects
-        bits = _random_bits(cfg.seed, SPLITS.index(split), index, _OBJECTS + _PER_OBJECT * k_max)
+        twins = split == "train" and cfg.shape_twins
+        source = index - index % 2 if twins else index  # a twin draws everything from its even partner
+        bits = _random_bits(cfg.seed, SPLITS.index(split), source, _OBJECTS + _PER_OBJECT * k_max)
         u = bits.double() / 2.0**32  # uniform in [0, 1)
 
         def pick(slot_u: torch.Tensor, m: int) -> torch.Tensor:  # uniform integer in [0, m)
@@ -442,12 +482,14 @@ class ShapesWorld:
         if len(pairs) == 0:
             raise ValueError(f"split {split!r} has no (colour, shape) pairs to draw from")
         if split == "train" and cfg.colours_per_block:
-            colour, shape = self._block_pairs(index, obj[..., 0])
+            colour, shape = self._block_pairs(source, obj[..., 0])
         else:
             colour, shape = pairs[pick(obj[..., 0], len(pairs))].unbind(-1)
         size = pick(obj[..., 1], len(SIZES))
         # In a group scene every object copies the first one's look.
         colour, shape, size = (torch.where(group[:, None], t[:, :1], t) for t in (colour, shape, size))
+        if twins:
+            shape = self._twin_shapes(index, colour, shape, valid)
 
         # Places: distinct cells of the 3x3 grid (the first count of a random permutation), then a jitter
         # that keeps the whole object, at any tilt, inside its cell with room to spare for antialiasing and
@@ -517,6 +559,21 @@ class ShapesWorld:
         which = (frac * n_allowed[colour]).long().clamp(max=(n_allowed[colour] - 1).clamp(min=0))
         shape = packed[colour, which]
         return colour, shape
+
+    def _twin_shapes(self, index: torch.Tensor, colour: torch.Tensor, shape: torch.Tensor,
+                     valid: torch.Tensor) -> torch.Tensor:
+        """Shapes for `ShapesConfig.shape_twins`: odd samples give their first object's look another shape,
+        drawn uniformly from the shapes that colour may take in training (never a held-out pair)."""
+        c0, s0 = colour[:, 0], shape[:, 0]
+        allowed = torch.ones(len(COLOURS), len(SHAPES), dtype=torch.bool)
+        for colour_id, shape_id in self.heldout_pairs.tolist():
+            allowed[colour_id, shape_id] = False
+        candidates = allowed[c0] & (torch.arange(len(SHAPES))[None] != s0[:, None])  # [N, shapes]
+        score = _fold_hash(self.config.seed, 0x7A1257A9, index[:, None], torch.arange(len(SHAPES))[None])
+        new = torch.where(candidates, score, -1).argmax(1)  # a uniform pick among the candidates
+        same_look = valid & (shape == s0[:, None]) & (colour == c0[:, None])
+        odd = (index % 2 == 1)[:, None]
+        return torch.where(odd & same_look, new[:, None], shape)
 
     # --- 2. pixels ----------------------------------------------------------------------------------------
 
@@ -663,7 +720,9 @@ class ShapesWorld:
     def _caption_plans(self, sc: Scenes) -> list[tuple[text.Caption, str]]:
         lists = (sc.shape.tolist(), sc.colour.tolist(), sc.size.tolist(), sc.cell.tolist(), sc.count.tolist())
         style, keys = sc.style.tolist(), sc.caption_key.tolist()
-        return [text.plan_caption(self._scene_objects(sc, i, lists), STYLES[style[i]], random.Random(keys[i]))
+        name_first = sc.split == "train" and self.config.shape_twins  # so a caption names the changed object
+        return [text.plan_caption(self._scene_objects(sc, i, lists), STYLES[style[i]], random.Random(keys[i]),
+                                  self.config.grammar, name_first)
                 for i in range(len(sc))]
 
     def captions(self, sc: Scenes, lang: str | None = None) -> list[str]:
@@ -671,11 +730,12 @@ class ShapesWorld:
         caption plan in every language, so `captions(sc, "fr")` translates `captions(sc, "en")`."""
         return self._captions(sc, self._caption_plans(sc), lang)
 
-    def _captions(self, sc, plans, lang):
+    def _captions(self, sc, plans, lang, rows=None):
+        """The captions of `plans`, which belong to scenes `rows` of `sc` (all, in order, by default)."""
         langs = sc.lang.tolist()
         planted = sc.planted.tolist()
         out = []
-        for i, (plan, _) in enumerate(plans):
+        for i, (plan, _) in zip(rows if rows is not None else range(len(plans)), plans):
             caption = text.realise(plan, lang or LANGUAGES[langs[i]])
             if planted[i]:
                 caption = f"{caption}, {self.config.planted.word}"
@@ -694,7 +754,13 @@ class ShapesWorld:
         sc = self.scenes(indices, split, n_objects=n_objects, style=style)
         images, masks, boxes = self._draw(sc)
         plans = self._caption_plans(sc)
-        return ShapesBatch(images, masks, self._captions(sc, plans, lang), self._meta(sc, boxes, plans, lang), sc)
+        negatives = []
+        if self.config.swapped_negatives:
+            twins = [(i, text.swapped(plan)) for i, (plan, _) in enumerate(plans)]
+            rows = [i for i, twin in twins if twin is not None]
+            negatives = self._captions(sc, [(twin, "relation") for _, twin in twins if twin is not None], lang, rows)
+        return ShapesBatch(images, masks, self._captions(sc, plans, lang), self._meta(sc, boxes, plans, lang), sc,
+                           negatives)
 
     def _meta(self, sc: Scenes, boxes: torch.Tensor, plans, lang) -> list[dict]:
         size = self.config.image_size
@@ -804,6 +870,8 @@ class ShapesDataset(IterableDataset):
 
     def __iter__(self):
         world = ShapesWorld(self.config, self.device)  # built here, inside each worker process
+        early = self.config.early_world() if self.split == "train" else None
+        early_world, switch = (ShapesWorld(early, self.device), self.config.curriculum_samples) if early else (None, 0)
         shard, num_shards = self._shard()
         end = None if self.num_samples is None else self.start + self.num_samples
         b = shard
@@ -812,9 +880,14 @@ class ShapesDataset(IterableDataset):
             hi = lo + self.batch_size if end is None else min(lo + self.batch_size, end)
             if hi <= lo:
                 return
-            batch = world.render(range(lo, hi), self.split)
-            images = normalize(batch.images) if self.normalize else batch.images
-            yield images, batch.captions
+            # A batch that straddles the curriculum's switch takes its first part from the early world.
+            parts = [(w, range(a, z)) for w, a, z in ((early_world, lo, min(hi, switch)), (world, max(lo, switch), hi))
+                     if z > a]
+            batches = [w.render(r, self.split) for w, r in parts]
+            images = torch.cat([x.images for x in batches]) if len(batches) > 1 else batches[0].images
+            # Hard negatives ride behind the batch's own captions: rows past len(images) match no image.
+            captions = [c for x in batches for c in x.captions] + [c for x in batches for c in x.negatives]
+            yield (normalize(images) if self.normalize else images), captions
             b += num_shards
 
 

@@ -27,7 +27,7 @@ Grammar notes, because the translations are where such generators usually go wro
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 # ---------------------------------------------------------------------------------------------------------
 # The vocabulary. Order matters: it fixes the integer ids used in tensors and the order of zero-shot classes.
@@ -96,6 +96,41 @@ KIND_WEIGHTS = {
 }
 P_SIZE = 0.75  # captions name sizes this often; the rest leave them out, as people often do
 P_STYLE_FRAME = 0.3  # this often the frame names the style; otherwise one of NEUTRAL_FRAMES
+KINDS = ("describe", "position", "relation", "count")
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """How captions are planned: the weight of each caption kind per scene type ("single", "group",
+    "mixed"), how often sizes are named, how often the frame names the style, and the neutral frames to
+    choose from. The defaults are the world's; a config can change them (to measure how caption variety
+    slows learning, say). Only probabilities change, not the order of random draws."""
+
+    kinds: dict = field(default_factory=lambda: {k: dict(v) for k, v in KIND_WEIGHTS.items()})
+    p_size: float = P_SIZE
+    p_style_frame: float = P_STYLE_FRAME
+    frames: tuple[str, ...] = NEUTRAL_FRAMES  # the neutral frames to choose from
+
+    def __post_init__(self):
+        kinds = {k: dict(v) for k, v in KIND_WEIGHTS.items()}
+        for scene_type, weights in dict(self.kinds).items():
+            if scene_type not in kinds:
+                raise ValueError(f"grammar.kinds: unknown scene type {scene_type!r}; choose from {tuple(kinds)}")
+            weights = {str(k): float(w) for k, w in dict(weights).items()}
+            if set(weights) - set(KINDS) or not weights or min(weights.values()) < 0 or sum(weights.values()) <= 0:
+                raise ValueError(f"grammar.kinds.{scene_type}: give non-negative weights of {KINDS}, not all zero")
+            if scene_type == "single" and weights.get("relation"):
+                raise ValueError("grammar.kinds.single: a single object has no relation to name")
+            kinds[scene_type] = weights
+        object.__setattr__(self, "kinds", kinds)
+        if not (0 <= self.p_size <= 1 and 0 <= self.p_style_frame <= 1):
+            raise ValueError("grammar: p_size and p_style_frame must lie in [0, 1]")
+        object.__setattr__(self, "frames", tuple(self.frames))
+        if not self.frames or set(self.frames) - set(NEUTRAL_FRAMES):
+            raise ValueError(f"grammar.frames must be a non-empty subset of {NEUTRAL_FRAMES}")
+
+
+DEFAULT_GRAMMAR = Grammar()
 
 
 @dataclass(frozen=True)
@@ -131,16 +166,21 @@ def true_relations(a: SceneObject, b: SceneObject) -> list[str]:
     return rels
 
 
-def plan_caption(objects: list[SceneObject], style: str, rng) -> tuple[Caption, str]:
+def plan_caption(objects: list[SceneObject], style: str, rng, grammar: Grammar = DEFAULT_GRAMMAR,
+                 name_first: bool = False) -> tuple[Caption, str]:
     """Choose what to say about a scene. `rng` is a `random.Random` seeded per sample.
+
+    `name_first`: a relation caption always names `objects[0]` (and one other, in either order), so a
+    caption always mentions the first object. Objects are exchangeable, so the captions' distribution is
+    the same; used by the Shapes world's shape twins, which change the first object.
 
     Returns the `Caption` and its kind ("describe", "position", "relation" or "count").
     """
     n = len(objects)
     same_look = len({(o.shape, o.colour, o.size) for o in objects}) == 1
     scene_type = "single" if n == 1 else ("group" if same_look else "mixed")
-    kind = _weighted(rng, KIND_WEIGHTS[scene_type])
-    with_size = rng.random() < P_SIZE
+    kind = _weighted(rng, grammar.kinds[scene_type])
+    with_size = rng.random() < grammar.p_size
 
     def thing(o: SceneObject, **extra) -> Thing:
         return Thing(1, o.shape, o.colour, o.size if with_size else None, **extra)
@@ -151,7 +191,12 @@ def plan_caption(objects: list[SceneObject], style: str, rng) -> tuple[Caption, 
     if kind == "position":
         things = tuple(thing(o, position=POSITIONS[o.cell]) for o in order)
     elif kind == "relation":
-        a, b = rng.sample(objects, 2)
+        if name_first:
+            a, b = objects[0], rng.choice(objects[1:])
+            if rng.random() < 0.5:
+                a, b = b, a
+        else:
+            a, b = rng.sample(objects, 2)
         rel = rng.choice(true_relations(a, b))
         if rng.random() < 0.5:  # say it the other way round: "b right of a" instead of "a left of b"
             a, b, rel = b, a, INVERSE[rel]
@@ -166,8 +211,20 @@ def plan_caption(objects: list[SceneObject], style: str, rng) -> tuple[Caption, 
         things = tuple(Thing(c, s, col, sz) for (s, col, sz), c in groups.items())
         total = n if kind == "count" else None
 
-    frame = "style" if rng.random() < P_STYLE_FRAME else rng.choice(NEUTRAL_FRAMES)
+    frame = "style" if rng.random() < grammar.p_style_frame else rng.choice(grammar.frames)
     return Caption(things, frame, style, rng.randrange(2), total), kind
+
+
+def swapped(caption: Caption) -> Caption | None:
+    """A relation caption with its two objects swapped ("a red circle left of a blue square" becomes "a blue
+    square left of a red circle"): the same words, now false, since objects sit in distinct cells. None for
+    other captions. NegCLIP's hard negatives: a text tower that reads captions as bags of words cannot tell
+    the two apart."""
+    if len(caption.things) != 1 or caption.things[0].relation is None:
+        return None
+    a = caption.things[0]
+    rel, b = a.relation
+    return replace(caption, things=(replace(b, relation=(rel, replace(a, relation=None))),))
 
 
 # ---------------------------------------------------------------------------------------------------------
