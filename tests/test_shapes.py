@@ -278,7 +278,7 @@ def test_hard_negative_blocks_share_colours_and_never_show_held_out_pairs():
 
 
 def test_grammar_changes_only_the_caption_kinds_it_names():
-    from miniclip.data.shapes import ShapesConfig, ShapesWorld
+    from miniclip.data.shapes import COLOURS, ShapesConfig, ShapesWorld
 
     simple = {"kinds": {"single": {"describe": 1}, "mixed": {"describe": 1}}, "p_size": 1.0, "p_style_frame": 0.0,
               "frames": ["photo"]}
@@ -292,6 +292,9 @@ def test_grammar_changes_only_the_caption_kinds_it_names():
         assert all(o["size"] in c and o["colour"] in c for o in m["objects"])  # every object with all it has
     # The default grammar is the world's own: same captions as a world with no grammar given.
     assert default.captions(sc) == ShapesWorld(ShapesConfig(image_size=32, grammar={})).captions(sc)
+    # Colours left out: captions then name shapes (and sizes) only.
+    no_colour = ShapesWorld(ShapesConfig(image_size=32, grammar={"p_colour": 0.0})).captions(sc)
+    assert not any(c in caption.split() for caption in no_colour for c in COLOURS)
     for bad in ({"kinds": {"single": {"relation": 1}}}, {"kinds": {"many": {"describe": 1}}}, {"p_size": 2},
                 {"frames": ["style"]}, {"kinds": {"mixed": {"describe": 0}}}):
         with pytest.raises(ValueError):

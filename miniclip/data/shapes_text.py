@@ -88,7 +88,8 @@ class Caption:
 # count: "two red circles and a blue square"); "position" gives each object's place in the picture;
 # "relation" relates two objects; "count" leads with the number of objects ("three shapes: …"). Scenes of
 # n identical objects ("group" scenes) are the ones that teach counting: they are always described with
-# their count ("three small red stars"). Every kind names the colour and shape of at least one object.
+# their count ("three small red stars"). Every kind names the shape of at least one object, and its colour
+# unless the grammar leaves colours out.
 KIND_WEIGHTS = {
     "single": {"describe": 0.45, "position": 0.4, "count": 0.15},
     "group": {"describe": 1.0},
@@ -108,6 +109,7 @@ class Grammar:
 
     kinds: dict = field(default_factory=lambda: {k: dict(v) for k, v in KIND_WEIGHTS.items()})
     p_size: float = P_SIZE
+    p_colour: float = 1.0  # how often colours are named; without them only shapes (and sizes) tell captions apart
     p_style_frame: float = P_STYLE_FRAME
     frames: tuple[str, ...] = NEUTRAL_FRAMES  # the neutral frames to choose from
 
@@ -123,8 +125,8 @@ class Grammar:
                 raise ValueError("grammar.kinds.single: a single object has no relation to name")
             kinds[scene_type] = weights
         object.__setattr__(self, "kinds", kinds)
-        if not (0 <= self.p_size <= 1 and 0 <= self.p_style_frame <= 1):
-            raise ValueError("grammar: p_size and p_style_frame must lie in [0, 1]")
+        if not all(0 <= p <= 1 for p in (self.p_size, self.p_colour, self.p_style_frame)):
+            raise ValueError("grammar: p_size, p_colour and p_style_frame must lie in [0, 1]")
         object.__setattr__(self, "frames", tuple(self.frames))
         if not self.frames or set(self.frames) - set(NEUTRAL_FRAMES):
             raise ValueError(f"grammar.frames must be a non-empty subset of {NEUTRAL_FRAMES}")
@@ -181,9 +183,11 @@ def plan_caption(objects: list[SceneObject], style: str, rng, grammar: Grammar =
     scene_type = "single" if n == 1 else ("group" if same_look else "mixed")
     kind = _weighted(rng, grammar.kinds[scene_type])
     with_size = rng.random() < grammar.p_size
+    # Drawn only when colours may be left out, so the default grammar's random stream is unchanged.
+    with_colour = grammar.p_colour >= 1 or rng.random() < grammar.p_colour
 
     def thing(o: SceneObject, **extra) -> Thing:
-        return Thing(1, o.shape, o.colour, o.size if with_size else None, **extra)
+        return Thing(1, o.shape, o.colour if with_colour else None, o.size if with_size else None, **extra)
 
     order = list(objects)
     rng.shuffle(order)  # the order objects are listed in is itself a paraphrase
@@ -206,7 +210,7 @@ def plan_caption(objects: list[SceneObject], style: str, rng, grammar: Grammar =
         # sizes are dropped or kept, so the counts in the caption are true.
         groups: dict[tuple, int] = {}
         for o in order:
-            key = (o.shape, o.colour, o.size if with_size else None)
+            key = (o.shape, o.colour if with_colour else None, o.size if with_size else None)
             groups[key] = groups.get(key, 0) + 1
         things = tuple(Thing(c, s, col, sz) for (s, col, sz), c in groups.items())
         total = n if kind == "count" else None
