@@ -549,10 +549,8 @@ class ShapesWorld:
         scaled = u * c
         slot = scaled.long().clamp(max=c - 1)
         colour = subset.gather(1, slot)
-        # Shapes each colour may take: a [colours, shapes] table of allowed shape ids, packed to the left.
-        allowed = torch.ones(len(COLOURS), len(SHAPES), dtype=torch.bool)
-        for colour_id, shape_id in self.heldout_pairs.tolist():
-            allowed[colour_id, shape_id] = False
+        # Shapes each colour may take, packed to the left.
+        allowed = self._allowed_shapes()
         n_allowed = allowed.sum(1)
         packed = torch.argsort((~allowed).to(torch.int8), dim=1, stable=True)  # allowed ids first, in order
         frac = scaled - scaled.floor()
@@ -560,14 +558,19 @@ class ShapesWorld:
         shape = packed[colour, which]
         return colour, shape
 
+    def _allowed_shapes(self) -> torch.Tensor:
+        """[colours, shapes] bool: the (colour, shape) pairs training may show (all but the held-out ones)."""
+        allowed = torch.ones(len(COLOURS), len(SHAPES), dtype=torch.bool)
+        for colour_id, shape_id in self.heldout_pairs.tolist():
+            allowed[colour_id, shape_id] = False
+        return allowed
+
     def _twin_shapes(self, index: torch.Tensor, colour: torch.Tensor, shape: torch.Tensor,
                      valid: torch.Tensor) -> torch.Tensor:
         """Shapes for `ShapesConfig.shape_twins`: odd samples give their first object's look another shape,
         drawn uniformly from the shapes that colour may take in training (never a held-out pair)."""
         c0, s0 = colour[:, 0], shape[:, 0]
-        allowed = torch.ones(len(COLOURS), len(SHAPES), dtype=torch.bool)
-        for colour_id, shape_id in self.heldout_pairs.tolist():
-            allowed[colour_id, shape_id] = False
+        allowed = self._allowed_shapes()
         candidates = allowed[c0] & (torch.arange(len(SHAPES))[None] != s0[:, None])  # [N, shapes]
         score = _fold_hash(self.config.seed, 0x7A1257A9, index[:, None], torch.arange(len(SHAPES))[None])
         new = torch.where(candidates, score, -1).argmax(1)  # a uniform pick among the candidates
