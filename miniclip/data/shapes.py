@@ -303,7 +303,8 @@ class ShapesConfig:
     # so the contrastive loss cannot fall on this pair by colour, size, place or style.
     shape_twins: bool = False
     # A curriculum: the training stream's first `samples` samples come from this world with the other given
-    # settings changed, e.g. {samples: 51200, max_objects: 1, colours_per_block: 1}; empty for none.
+    # settings changed, e.g. {samples: 89600, max_objects: 1, grammar: {p_colour: 0.25, …}} (single objects
+    # whose captions seldom name colour: how configs/cpu-shapes.yaml's trials taught shape); empty for none.
     # Only ShapesDataset's "train" stream follows it; validation and tests use the world as configured.
     curriculum: dict = field(default_factory=dict)
     seed: int = 0
