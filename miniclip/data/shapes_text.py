@@ -105,7 +105,8 @@ class Grammar:
     """How captions are planned: the weight of each caption kind per scene type ("single", "group",
     "mixed"), how often sizes are named, how often the frame names the style, and the neutral frames to
     choose from. The defaults are the world's; a config can change them (to measure how caption variety
-    slows learning, say). Only probabilities change, not the order of random draws."""
+    slows learning, say). With `p_colour` 1 (the default) the random draws are the world's own, so the default
+    grammar gives every scene the caption it always had; `p_colour` below 1 adds one draw per caption."""
 
     kinds: dict = field(default_factory=lambda: {k: dict(v) for k, v in KIND_WEIGHTS.items()})
     p_size: float = P_SIZE
