@@ -62,6 +62,9 @@ class TrainConfig:
     save_every: int = 200
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
     tensorboard: bool = False  # also write metrics to <run>/tensorboard/ (needs the tensorboard package)
+    # Start from these weights instead of random ones (a checkpoint path, e.g. runs/cpu/shapes/final, of the
+    # same architecture): fine-tuning. Optimizer and schedule start afresh; a resumed run ignores it.
+    init_from: str = ""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from miniclip.config import load_config
 from miniclip.data.shapes import SHAPES, ShapesConfig, ShapesWorld
 from miniclip.eval.attributes import (
     attribute_report,
+    paired_difference,
     relation_captions,
     relation_hits,
     scored,
@@ -51,6 +52,16 @@ def test_relation_hits_compare_true_and_swapped_captions():
     true = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
     swapped = torch.tensor([[0.1, 0.9], [0.9, 0.1]])
     assert relation_hits(image, true, swapped).tolist() == [True, False]
+
+
+def test_paired_difference_by_hand():
+    # Differences 1, 0, 0, 1, -1: mean 0.2, sample sd sqrt((0.64 + 0.04 + 0.04 + 0.64 + 1.44) / 4) = sqrt(0.7).
+    a = torch.tensor([True, True, False, True, False])
+    b = torch.tensor([False, True, False, False, True])
+    d = paired_difference(a, b)
+    half = 1.96 * math.sqrt(0.7) / math.sqrt(5)
+    assert d["n"] == 5 and math.isclose(d["difference"], 0.2, abs_tol=1e-6)
+    assert math.isclose(d["lo"], 0.2 - half, abs_tol=1e-6) and math.isclose(d["hi"], 0.2 + half, abs_tol=1e-6)
 
 
 def test_relation_captions_swap_the_objects_and_keep_the_words():

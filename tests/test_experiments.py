@@ -279,3 +279,22 @@ def test_encoders_experiment(runs):
     assert ZS_KEYS <= set(result["shapes_vit"]["zeroshot"])
     for dataset in ("flickr8k", "shapes"):
         assert load_model(result["vit_checkpoints"][dataset]).config.is_vit
+
+
+def test_relations_experiment(runs):
+    from miniclip.checkpoint import CheckpointError
+    from miniclip.config import load_config
+    from miniclip.train.trainer import Trainer
+
+    with pytest.raises(CheckpointError, match="no starting model"):
+        _run("relations")
+    start = load_config(store.ROOT / "configs" / "ci.yaml", ["optim.steps=2", "optim.warmup_steps=1",
+                                                             "data.zeroshot=none", "data.val_size=16"])
+    Trainer(start, runs / "ci" / "shapes", progress=False).run()
+    result = _run("relations")
+    assert set(result["arms"]) == {"plain", "swapped_negatives"} and result["steps"] == 3
+    for scores in (result["start"], *result["arms"].values()):
+        assert scores["relation"]["chance"] == 0.5 and scores["relation"]["lo"] <= scores["relation"]["accuracy"]
+        assert {"colour", "shape", "heldout_pairs", "count"} <= set(scores)
+    d = result["negatives_minus_plain"]
+    assert d["lo"] <= d["difference"] <= d["hi"] and d["n"] == result["start"]["relation"]["n"]

@@ -317,7 +317,15 @@ def test_curriculum_switches_the_training_stream_at_its_sample():
     # Validation never follows it.
     val = next(iter(ShapesDataset(config, split="val", batch_size=4, normalize=False)))
     assert torch.equal(val[0], late.render(range(4), "val").images)
-    for bad in ({"max_objects": 1}, {"samples": 0}, {"samples": 5, "seed": 1}, {"samples": 5, "colour": 1}):
+    # A fraction of the run's samples: half of 12 is the same switch at sample 6.
+    halves = ShapesConfig(image_size=32, curriculum={"fraction": 0.5, "max_objects": 1, "colours_per_block": 1})
+    half_batches = list(ShapesDataset(halves, batch_size=4, num_samples=12, normalize=False))
+    assert torch.equal(torch.cat([b[0] for b in half_batches]), images)
+    assert halves.curriculum_samples(1000) == 500 and config.curriculum_samples() == 6
+    with pytest.raises(ValueError, match="number of training samples"):
+        next(iter(ShapesDataset(halves, batch_size=4, normalize=False)))  # endless: a fraction of what?
+    for bad in ({"max_objects": 1}, {"samples": 0}, {"samples": 5, "seed": 1}, {"samples": 5, "colour": 1},
+                {"fraction": 0}, {"fraction": 1.5}, {"samples": 5, "fraction": 0.5}):
         with pytest.raises(ValueError):
             ShapesConfig(curriculum=bad)
 
@@ -343,6 +351,7 @@ def test_every_relation_caption_brings_its_swapped_twin_into_its_batch():
     assert text.realise(text.swapped(plan), "de") == "ein Foto von einem blauen Quadrat links von einem roten Kreis"
     assert text.swapped(text.Caption((circle,))) is None
     assert ShapesWorld(ShapesConfig(image_size=32)).render(range(8)).negatives == []
+    assert world.render(range(32), "val").negatives == []  # for training only
 
 
 def test_shape_twins_differ_only_in_one_looks_shape():

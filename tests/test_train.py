@@ -68,6 +68,38 @@ def test_grad_cache_chunks_give_the_full_batch_gradients(tmp_path):
     print(f"GradCache max grad difference: {worst:.2e}")
 
 
+def test_a_shapes_curriculum_given_as_a_fraction_lasts_that_part_of_the_run():
+    from itertools import islice
+
+    from miniclip.data.loaders import shapes_config
+    from miniclip.data.shapes import ShapesWorld
+
+    shapes = '{image_size: 32, curriculum: {fraction: 0.5, max_objects: 1, grammar: {p_colour: 0}}}'
+    config = ci_config("optim.steps=4", "optim.warmup_steps=1", "optim.batch_size=8", f"data.shapes={shapes}")
+    world = shapes_config(config.data.shapes, 32, config.train.seed)
+    early, late = ShapesWorld(world.early_world()), ShapesWorld(world)
+    batches = list(islice(train_batches(config), 4))
+    # Steps 0-1 (half of 4) come from the first phase, steps 2-3 from the world as configured.
+    assert [b[1] for b in batches[:2]] == [early.render(range(i, i + 8)).captions for i in (0, 8)]
+    assert [b[1] for b in batches[2:]] == [late.render(range(i, i + 8)).captions for i in (16, 24)]
+
+
+def test_init_from_starts_a_run_from_a_checkpoints_weights(tmp_path):
+    from miniclip.checkpoint import CheckpointError
+
+    Trainer(ci_config("optim.steps=2", "optim.warmup_steps=1"), tmp_path / "first", progress=False).run()
+    start = weights(tmp_path / "first", "final")
+    tuned = Trainer(ci_config(f"train.init_from={tmp_path / 'first' / 'final'}", "train.seed=7"),
+                    tmp_path / "tuned", progress=False)
+    state = tuned.model.state_dict()
+    assert all(torch.equal(state[k].cpu(), v) for k, v in start.items())
+    fresh = Trainer(ci_config("train.seed=7"), tmp_path / "fresh", progress=False).model.state_dict()
+    assert not torch.equal(fresh["text_projection"].cpu(), start["text_projection"])
+    with pytest.raises(CheckpointError, match="another architecture"):
+        Trainer(ci_config(f"train.init_from={tmp_path / 'first' / 'final'}", "model.text_layers=1"),
+                tmp_path / "other", progress=False)
+
+
 def test_resume_after_a_crash_is_bit_exact(tmp_path):
     overrides = ["optim.steps=9", "train.save_every=4", "train.val_every=100"]
     Trainer(ci_config(*overrides), tmp_path / "straight", progress=False).run()

@@ -54,10 +54,11 @@ def shapes_world_of_run(run_config: dict, image_size: int | None = None):
 
 
 def shapes_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
-                   world_size: int) -> Iterator[Batch]:
+                   world_size: int, steps: int | None = None) -> Iterator[Batch]:
     local = batch_size // world_size
     dataset = ShapesDataset(shapes_config(data_cfg.shapes, image_size, seed), split="train", batch_size=local,
-                            start=start_step * batch_size, rank=rank, world_size=world_size)
+                            start=start_step * batch_size, rank=rank, world_size=world_size,
+                            total_samples=None if steps is None else steps * batch_size)
     loader = DataLoader(dataset, batch_size=None, num_workers=data_cfg.num_workers,
                         persistent_workers=data_cfg.num_workers > 0, generator=_loader_generator(seed, start_step))
     yield from loader
@@ -168,7 +169,8 @@ def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_s
 
 def train_batches(config, start_step: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
     """This rank's (images, captions) batches for steps start_step, start_step + 1, … of `config`."""
-    data = config.data
-    make = {"shapes": shapes_batches, "flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)
-    return make(data, config.model.image_size, config.train.seed, config.optim.batch_size, start_step, rank,
-                world_size)
+    data, optim = config.data, config.optim
+    args = (data, config.model.image_size, config.train.seed, optim.batch_size, start_step, rank, world_size)
+    if data.dataset == "shapes":  # its curriculum may be a fraction of the run
+        return shapes_batches(*args, steps=optim.steps)
+    return {"flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)(*args)

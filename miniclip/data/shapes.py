@@ -302,10 +302,12 @@ class ShapesConfig:
     # object that looks the same) changed. Only a shape tells the two pictures, and the two captions, apart,
     # so the contrastive loss cannot fall on this pair by colour, size, place or style.
     shape_twins: bool = False
-    # A curriculum: the training stream's first `samples` samples come from this world with the other given
-    # settings changed, e.g. {samples: 89600, max_objects: 1, grammar: {p_colour: 0.25, …}} (single objects
-    # whose captions seldom name colour: how configs/cpu-shapes.yaml's trials taught shape); empty for none.
-    # Only ShapesDataset's "train" stream follows it; validation and tests use the world as configured.
+    # A curriculum: the training stream's first `samples` samples (or the first `fraction` of a run's
+    # training samples) come from this world with the other given settings changed, e.g. {fraction: 0.55,
+    # max_objects: 1, grammar: {p_colour: 0.25, …}} (single objects whose captions seldom name colour: how
+    # configs/cpu-shapes.yaml teaches shape); empty for none. A fraction keeps the two phases in proportion
+    # when a run (an experiment, a rehearsal) is shortened. Only ShapesDataset's "train" stream follows it;
+    # validation and tests use the world as configured.
     curriculum: dict = field(default_factory=dict)
     seed: int = 0
 
@@ -342,18 +344,28 @@ class ShapesConfig:
         if not self.curriculum:
             return None
         changes = dict(self.curriculum)
-        samples = changes.pop("samples", None)
-        if not isinstance(samples, int) or samples < 1:
-            raise ValueError("curriculum needs samples: the number of training samples its first phase lasts")
+        samples, fraction = changes.pop("samples", None), changes.pop("fraction", None)
+        if (samples is None) == (fraction is None):
+            raise ValueError("curriculum needs samples (how many training samples its first phase lasts) or "
+                             "fraction (what part of the run's training samples), not both")
+        if samples is not None and (not isinstance(samples, int) or samples < 1):
+            raise ValueError("curriculum.samples must be a positive whole number")
+        if fraction is not None and not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+            raise ValueError("curriculum.fraction must lie in (0, 1]")
         unknown = set(changes) - {f.name for f in fields(self)} | set(changes) & {"curriculum", "seed", "holdout"}
         if unknown:
             raise ValueError(f"curriculum cannot change {sorted(unknown)}; it changes settings such as "
                              "max_objects, colours_per_block, styles or grammar")
         return replace(self, **changes, curriculum={})
 
-    @property
-    def curriculum_samples(self) -> int:
-        return self.curriculum.get("samples", 0)
+    def curriculum_samples(self, total_samples: int | None = None) -> int:
+        """How many training samples the curriculum's first phase lasts (0 without one). A `fraction` is
+        of `total_samples`, the run's training samples, which it then needs."""
+        if "fraction" not in self.curriculum:
+            return self.curriculum.get("samples", 0)
+        if total_samples is None:
+            raise ValueError("a curriculum given as a fraction needs the run's number of training samples")
+        return round(self.curriculum["fraction"] * total_samples)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -759,10 +771,9 @@ class ShapesWorld:
         images, masks, boxes = self._draw(sc)
         plans = self._caption_plans(sc)
         negatives = []
-        if self.config.swapped_negatives:
-            twins = [(i, text.swapped(plan)) for i, (plan, _) in enumerate(plans)]
-            rows = [i for i, twin in twins if twin is not None]
-            negatives = self._captions(sc, [(twin, "relation") for _, twin in twins if twin is not None], lang, rows)
+        if self.config.swapped_negatives and split == "train":  # hard negatives are for training only
+            twins = [(i, twin) for i, (plan, _) in enumerate(plans) if (twin := text.swapped(plan)) is not None]
+            negatives = self._captions(sc, [(twin, "relation") for _, twin in twins], lang, [i for i, _ in twins])
         return ShapesBatch(images, masks, self._captions(sc, plans, lang), self._meta(sc, boxes, plans, lang), sc,
                            negatives)
 
@@ -855,11 +866,15 @@ class ShapesDataset(IterableDataset):
 
     def __init__(self, config: ShapesConfig | None = None, *, split: str = "train", batch_size: int = 256,
                  num_samples: int | None = None, start: int = 0, normalize: bool = True,
-                 device: str | torch.device = "cpu", rank: int | None = None, world_size: int | None = None):
+                 device: str | torch.device = "cpu", rank: int | None = None, world_size: int | None = None,
+                 total_samples: int | None = None):
         super().__init__()
         self.config, self.split, self.batch_size = config or ShapesConfig(), split, batch_size
         self.num_samples, self.start, self.normalize, self.device = num_samples, start, normalize, device
         self.rank, self.world_size = rank, world_size
+        # The run's training samples, for a curriculum given as a fraction (default: start + num_samples).
+        self.total_samples = total_samples if total_samples is not None else (
+            None if num_samples is None else start + num_samples)
 
     def _shard(self) -> tuple[int, int]:
         rank, world_size = self.rank, self.world_size
@@ -875,7 +890,8 @@ class ShapesDataset(IterableDataset):
     def __iter__(self):
         world = ShapesWorld(self.config, self.device)  # built here, inside each worker process
         early = self.config.early_world() if self.split == "train" else None
-        early_world, switch = (ShapesWorld(early, self.device), self.config.curriculum_samples) if early else (None, 0)
+        early_world, switch = ((ShapesWorld(early, self.device), self.config.curriculum_samples(self.total_samples))
+                               if early else (None, 0))
         shard, num_shards = self._shard()
         end = None if self.num_samples is None else self.start + self.num_samples
         b = shard

@@ -108,7 +108,7 @@ class Grammar:
     slows learning, say). With `p_colour` 1 (the default) the random draws are the world's own, so the default
     grammar gives every scene the caption it always had; `p_colour` below 1 adds one draw per caption."""
 
-    kinds: dict = field(default_factory=lambda: {k: dict(v) for k, v in KIND_WEIGHTS.items()})
+    kinds: dict = field(default_factory=dict)  # per scene type; a type left out keeps its weights in KIND_WEIGHTS
     p_size: float = P_SIZE
     p_colour: float = 1.0  # how often colours are named; without them only shapes (and sizes) tell captions apart
     p_style_frame: float = P_STYLE_FRAME

@@ -96,6 +96,27 @@ def relation_captions(world: ShapesWorld, batch, frame: str = "photo", lang: str
 
 
 @torch.no_grad()
+def relation_test(model, world: ShapesWorld, n: int = 512, frame: str = "photo", lang: str = "en") -> torch.Tensor:
+    """Per two-object test picture (the first `n`, those whose objects differ in look): is the true relation
+    caption scored above the swapped one? The same pictures for every model, so two models' hits pair up."""
+    model.eval()
+    two = world.render(range(n), split="test", n_objects=2)
+    keep, true, swapped = relation_captions(world, two, frame, lang)
+    x = encode_images(model, normalize(two.images))[keep]
+    return relation_hits(x, encode_texts(model, true), encode_texts(model, swapped)).cpu()
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor, z: float = 1.96) -> dict:
+    """Accuracy of hits `a` minus that of hits `b` on the same items, with a 95% interval from the spread of
+    the per-item differences (paired: an item both get right or both get wrong adds no noise)."""
+    d = a.float() - b.float()
+    n = len(d)
+    half = z * d.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("inf")
+    mean = d.mean().item()
+    return {"difference": mean, "n": n, "lo": mean - half, "hi": mean + half}
+
+
+@torch.no_grad()
 def attribute_report(model, world: ShapesWorld, n: int = 512, probe_n: int = 1000, lang: str = "en",
                      frame: str = "photo", probes: bool = True) -> dict:
     """Every measure of the module docstring for `model` in `world` (the world the model trained in, so that
@@ -133,10 +154,7 @@ def attribute_report(model, world: ShapesWorld, n: int = 512, probe_n: int = 100
     report["count"] = scored(torch.cat(hits), 1 / k_max)
 
     if k_max >= 2:
-        two = world.render(range(n), split="test", n_objects=2)
-        keep, true, swapped = relation_captions(world, two, frame, lang)
-        x2 = image_features(two)[keep]
-        report["relation"] = scored(relation_hits(x2, encode_texts(model, true), encode_texts(model, swapped)), 0.5)
+        report["relation"] = scored(relation_test(model, world, n, frame, lang), 0.5)
 
     if probes:
         fit = world.render(range(PROBE_OFFSET, PROBE_OFFSET + probe_n), split="test", n_objects=1)

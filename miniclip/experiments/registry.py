@@ -11,11 +11,12 @@ first; results land in runs/<profile>/experiments/<name>.json.
 | throughput | training steps/s and samples/s against batch size, fp32 vs bf16 | sweeps.py |
 | planted | a word planted at rate p: the probe's association rises with p (slope) | planted.py |
 | noisy | a fraction of mismatched captions: held-out zero-shot | planted.py |
+| relations | true vs swapped relation captions, fine-tuned with and without swapped negatives (NegCLIP) | relations.py |
 
 Settings per profile are in configs/experiments/<profile>.yaml; models derive from the base training configs.
 """
 
-from miniclip.experiments import objectives, planted, sweeps
+from miniclip.experiments import objectives, planted, relations, sweeps
 
 # name -> run(settings, profile) -> result dict; `make experiments` runs them in this order (cheapest first)
 EXPERIMENTS = {
@@ -23,6 +24,7 @@ EXPERIMENTS = {
     "lr_batch": sweeps.run_lr_batch,
     "planted": planted.run_planted,
     "noisy": planted.run_noisy,
+    "relations": relations.run,
     "objectives": objectives.run,
     "encoders": sweeps.run_encoders,
 }

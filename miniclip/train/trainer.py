@@ -133,6 +133,8 @@ class Trainer:
         torch.manual_seed(t.seed)
         random.seed(t.seed)  # saved with torch's in every checkpoint, so it must start from the seed too
         self.model = CLIP(self.config.model).to(self.device)
+        if t.init_from:
+            self._load_initial_weights(t.init_from)
         self.model.set_grad_checkpointing(t.grad_checkpointing)
         # A ModifiedResNet trains faster with its weights and images in channels_last (NHWC) memory order:
         # `bench all` measured its step x1.14-1.29 faster on this CPU (bench/README.md). A ViT's only
@@ -145,6 +147,14 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             towers = self.ddp = nn.parallel.DistributedDataParallel(towers, device_ids=ids)
         self.towers = torch.compile(towers) if t.compile else towers
+
+    def _load_initial_weights(self, path: str):
+        """Fine-tuning: the weights of the checkpoint at `path`, which must have this run's architecture."""
+        start = ckpt.load_model(path, self.device)
+        if start.config != self.model.config:
+            raise ckpt.CheckpointError(f"train.init_from={path} has another architecture than model: (use a "
+                                       "checkpoint trained with the same model section)")
+        self.model.load_state_dict(start.state_dict())
 
     def _build_optimizer(self):
         """AdamW over the decay / no-decay groups, the fp16 gradient scaler, autocast, and the loss."""
