@@ -11,7 +11,7 @@ first; results land in runs/<profile>/experiments/<name>.json.
 | throughput | training steps/s and samples/s against batch size, fp32 vs bf16 | sweeps.py |
 | planted | a word planted at rate p: the probe's association rises with p (slope) | planted.py |
 | noisy | a fraction of mismatched captions: held-out zero-shot | planted.py |
-| relations | true vs swapped relation captions, fine-tuned with and without swapped negatives (NegCLIP) | relations.py |
+| relations | true vs swapped relation captions, fine-tuned without and with swapped negatives | relations.py |
 
 Settings per profile are in configs/experiments/<profile>.yaml; models derive from the base training configs.
 """
