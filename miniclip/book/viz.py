@@ -303,7 +303,7 @@ ZEROSHOT_TASKS = {"seen_colour": "colour", "seen_shape": "shape", "seen_colour_s
 
 
 def plot_objective_curves(curves: dict[str, list[dict]], chance: dict[str, float],
-                          metrics=("seen_colour", "seen_colour_shape", "heldout_colour_shape"),
+                          metrics=("seen_colour", "seen_shape", "seen_colour_shape", "heldout_colour_shape"),
                           title: str = "Zero-shot accuracy against samples seen, per training objective"):
     """The paper's Fig. 2 at small scale: one panel per zero-shot task, one line per objective, chance dashed.
     `curves` maps an objective to its evaluations (`samples` and one accuracy per task)."""
