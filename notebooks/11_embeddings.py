@@ -194,7 +194,7 @@ glue("cone_verdict", "both above the paired cosine: each modality sits in its ow
 # {glue}`shapes_within_image` and two *captions* {glue}`shapes_within_text`, {glue}`cone_verdict` the
 # distance between the two centroids is {glue}`shapes_centroid_distance` (on unit vectors, where 2 is the
 # most there can be and 0 would mean no gap). This is the modality gap: where it is large, the maps above show
-# images and captions as separate clouds, each sorted inside by colour as far as the model learned colour,
+# images and captions as separate clouds, each sorted inside by the attributes the model learned,
 # rather than one cloud in which every caption sits next to its picture.
 #
 # ### Ambiguous pairs in real photos
