@@ -58,7 +58,8 @@ WHERE = {"objectives": ("Contrastive vs predictive objectives (Fig. 2)", "03_con
          "lr_batch": ("Learning rate × batch size at equal samples seen", "06_training"),
          "throughput": ("Training throughput against batch size, fp32 vs bf16", "06_training"),
          "planted": ("A word planted at known rates, recovered by the bias probe", "13_bias"),
-         "noisy": ("Mismatched captions against held-out zero-shot accuracy", "14_limitations")}
+         "noisy": ("Mismatched captions against held-out zero-shot accuracy", "14_limitations"),
+         "relations": ("Relation captions vs their swapped twins, with and without hard negatives", "14_limitations")}
 assert set(WHERE) == set(EXPERIMENTS), "every experiment is described here"
 
 results = {name: experiment(name) for name in EXPERIMENTS}  # each cached result, or None (with a note)
