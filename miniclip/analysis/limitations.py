@@ -32,7 +32,7 @@ from miniclip.data.shapes_text import (
     Thing,
     class_prompts,
     realise,
-    true_relations,
+    relation_test_pair,
 )
 from miniclip.data.transforms import normalize
 from miniclip.eval.features import encode_dataset_images
@@ -173,13 +173,9 @@ def flickr8k_counting(model, dataset, *, image_features: torch.Tensor | None = N
 def relation_captions(objects: list[dict], frame: str = "photo", lang: str = "en") -> tuple[str, str, str]:
     """For two objects (Shapes metadata dicts), a true relation caption, its swapped-order version and the
     relation: ("a photo of a red circle left of a blue square", "a photo of a blue square left of a red
-    circle", "left of"). Sizes are left out, so the two captions hold exactly the same words."""
+    circle", "left of"); see `shapes_text.relation_test_pair`."""
     a, b = (SceneObject(o["shape"], o["colour"], o["size"], POSITIONS.index(o["position"])) for o in objects[:2])
-    rel = true_relations(a, b)[0]  # horizontal first when both hold
-    thing_a, thing_b = Thing(1, a.shape, a.colour), Thing(1, b.shape, b.colour)
-    true = realise(Caption((Thing(1, a.shape, a.colour, relation=(rel, thing_b)),), frame), lang)
-    swapped = realise(Caption((Thing(1, b.shape, b.colour, relation=(rel, thing_a)),), frame), lang)
-    return true, swapped, rel
+    return relation_test_pair(a, b, frame, lang)
 
 
 @torch.no_grad()

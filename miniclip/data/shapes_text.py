@@ -232,6 +232,15 @@ def swapped(caption: Caption) -> Caption | None:
     return replace(caption, things=(replace(b, relation=(rel, replace(a, relation=None))),))
 
 
+def relation_test_pair(a: SceneObject, b: SceneObject, frame: str = "photo", lang: str = "en") -> tuple[str, str, str]:
+    """The test of word order for objects `a` and `b`: the caption relating them by the first relation that
+    holds ("left of" before "above"), its `swapped` twin, and the relation. Sizes are left out, so the two
+    captions hold exactly the same words (in English; French and German decline them)."""
+    rel = true_relations(a, b)[0]
+    plan = Caption((Thing(1, a.shape, a.colour, relation=(rel, Thing(1, b.shape, b.colour))),), frame)
+    return realise(plan, lang), realise(swapped(plan), lang), rel
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Step 2: realisation, one small table-driven function per language
 # ---------------------------------------------------------------------------------------------------------

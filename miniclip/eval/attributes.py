@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from miniclip.data.shapes import SHAPES, ShapesWorld
-from miniclip.data.shapes_text import POSITIONS, Caption, SceneObject, Thing, realise, true_relations
+from miniclip.data.shapes_text import POSITIONS, SceneObject, relation_test_pair
 from miniclip.data.transforms import normalize
 from miniclip.eval.probes import prepare_features, train_probe
 from miniclip.eval.zeroshot import encode_images, encode_texts
@@ -74,24 +74,18 @@ def relation_hits(image_features: torch.Tensor, true_text: torch.Tensor, swapped
 
 
 def relation_captions(world: ShapesWorld, batch, frame: str = "photo", lang: str = "en") -> tuple[list, list, list]:
-    """For two-object pictures whose objects differ in look: (kept rows, true captions, swapped captions).
-    The relation is the first that holds ("left of" before "above"); the swapped caption names the same two
-    objects and the same relation word, in the other order."""
+    """For two-object pictures whose objects differ in look: (kept rows, true captions, swapped captions), from
+    `shapes_text.relation_test_pair` (the first relation that holds, and the same words in the other order)."""
     keep, true, swapped = [], [], []
     for row, meta in enumerate(batch.meta):
         a, b = (SceneObject(o["shape"], o["colour"], o["size"], POSITIONS.index(o["position"]))
                 for o in meta["objects"][:2])
         if (a.shape, a.colour) == (b.shape, b.colour):
             continue
-        rel = true_relations(a, b)[0]
-
-        def say(x, y):
-            return realise(Caption((Thing(1, x.shape, x.colour, relation=(rel, Thing(1, y.shape, y.colour))),),
-                                   frame, "flat", 0), lang)
-
+        caption, twin, _ = relation_test_pair(a, b, frame, lang)
         keep.append(row)
-        true.append(say(a, b))
-        swapped.append(say(b, a))
+        true.append(caption)
+        swapped.append(twin)
     return keep, true, swapped
 
 
