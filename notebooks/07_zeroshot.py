@@ -289,6 +289,20 @@ glue("dm_all_mean", domain[:, -1].mean().item(), "{:.1%}")
 glue("dm_matched_wins", int((matched > domain[:, 0]).sum()))
 glue("dm_styles", len(STYLES))
 glue("dm_chance", 1 / len(shape_names), "{:.1%}")
+neutral, gain = domain[:, 0].mean().item(), (matched - domain[:, 0]).mean().item()
+dm_noise = 2 * (2 * neutral * (1 - neutral) / (N_PER_STYLE * len(STYLES))) ** 0.5  # two s.e. of a difference
+if abs(gain) <= dm_noise:
+    dm_verdict = (f"Naming the style moves accuracy by {gain:+.1%} on average, within the sampling noise (two "
+                  f"standard errors of a difference: about {dm_noise:.1%}): " +
+                  ("the neutral prompt already gets almost every object right, so the style's words have little "
+                   "left to fix." if neutral > 0.85 else
+                   "the model has not tied the style words to what they describe firmly enough to matter."))
+else:
+    dm_verdict = (f"Naming the style moves accuracy by {gain:+.1%} on average, more than the sampling noise (about "
+                  f"{dm_noise:.1%}): the model " + ("reads style from the pixels and ties it to the style words, "
+                                                    "as the paper's advice assumes." if gain > 0 else
+                                                    "is thrown by the style words more than it is helped."))
+glue("dm_verdict", dm_verdict)
 
 # %% [markdown]
 # ```{glue:figure} 07_domain_prompts
@@ -303,9 +317,8 @@ glue("dm_chance", 1 / len(shape_names), "{:.1%}")
 # template scores {glue}`dm_neutral_mean`, the style's own templates {glue}`dm_matched_mean` (better than
 # neutral for {glue}`dm_matched_wins` of {glue}`dm_styles` styles), and the ensemble of all style templates
 # {glue}`dm_all_mean`. Whether naming the style helps depends on whether the model learned to read style from
-# the pixels *and* to tie it to the style words. A model that knows colour but barely shape (the next section
-# splits the task) gets most of its accuracy on these 64 classes from "right colour, guessed shape", which no
-# wording of the style can fix.
+# the pixels *and* to tie it to the style words, and on how much the neutral prompt leaves to fix.
+# {glue}`dm_verdict`
 #
 # ### Multilingual prompts and their fusion
 #

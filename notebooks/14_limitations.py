@@ -267,8 +267,8 @@ if negclip is None:
     not_computed("14_negclip", ("negclip_steps", "negclip_plain", "negclip_swapped", "negclip_gain",
                                 "negclip_verdict", "negclip_cost"))
 else:
-    arms = {"start": negclip["start"], "fine-tuned": negclip["arms"]["plain"],
-            "fine-tuned,\nswapped negatives": negclip["arms"]["swapped_negatives"]}
+    arms = {"as trained": negclip["start"], "fine-tuned": negclip["arms"]["plain"],
+            "+ swapped negs": negclip["arms"]["swapped_negatives"]}
     show(plot_accuracies({k: v["relation"]["accuracy"] for k, v in arms.items()}, chance=0.5,
                          errors={k: (v["relation"]["lo"], v["relation"]["hi"]) for k, v in arms.items()},
                          title="Relations before and after NegCLIP-style hard negatives",
