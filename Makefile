@@ -68,8 +68,8 @@ train: install
 	$(PY) -m miniclip train --config configs/cpu-shapes.yaml --if-changed
 	$(PY) -m miniclip train --config configs/cpu-flickr8k.yaml --if-changed
 
-## make experiments: the paper's experiments at small scale (configs/experiments/cpu.yaml; 31 min on 2 quiet
-## cores, measured in a fresh clone), cached as runs/cpu/experiments/<name>.json; an experiment whose settings
+## make experiments: the paper's experiments at small scale (configs/experiments/cpu.yaml; 27 min on 2
+## cores, measured in a fresh clone on 2026-12-02), cached as runs/cpu/experiments/<name>.json; an experiment whose settings
 ## are unchanged is not rerun.
 experiments: install
 	MINICLIP_PROFILE=cpu $(PY) -m miniclip experiments
