@@ -421,9 +421,10 @@ for combo, r in held_ml.items():
     lo, hi = held_ci[combo]
     glue(f"mh_{combo.replace('+', '_')}", f"{r['top1']:.1%} [{lo:.1%}, {hi:.1%}]")
 glue("mh_n", N_HELDOUT, "{:,}")
-glue("mh_cos", " and ".join(f"{dict(fr='French', de='German')[lang]} {F.cosine_similarity(pair_weights['en'], w).mean():.2f}"
+LANGUAGE_NAMES = {"fr": "French", "de": "German"}
+glue("mh_cos", " and ".join(f"{LANGUAGE_NAMES[lang]} {F.cosine_similarity(pair_weights['en'], w).mean():.2f}"
                             for lang, w in pair_weights.items() if lang != "en"))
-glue("mh_agree", " and ".join(f"{dict(fr='French', de='German')[lang]} {(predicted['en'] == p).float().mean():.0%}"
+glue("mh_agree", " and ".join(f"{LANGUAGE_NAMES[lang]} {(predicted['en'] == p).float().mean():.0%}"
                               for lang, p in predicted.items() if lang != "en"))
 best_single = max(LANGUAGES, key=lambda lang: held_ml[lang]["top1"])
 fused = held_ml["+".join(LANGUAGES)]["top1"]
