@@ -402,7 +402,8 @@ N_HELDOUT = 128 if profile() == "ci" else 1000
 held = world.render(range(N_HELDOUT), split="heldout", n_objects=1)
 pair_names = {lang: shapes_class_names("colour_shape", lang) for lang in LANGUAGES}
 pair_templates = {lang: templates_for("shapes", lang) for lang in LANGUAGES}
-held_ml = multilingual_zeroshot(shapes_model, (normalize(held.images), world.labels(held, "colour_shape")),
+held_features = encode_images(shapes_model, normalize(held.images))  # once, for every classifier below
+held_ml = multilingual_zeroshot(shapes_model, (held_features, world.labels(held, "colour_shape")),
                                 pair_names, pair_templates)
 held_ci = {combo: wilson_interval(round(r["top1"] * N_HELDOUT), N_HELDOUT) for combo, r in held_ml.items()}
 show(plot_accuracies({combo: r["top1"] for combo, r in held_ml.items()}, chance=1 / len(pair_names["en"]),
@@ -413,8 +414,7 @@ show(plot_accuracies({combo: r["top1"] for combo, r in held_ml.items()}, chance=
 # err on different pictures.
 pair_weights = {lang: classifier_weights(shapes_model, pair_names[lang], pair_templates[lang], lang)
                 for lang in LANGUAGES}
-held_features = F.normalize(encode_images(shapes_model, normalize(held.images)), dim=-1)
-predicted = {lang: (held_features @ w.t()).argmax(1) for lang, w in pair_weights.items()}
+predicted = {lang: (F.normalize(held_features, dim=-1) @ w.t()).argmax(1) for lang, w in pair_weights.items()}
 
 # %% tags=["remove-input"]
 for combo, r in held_ml.items():

@@ -112,10 +112,11 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor, z: float = 1.96) -> dict
 
 @torch.no_grad()
 def attribute_report(model, world: ShapesWorld, n: int = 512, probe_n: int = 1000, lang: str = "en",
-                     frame: str = "photo", probes: bool = True) -> dict:
+                     frame: str = "photo", probes: bool = True, relations: bool = True) -> dict:
     """Every measure of the module docstring for `model` in `world` (the world the model trained in, so that
     its held-out pairs are the ones training never showed): `{task: {accuracy, n, chance, lo, hi}}`, the
-    probes' under `probe_<attribute>`. `n` test pictures per task; `probe_n` pictures to fit each probe."""
+    probes' under `probe_<attribute>`. `n` test pictures per task; `probe_n` pictures to fit each probe;
+    `probes` / `relations` False skip those measures (for callers that score them their own way)."""
     model.eval()
 
     def image_features(batch) -> torch.Tensor:
@@ -147,7 +148,7 @@ def attribute_report(model, world: ShapesWorld, n: int = 512, probe_n: int = 100
     hits = [zero_shot_hits(image_features(b), count_prompts, world.labels(b, "count")) for b in counts]
     report["count"] = scored(torch.cat(hits), 1 / k_max)
 
-    if k_max >= 2:
+    if relations and k_max >= 2:
         report["relation"] = scored(relation_test(model, world, n, frame, lang), 0.5)
 
     if probes:

@@ -41,8 +41,8 @@ def run(settings: dict, profile: str) -> dict:
     n = settings["eval_images"]
 
     def measure(model) -> tuple[dict, list[bool]]:
-        hits = relation_test(model, world, n)
-        report = attribute_report(model, world, n, probes=False)
+        hits = relation_test(model, world, n)  # kept per picture, so that two models' hits pair up
+        report = attribute_report(model, world, n, probes=False, relations=False)
         return {"relation": scored(hits, 0.5), **{k: report[k] for k in KEPT}}, hits.tolist()
 
     start_key = file_record(start.with_suffix(".safetensors"))
@@ -66,4 +66,4 @@ def run(settings: dict, profile: str) -> dict:
             "wall_s": {a: r["wall_s"] for a, r in arms.items()},
             "negatives_minus_plain": paired_difference(hits["swapped_negatives"], hits["plain"]),
             "negatives_minus_start": paired_difference(hits["swapped_negatives"], hits["start"]),
-            "steps": derived_config(settings["base"], settings.get("overrides"), profile=profile).optim.steps}
+            "steps": config.optim.steps}  # the same for both arms
