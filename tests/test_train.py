@@ -219,3 +219,10 @@ def test_tensorboard_receives_the_same_metrics(tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logged if "loss" in r]
     assert [round(e.value, 5) for e in events.Scalars("train/loss")] == [round(v, 5) for v in losses]
+
+
+def test_a_bad_shapes_option_is_a_one_line_config_error():
+    from miniclip.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.shapes: curriculum\.fraction must lie in"):
+        next(train_batches(ci_config("data.shapes={curriculum: {fraction: 2}}")))

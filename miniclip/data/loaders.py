@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from miniclip.config import ConfigError
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.paths import data_root
 from miniclip.data.seeds import stable_seed
@@ -42,7 +43,10 @@ def shapes_config(shapes_options: dict, image_size: int, seed: int):
     options = dict(shapes_options)
     options.setdefault("image_size", image_size)
     options.setdefault("seed", seed)
-    return ShapesConfig(**options)
+    try:
+        return ShapesConfig(**options)
+    except (TypeError, ValueError) as e:  # a config's mistake: one line, not a traceback
+        raise ConfigError(f"data.shapes: {e}") from e
 
 
 def shapes_world_of_run(run_config: dict, image_size: int | None = None):
