@@ -115,14 +115,13 @@ def zeroshot_key(record):
     return next(k for k in record if k.startswith("zeroshot_") and k.endswith("_top1"))
 
 
-def curriculum_switch(config: dict) -> float | None:
-    """The step where a Shapes run's curriculum hands over to the full world (None without one)."""
-    shapes = config["data"].get("shapes", {}) if config["data"]["dataset"] == "shapes" else {}
-    if not shapes.get("curriculum"):
-        return None
-    world = shapes_config(shapes, config["model"]["image_size"], config["train"]["seed"])
+def curriculum_switches(config: dict) -> list[float]:
+    """The steps where a Shapes run's curriculum moves to its next phase (none without a curriculum)."""
+    if config["data"]["dataset"] != "shapes":
+        return []
+    world = shapes_config(config["data"].get("shapes", {}), config["model"]["image_size"], config["train"]["seed"])
     optim = config["optim"]
-    return world.curriculum_samples(optim["steps"] * optim["batch_size"]) / optim["batch_size"]
+    return [end / optim["batch_size"] for end in world.curriculum_ends(optim["steps"] * optim["batch_size"])]
 
 
 # %% tags=["remove-input"]
@@ -199,8 +198,7 @@ for name in names:
     if "zeroshot_shape_top1" in val[-1]:  # Shapes: shape alone too, the attribute colour can hide
         axes[1, 0].plot([r["step"] for r in val], [r["zeroshot_shape_top1"] for r in val], "s--", color=c, ms=4,
                         label=f"{name}: shape alone")
-    switch = curriculum_switch(configs[name])
-    if switch:
+    for switch in curriculum_switches(configs[name]):
         for ax in axes.flat[:3]:
             ax.axvline(switch, color=c, lw=0.8, ls="-.")
     axes[1, 1].plot([r["step"] for r in train], [r["samples_per_s"] for r in train], color=c, label=name)

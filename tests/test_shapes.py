@@ -305,7 +305,8 @@ def test_curriculum_switches_the_training_stream_at_its_sample():
     from miniclip.data.shapes import ShapesConfig, ShapesDataset, ShapesWorld
 
     config = ShapesConfig(image_size=32, curriculum={"samples": 6, "max_objects": 1, "colours_per_block": 1})
-    early, late = ShapesWorld(config.early_world()), ShapesWorld(config)
+    (early_config,) = config.curriculum_worlds()
+    early, late = ShapesWorld(early_config), ShapesWorld(config)
     batches = list(ShapesDataset(config, batch_size=4, num_samples=12, normalize=False))
     images = torch.cat([b[0] for b in batches])
     captions = [c for b in batches for c in b[1]]
@@ -313,7 +314,7 @@ def test_curriculum_switches_the_training_stream_at_its_sample():
     first, rest = early.render(range(6)), late.render(range(6, 12))
     assert torch.equal(images[:6], first.images) and captions[:6] == first.captions
     assert torch.equal(images[6:], rest.images) and captions[6:] == rest.captions
-    assert early.config.max_objects == 1 and early.config.curriculum == {}
+    assert early.config.max_objects == 1 and early.config.curriculum == []
     # Validation never follows it.
     val = next(iter(ShapesDataset(config, split="val", batch_size=4, normalize=False)))
     assert torch.equal(val[0], late.render(range(4), "val").images)
@@ -321,13 +322,32 @@ def test_curriculum_switches_the_training_stream_at_its_sample():
     halves = ShapesConfig(image_size=32, curriculum={"fraction": 0.5, "max_objects": 1, "colours_per_block": 1})
     half_batches = list(ShapesDataset(halves, batch_size=4, num_samples=12, normalize=False))
     assert torch.equal(torch.cat([b[0] for b in half_batches]), images)
-    assert halves.curriculum_samples(1000) == 500 and config.curriculum_samples() == 6
+    assert halves.curriculum_ends(1000) == [500] and config.curriculum_ends() == [6]
     with pytest.raises(ValueError, match="number of training samples"):
         next(iter(ShapesDataset(halves, batch_size=4, normalize=False)))  # endless: a fraction of what?
     for bad in ({"max_objects": 1}, {"samples": 0}, {"samples": 5, "seed": 1}, {"samples": 5, "colour": 1},
-                {"fraction": 0}, {"fraction": 1.5}, {"samples": 5, "fraction": 0.5}):
+                {"fraction": 0}, {"fraction": 1.5}, {"samples": 5, "fraction": 0.5},
+                [{"fraction": 0.6, "max_objects": 1}, {"fraction": 0.5, "max_objects": 2}]):
         with pytest.raises(ValueError):
             ShapesConfig(curriculum=bad)
+
+
+def test_a_curriculum_of_several_phases_goes_through_them_in_order():
+    from miniclip.data.shapes import ShapesConfig, ShapesDataset, ShapesWorld
+
+    # Two phases as fractions of a 16-sample run: samples 0-3 single objects, 4-9 one colour per block,
+    # 10-15 the world as configured. Batches of 3 straddle both ends.
+    phases = [{"fraction": 0.25, "max_objects": 1}, {"fraction": 0.375, "colours_per_block": 1}]
+    config = ShapesConfig(image_size=32, curriculum=phases)
+    first, second = (ShapesWorld(c) for c in config.curriculum_worlds())
+    assert config.curriculum_ends(16) == [4, 10] and second.config.max_objects == config.max_objects
+    batches = list(ShapesDataset(config, batch_size=3, num_samples=16, normalize=False))
+    images = torch.cat([b[0] for b in batches])
+    expected = [first.render(range(0, 4)), second.render(range(4, 10)), ShapesWorld(config).render(range(10, 16))]
+    assert torch.equal(images, torch.cat([x.images for x in expected]))
+    assert [c for b in batches for c in b[1]] == [c for x in expected for c in x.captions]
+    with pytest.raises(ValueError, match="phase 2: fraction must lie in"):
+        ShapesConfig(curriculum=[{"fraction": 0.5}, {"fraction": 0}])
 
 
 def test_every_relation_caption_brings_its_swapped_twin_into_its_batch():

@@ -302,13 +302,14 @@ class ShapesConfig:
     # object that looks the same) changed. Only a shape tells the two pictures, and the two captions, apart,
     # so the contrastive loss cannot fall on this pair by colour, size, place or style.
     shape_twins: bool = False
-    # A curriculum: the training stream's first `samples` samples (or the first `fraction` of a run's
-    # training samples) come from this world with the other given settings changed, e.g. {fraction: 0.55,
-    # max_objects: 1, grammar: {p_colour: 0.25, …}} (single objects whose captions seldom name colour: how
-    # configs/cpu-shapes.yaml teaches shape); empty for none. A fraction keeps the two phases in proportion
-    # when a run (an experiment, a rehearsal) is shortened. Only ShapesDataset's "train" stream follows it;
-    # validation and tests use the world as configured.
-    curriculum: dict = field(default_factory=dict)
+    # A curriculum: phases the training stream goes through, in order, before the world as configured. Each
+    # phase changes some of the other settings and lasts `samples` training samples or a `fraction` of the
+    # run's, e.g. {fraction: 0.45, max_objects: 1, grammar: {p_colour: 0.25, …}} (single objects whose captions
+    # seldom name colour: how configs/cpu-shapes.yaml teaches shape). One phase may be given as a dict, several
+    # as a list; empty for none. Fractions keep the phases in proportion when a run (an experiment, a
+    # rehearsal) is shortened. Only ShapesDataset's "train" stream follows it; validation and tests use the
+    # world as configured.
+    curriculum: list | dict = field(default_factory=list)
     seed: int = 0
 
     def __post_init__(self):
@@ -319,9 +320,9 @@ class ShapesConfig:
             self.planted = PlantedCorrelation(**self.planted)
         if isinstance(self.grammar, dict):
             self.grammar = text.Grammar(**self.grammar)
-        self.curriculum = dict(self.curriculum or {})
-        if self.curriculum:
-            self.early_world()  # checks its settings now, not at the first batch
+        phases = self.curriculum or []
+        self.curriculum = [dict(p) for p in ([phases] if isinstance(phases, dict) else phases)]
+        self.curriculum_worlds()  # checks the phases' settings now, not at the first batch
         if not 1 <= self.min_objects <= self.max_objects <= 9:
             raise ValueError("need 1 <= min_objects <= max_objects <= 9 (objects sit in a 3x3 grid)")
         if self.image_size < 16:
@@ -339,33 +340,39 @@ class ShapesConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def early_world(self) -> ShapesConfig | None:
-        """The config of the curriculum's first phase (None without a curriculum)."""
-        if not self.curriculum:
-            return None
-        changes = dict(self.curriculum)
-        samples, fraction = changes.pop("samples", None), changes.pop("fraction", None)
-        if (samples is None) == (fraction is None):
-            raise ValueError("curriculum needs samples (how many training samples its first phase lasts) or "
-                             "fraction (what part of the run's training samples), not both")
-        if samples is not None and (not isinstance(samples, int) or samples < 1):
-            raise ValueError("curriculum.samples must be a positive whole number")
-        if fraction is not None and not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
-            raise ValueError("curriculum.fraction must lie in (0, 1]")
-        unknown = set(changes) - {f.name for f in fields(self)} | set(changes) & {"curriculum", "seed", "holdout"}
-        if unknown:
-            raise ValueError(f"curriculum cannot change {sorted(unknown)}; it changes settings such as "
-                             "max_objects, colours_per_block, styles or grammar")
-        return replace(self, **changes, curriculum={})
+    def curriculum_worlds(self) -> list[ShapesConfig]:
+        """The config of each curriculum phase's world, in order (empty without a curriculum)."""
+        worlds = []
+        for i, phase in enumerate(self.curriculum, 1):
+            changes = dict(phase)
+            samples, fraction = changes.pop("samples", None), changes.pop("fraction", None)
+            where = f"curriculum phase {i}" if len(self.curriculum) > 1 else "curriculum"
+            if (samples is None) == (fraction is None):
+                raise ValueError(f"{where} needs samples (how many training samples it lasts) or fraction (what "
+                                 "part of the run's training samples), not both")
+            if samples is not None and (not isinstance(samples, int) or samples < 1):
+                raise ValueError(f"{where}: samples must be a positive whole number")
+            if fraction is not None and not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+                raise ValueError(f"{where}: fraction must lie in (0, 1]")
+            unknown = set(changes) - {f.name for f in fields(self)} | set(changes) & {"curriculum", "seed", "holdout"}
+            if unknown:
+                raise ValueError(f"{where} cannot change {sorted(unknown)}; it changes settings such as "
+                                 "max_objects, colours_per_block, styles or grammar")
+            worlds.append(replace(self, **changes, curriculum=[]))
+        if sum(p.get("fraction", 0) for p in self.curriculum) > 1:
+            raise ValueError("the curriculum's fractions add up to more than the whole run")
+        return worlds
 
-    def curriculum_samples(self, total_samples: int | None = None) -> int:
-        """How many training samples the curriculum's first phase lasts (0 without one). A `fraction` is
-        of `total_samples`, the run's training samples, which it then needs."""
-        if "fraction" not in self.curriculum:
-            return self.curriculum.get("samples", 0)
-        if total_samples is None:
-            raise ValueError("a curriculum given as a fraction needs the run's number of training samples")
-        return round(self.curriculum["fraction"] * total_samples)
+    def curriculum_ends(self, total_samples: int | None = None) -> list[int]:
+        """The training sample at which each curriculum phase ends (the next one, or the world as configured,
+        begins). A `fraction` is of `total_samples`, the run's training samples, which it then needs."""
+        ends, end = [], 0
+        for phase in self.curriculum:
+            if "fraction" in phase and total_samples is None:
+                raise ValueError("a curriculum given as a fraction needs the run's number of training samples")
+            end += phase["samples"] if "samples" in phase else round(phase["fraction"] * total_samples)
+            ends.append(end)
+        return ends
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -889,9 +896,14 @@ class ShapesDataset(IterableDataset):
 
     def __iter__(self):
         world = ShapesWorld(self.config, self.device)  # built here, inside each worker process
-        early = self.config.early_world() if self.split == "train" else None
-        early_world, switch = ((ShapesWorld(early, self.device), self.config.curriculum_samples(self.total_samples))
-                               if early else (None, 0))
+        # The curriculum's phases, then the world as configured: (world, first sample, sample it ends before).
+        phases = list(zip(self.config.curriculum_worlds(), self.config.curriculum_ends(self.total_samples))
+                      ) if self.split == "train" else []
+        spans, begin = [], 0
+        for config, phase_end in phases:
+            spans.append((ShapesWorld(config, self.device), begin, phase_end))
+            begin = phase_end
+        spans.append((world, begin, None))
         shard, num_shards = self._shard()
         end = None if self.num_samples is None else self.start + self.num_samples
         b = shard
@@ -900,9 +912,9 @@ class ShapesDataset(IterableDataset):
             hi = lo + self.batch_size if end is None else min(lo + self.batch_size, end)
             if hi <= lo:
                 return
-            # A batch that straddles the curriculum's switch takes its first part from the early world.
-            parts = [(w, range(a, z)) for w, a, z in ((early_world, lo, min(hi, switch)), (world, max(lo, switch), hi))
-                     if z > a]
+            # A batch that straddles a phase's end takes each part from its own phase's world.
+            parts = [(w, range(max(lo, a), hi if z is None else min(hi, z))) for w, a, z in spans]
+            parts = [(w, r) for w, r in parts if len(r)]
             batches = [w.render(r, self.split) for w, r in parts]
             images = torch.cat([x.images for x in batches]) if len(batches) > 1 else batches[0].images
             # Hard negatives ride behind the batch's own captions: rows past len(images) match no image.
