@@ -132,6 +132,7 @@ class DistInfo:
 def setup_distributed(
     backend: str | None = None,
     timeout: datetime.timedelta = datetime.timedelta(minutes=30),
+    use_cuda: bool = True,
 ) -> DistInfo:
     """Join the process group described by `torchrun`'s environment variables.
 
@@ -141,9 +142,10 @@ def setup_distributed(
     run as a single process and do not create a group at all.
 
     The backend defaults to nccl when CUDA is available (GPU-to-GPU collectives) and
-    gloo otherwise (CPU tensors).
+    gloo otherwise (CPU tensors). `use_cuda=False` keeps a run on the CPU (and gloo)
+    even where GPUs exist: a CPU run, or a test that must not touch them.
     """
-    cuda = torch.cuda.is_available()
+    cuda = use_cuda and torch.cuda.is_available()
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         device = torch.device("cuda", 0) if cuda else torch.device("cpu")
         return DistInfo(rank=0, local_rank=0, world_size=1, device=device)

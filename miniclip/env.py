@@ -70,6 +70,11 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+def default_device() -> str:
+    """Where models run unless told otherwise: the GPU when there is one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA runs ahead of the host clock); a no-op on the CPU."""
     if device.type == "cuda":

@@ -53,8 +53,10 @@ def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
 
 
 def test_grad_cache_chunks_give_the_full_batch_gradients(tmp_path):
-    full = Trainer(ci_config(), tmp_path / "a", progress=False)
-    chunked = Trainer(ci_config("optim.grad_cache_chunks=4"), tmp_path / "b", progress=False)
+    # On the CPU wherever the test runs: a GPU's TF32 convolutions would differ by more than the tolerance
+    # between a batch and its chunks.
+    full = Trainer(ci_config("train.device=cpu"), tmp_path / "a", progress=False)
+    chunked = Trainer(ci_config("optim.grad_cache_chunks=4", "train.device=cpu"), tmp_path / "b", progress=False)
     assert all(torch.equal(a, b) for a, b in zip(full.model.parameters(), chunked.model.parameters()))
     images, captions = next(train_batches(full.config))
     tokens = tokenize(captions)
@@ -77,7 +79,7 @@ def test_a_shapes_curriculum_given_as_a_fraction_lasts_that_part_of_the_run():
     shapes = '{image_size: 32, curriculum: {fraction: 0.5, max_objects: 1, grammar: {p_colour: 0}}}'
     config = ci_config("optim.steps=4", "optim.warmup_steps=1", "optim.batch_size=8", f"data.shapes={shapes}")
     world = shapes_config(config.data.shapes, 32, config.train.seed)
-    early, late = ShapesWorld(world.early_world()), ShapesWorld(world)
+    early, late = ShapesWorld(world.curriculum_worlds()[0]), ShapesWorld(world)
     batches = list(islice(train_batches(config), 4))
     # Steps 0-1 (half of 4) come from the first phase, steps 2-3 from the world as configured.
     assert [b[1] for b in batches[:2]] == [early.render(range(i, i + 8)).captions for i in (0, 8)]
@@ -184,8 +186,9 @@ def test_one_ddp_step_equals_one_single_process_step(tmp_path, chunks):
     # Adam's first update is g / (|g| + eps): with the default eps of 1e-6, float noise in a near-zero gradient
     # becomes a full-size difference in the weights. A larger eps keeps the weight comparison well-posed; the
     # gradients are compared directly as well.
+    # Both runs on the CPU (gloo) whatever GPUs the machine has: a 1-GPU machine has no GPU for rank 1.
     overrides = ["optim.steps=1", "optim.warmup_steps=1", "optim.batch_size=16", "optim.eps=1e-3",
-                 f"optim.grad_cache_chunks={chunks}"]
+                 f"optim.grad_cache_chunks={chunks}", "train.device=cpu"]
     ctx = torch.multiprocessing.get_context("spawn")
     port = _free_port()
     procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tmp_path / "ddp"), overrides)) for r in range(2)]
@@ -221,8 +224,44 @@ def test_tensorboard_receives_the_same_metrics(tmp_path):
     assert [round(e.value, 5) for e in events.Scalars("train/loss")] == [round(v, 5) for v in losses]
 
 
+def test_a_batch_that_does_not_split_over_the_ranks_is_a_config_error(tmp_path, monkeypatch):
+    from miniclip.config import ConfigError
+    from miniclip.distributed import DistInfo
+
+    # Three ranks cannot share a batch of 16 equally; the check comes before any process group is used.
+    monkeypatch.setattr("miniclip.train.trainer.setup_distributed",
+                        lambda **_: DistInfo(rank=0, local_rank=0, world_size=3, device=torch.device("cpu")))
+    with pytest.raises(ConfigError, match="optim.batch_size=16 does not split evenly over 3 processes"):
+        Trainer(ci_config("optim.batch_size=16"), tmp_path, progress=False)
+
+
 def test_a_bad_shapes_option_is_a_one_line_config_error():
     from miniclip.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"data\.shapes: curriculum\.fraction must lie in"):
+    with pytest.raises(ConfigError, match=r"data\.shapes: curriculum: fraction must lie in"):
         next(train_batches(ci_config("data.shapes={curriculum: {fraction: 2}}")))
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_train_step_hands_the_model_its_batch_on_the_models_device(tmp_path, chunks):
+    # A batch built on the CPU (an experiment's fixed batch, a test's) must reach a model on a GPU there.
+    # No GPU here, so the trainer is told its model lives on the `meta` device and a hook on the towers
+    # records where each input arrives, then stops the step: the move, not the arithmetic, is under test.
+    from miniclip.tokenizer import tokenize
+
+    trainer = Trainer(ci_config(f"optim.grad_cache_chunks={chunks}"), tmp_path, progress=False)
+    trainer.device = torch.device("meta")
+    arrived = []
+
+    class Arrived(Exception):
+        pass
+
+    def record(module, inputs):
+        arrived.append({x.device.type for x in inputs})
+        raise Arrived
+
+    trainer.towers.register_forward_pre_hook(record)
+    size, context = trainer.config.model.image_size, trainer.config.model.context_length
+    with pytest.raises(Arrived):
+        trainer.train_step(torch.zeros(4, 3, size, size), tokenize(["a red star"] * 4, context))
+    assert arrived == [{"meta"}]

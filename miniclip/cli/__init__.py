@@ -34,7 +34,7 @@ def run(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the command; errors propagate (for tests and scripts that want the exception)."""
     args = build_parser().parse_args(argv)
     if getattr(args, "device", None):
-        require_device(args.device)
+        args.device = require_device(args.device)
     return args.func(args) or 0
 
 

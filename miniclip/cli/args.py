@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from miniclip.env import default_device
 from miniclip.errors import UsageError
 
 
@@ -43,18 +44,23 @@ def directory(text: str) -> Path:
 
 
 def device(text: str) -> str:
-    """`cpu`, `cuda` or `cuda:N` (whether that GPU exists is checked when the command runs: `require_device`)."""
-    if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+    """`auto`, `cpu`, `cuda` or `cuda:N` (whether that GPU exists is checked when the command runs:
+    `require_device`, which also resolves `auto`)."""
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
         return text
-    raise argparse.ArgumentTypeError(f"{text!r} is not a device (use cpu, cuda or cuda:N)")
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device (use auto, cpu, cuda or cuda:N)")
 
 
-def require_device(name: str) -> None:
-    """A `UsageError` when the device `name` is not on this machine (parsing alone accepts any device name)."""
+def require_device(name: str) -> str:
+    """The device `name` stands for (`auto`: the GPU when there is one, else the CPU); a `UsageError` when it
+    is not on this machine (parsing alone accepts any device name)."""
+    if name == "auto":
+        return default_device()
     if name == "cpu":
-        return
+        return name
     if not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available here (use --device cpu)")
     index = int(name[5:]) if ":" in name else 0
     if index >= torch.cuda.device_count():
         raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return name

@@ -139,7 +139,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="a run's final.safetensors (or last.safetensors), or TAG:MODEL for open_clip's "
                              "pretrained weights, e.g. openai:ViT-B-32")
-    parser.add_argument("--device", default="cpu", type=device, help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", type=device,
+                        help="auto (the GPU when there is one; the default), cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
 
 
@@ -286,7 +287,8 @@ def _run(handler):
 def _probe_options(parser: argparse.ArgumentParser, data_default: str, data_help: str) -> None:
     parser.add_argument("--checkpoint", required=True, help="a run's final.safetensors (or last.safetensors)")
     parser.add_argument("--data", default=data_default, help=data_help)
-    parser.add_argument("--device", default="cpu", type=device, help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", type=device,
+                        help="auto (the GPU when there is one; the default), cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="images per encoder batch")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default runs/<profile>/features)")

@@ -64,15 +64,17 @@ def shapes_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_
                             start=start_step * batch_size, rank=rank, world_size=world_size,
                             total_samples=None if steps is None else steps * batch_size)
     loader = DataLoader(dataset, batch_size=None, num_workers=data_cfg.num_workers,
-                        persistent_workers=data_cfg.num_workers > 0, generator=_loader_generator(seed, start_step))
+                        persistent_workers=data_cfg.num_workers > 0,
+                        generator=_loader_generator(seed, start_step, rank))
     yield from loader
 
 
-def _loader_generator(seed: int, start_step: int) -> torch.Generator:
+def _loader_generator(seed: int, start_step: int, rank: int) -> torch.Generator:
     """The generator a DataLoader draws its workers' base seed from. Without one it draws from the global
     RNG, so a resumed run (which builds a new loader) would leave the global RNG one draw away from an
-    uninterrupted run's, and its state would no longer be bit-identical."""
-    return torch.Generator().manual_seed(stable_seed(seed, start_step))
+    uninterrupted run's, and its state would no longer be bit-identical. The rank is part of the seed so that
+    DDP ranks' workers draw different random crops, not the same ones."""
+    return torch.Generator().manual_seed(stable_seed(seed, start_step, rank))
 
 
 # ----------------------------------------------------------------------------- Flickr8k
@@ -139,7 +141,7 @@ def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, star
     sampler = StepBatchSampler(len(base), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(SeededPairs(base, seed), batch_sampler=sampler, collate_fn=_collate,
                         num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
-                        generator=_loader_generator(seed, start_step))
+                        generator=_loader_generator(seed, start_step, rank))
     yield from loader
 
 
@@ -167,7 +169,8 @@ def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_s
     dataset = ShardDataset(shard_location(data_cfg.dataset), transform=transform,
                            shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=stable_seed(seed, start_step))
     loader = DataLoader(dataset, batch_size=batch_size // world_size, collate_fn=_collate,
-                        num_workers=data_cfg.num_workers, drop_last=True, generator=_loader_generator(seed, start_step))
+                        num_workers=data_cfg.num_workers, drop_last=True,
+                        generator=_loader_generator(seed, start_step, rank))
     yield from loader
 
 

@@ -36,7 +36,7 @@ def train_contrastive(config: Config, *, batches: Iterator | None = None, evalua
     with tempfile.TemporaryDirectory() as tmp:  # nothing is saved: the trainer only needs a directory
         trainer = Trainer(config, tmp, progress=False)
     batches = batches if batches is not None else train_batches(config)
-    context, batch_size, device = config.model.context_length, config.optim.batch_size, trainer.device
+    context, batch_size = config.model.context_length, config.optim.batch_size
     curve, losses, t0 = [], [], time.time()
 
     def record():
@@ -51,7 +51,7 @@ def train_contrastive(config: Config, *, batches: Iterator | None = None, evalua
         record()
     for _ in tqdm(range(config.optim.steps), desc=desc or config.name, disable=not progress, dynamic_ncols=True):
         images, captions = next(batches)
-        loss = trainer.train_step(images.to(device), tokenize(captions, context).to(device))
+        loss = trainer.train_step(images, tokenize(captions, context))  # moved to the model's device there
         trainer.optimizer_step(loss)
         trainer.step += 1
         losses.append(loss.item())

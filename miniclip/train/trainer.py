@@ -33,7 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from miniclip import checkpoint as ckpt
-from miniclip.config import Config, dump_config
+from miniclip.config import Config, ConfigError, dump_config
 from miniclip.data.loaders import train_batches
 from miniclip.distributed import cleanup_distributed, is_distributed, setup_distributed
 from miniclip.env import git_commit, machine
@@ -113,8 +113,11 @@ class Trainer:
 
     def __init__(self, config: Config, out_dir: str | Path, resume: bool = False, progress: bool = True):
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
-        self.dist = setup_distributed()
+        self.dist = setup_distributed(use_cuda=config.train.device != "cpu")
         self.is_main = self.dist.rank == 0
+        if config.optim.batch_size % self.dist.world_size:
+            raise ConfigError(f"optim.batch_size={config.optim.batch_size} does not split evenly over "
+                              f"{self.dist.world_size} processes (choose a multiple of {self.dist.world_size})")
         self.device = _pick_device(config.train.device, self.dist.device)
         if config.train.precision == "fp16" and self.device.type != "cuda":
             raise RuntimeError("train.precision=fp16 needs CUDA (its GradScaler); use bf16 on CPU")
@@ -204,7 +207,10 @@ class Trainer:
                             logit_scale.float())
 
     def train_step(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Gradients of one batch's loss (in `.grad`); returns the loss. GradCache when chunks > 1."""
+        """Gradients of one batch's loss (in `.grad`); returns the loss. GradCache when chunks > 1.
+        The batch may come from anywhere (an experiment's fixed batch, a test's): it is moved to the model's
+        device, which costs nothing when it is there already."""
+        images, tokens = images.to(self.device, non_blocking=True), tokens.to(self.device, non_blocking=True)
         k = self.config.optim.grad_cache_chunks
         self.optimizer.zero_grad(set_to_none=True)
         if k == 1:
