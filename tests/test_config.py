@@ -64,3 +64,21 @@ def test_a_file_without_a_mapping_is_no_config(tmp_path, text):
 def test_every_shipped_config_is_valid(path):
     config = load_config(path)
     assert config.profile in path.stem or path.stem == config.profile
+
+
+def test_the_runbooks_train_commands_load_their_configs():
+    # Appendix F's commands are copied by readers before they spend GPU hours: each must at least parse and
+    # give a valid config (the 50-step rehearsal once failed on its 2,000 warm-up steps).
+    import re
+    import shlex
+
+    from miniclip.cli import build_parser
+
+    root = Path(__file__).resolve().parent.parent
+    commands = re.findall(r"^python -m miniclip (train .*)$", (root / "book" / "appendix_f_runbook.md").read_text(),
+                          flags=re.M)
+    assert commands
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command))
+        config = load_config(root / args.config, args.set or [])
+        assert config.optim.warmup_steps <= config.optim.steps, command
