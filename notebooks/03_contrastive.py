@@ -270,7 +270,8 @@ from miniclip.experiments.objectives import efficiency_ratio
 objectives = experiment("objectives")
 if objectives is None:
     not_computed("03_objectives", ("ratio_colour_bow", "ratio_colour_lm", "ratio_shape_bow", "ratio_shape_lm",
-                                   "objectives_samples", "objectives_wall", "objectives_machine"))
+                                   "objectives_samples", "objectives_wall", "objectives_machine",
+                                   "objectives_curriculum"))
 else:
     result = objectives["result"]
     show(plot_objective_curves(result["curves"], result["chance"]), "03_objectives")
@@ -280,6 +281,19 @@ else:
                      for other in ("bag_of_words", "captioning_lm")} for task in ("seen_colour", "seen_shape")}
 
 # %% tags=["remove-input"]
+def curriculum_text(shapes_options: dict) -> str:
+    """What the pictures of a Shapes run were, phase by phase, in words (from its `data.shapes` options)."""
+    phases = shapes_options.get("curriculum") or []
+    phases = [phases] if isinstance(phases, dict) else phases
+    if not phases or any("fraction" not in p for p in phases):
+        return "all of them from the full world"
+    words = [f"{'the first' if i == 0 else 'the next'} {p['fraction']:.0%} of them "
+             + ("single objects whose captions mostly name only the shape" if p.get("max_objects") == 1 else
+                "one to four objects, often identical, whose captions say how many")
+             for i, p in enumerate(phases)]
+    return ", ".join(words) + ", the rest from the full world"
+
+
 def ratio_text(task: str, other: str) -> str:
     """One sentence: how many times fewer pictures the contrastive model needs, or why no ratio exists."""
     r, name = ratios[task][other], OBJECTIVE_NAMES[other]
@@ -302,6 +316,7 @@ if objectives is not None:
         glue(f"ratio_{tag}_bow", ratio_text(task, "bag_of_words"))
         glue(f"ratio_{tag}_lm", ratio_text(task, "captioning_lm"))
     glue("objectives_samples", result["samples_seen"], "{:,}")
+    glue("objectives_curriculum", curriculum_text(result["config"]["data"].get("shapes", {})))
     glue("objectives_wall", ", ".join(f"{OBJECTIVE_NAMES[n]} {w / 60:.1f} min"
                                       for n, w in result["train_wall_s"].items()))
     glue("objectives_machine", machine_text(objectives["provenance"]["machine"]))
@@ -315,11 +330,10 @@ if objectives is not None:
 # experiments` (the `objectives` experiment); this page reads its cached result.
 # ```
 #
-# Each objective saw {glue}`objectives_samples` pictures, the first 54% of them single objects whose captions
-# mostly name only the shape (the curriculum that teaches the book's Shapes model shape, chapter 6); the table
-# gives each one's zero-shot accuracy at the end. On colour, the easiest task: {glue}`ratio_colour_bow`
-# {glue}`ratio_colour_lm` On shape: {glue}`ratio_shape_bow` {glue}`ratio_shape_lm` Training took
-# {glue}`objectives_wall` ({glue}`objectives_machine`).
+# Each objective saw {glue}`objectives_samples` pictures, {glue}`objectives_curriculum` (the curriculum that
+# teaches the book's Shapes model shape, chapter 6); the table gives each one's zero-shot accuracy at the end.
+# On colour, the easiest task: {glue}`ratio_colour_bow` {glue}`ratio_colour_lm` On shape:
+# {glue}`ratio_shape_bow` {glue}`ratio_shape_lm` Training took {glue}`objectives_wall` ({glue}`objectives_machine`).
 #
 # What this does and does not show: the ratio is read off one seed at a few evaluation points, on a toy world
 # where a caption has a handful of words, so it is a sanity check of the paper's ordering, not a measurement
