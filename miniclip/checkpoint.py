@@ -36,6 +36,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from miniclip.env import default_device
 from miniclip.errors import UserError, WriteError
 from miniclip.model import CLIP, CLIPConfig
 
@@ -244,7 +245,10 @@ def verify_checkpoint(path: str | Path) -> dict:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> CLIP:
-    """Rebuild the model from `<tag>.json`'s config and load `<tag>.safetensors` strictly."""
+    """Rebuild the model from `<tag>.json`'s config and load `<tag>.safetensors` strictly, onto `device`
+    (`auto`: the GPU when there is one)."""
+    if device == "auto":
+        device = default_device()
     weights_path, meta_path, _ = _paths(path)
     meta = read_metadata(path)
     _verify(weights_path, meta, meta_path)

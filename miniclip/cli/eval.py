@@ -21,7 +21,7 @@ import argparse
 import json
 
 from miniclip.checkpoint import load_model, read_metadata
-from miniclip.cli.args import device, non_negative_int, positive_int
+from miniclip.cli.args import device, non_negative_int, positive_int, require_device
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.folders import open_test_set
 from miniclip.data.loaders import shapes_world_of_run
@@ -49,6 +49,7 @@ JSON_CONFUSION_MAX_CLASSES = 16
 
 def load_for_eval(spec: str, device: str = "cpu"):
     """(model, run config, image transform) for a checkpoint path or a pretrained `TAG:MODEL` spec."""
+    device = require_device(device)  # resolves `auto` when a handler is called without the CLI's entry point
     name_and_tag = pretrained.parse_spec(spec)
     if name_and_tag:
         model, info = pretrained.load(*name_and_tag, device=device)
