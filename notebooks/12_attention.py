@@ -89,7 +89,18 @@ from miniclip.analysis.attention import (
     trained_vs_init,
     vit_attention,
 )
-from miniclip.book import ROOT, data_note, glue, markdown_table, note, profile, show, trained_model
+from miniclip.book import (
+    ROOT,
+    config_path,
+    data_note,
+    experiment,
+    glue,
+    markdown_table,
+    note,
+    profile,
+    show,
+    trained_model,
+)
 from miniclip.book.viz import plot_attention_heads, plot_attention_overlays, plot_localisation
 from miniclip.checkpoint import load_model
 from miniclip.config import load_config
@@ -267,6 +278,17 @@ if rollout_init["pointing"] > 3 * rollout_init["pointing_chance"]:
                 "Where a map peaks says little here; how much of it lands on the object is what training changed.")
 glue("vit_verdict", verdict)
 glue("vit_knows", knows(shapes_vit, world))
+# What a ViT trained as long as the book's Shapes model would cost, at the pace the encoders experiment measured.
+encoders = None if CI else experiment("encoders")
+if encoders is not None and "shapes_vit" in encoders["result"]:
+    vit_run, main_steps = encoders["result"]["shapes_vit"], load_config(config_path("shapes")).optim.steps
+    pace = vit_run["train_wall_s"] / vit_run["steps"]
+    glue("vit_full_cost", f"Trained for as many steps as that model ({main_steps:,}), this ViT would take about "
+                          f"{pace * main_steps / 60:.0f} minutes at its measured {pace:.1f} s a step, more than the "
+                          "book gives any one model; the ResNet's attention pool, on a model that does know shape, "
+                          "is scored next.")
+else:
+    glue("vit_full_cost", "")
 
 # %% [markdown]
 # ```{glue:figure} 12_rollout_shapes
@@ -299,7 +321,7 @@ glue("vit_knows", knows(shapes_vit, world))
 # they are {glue}`vit_trained_last_mass` and {glue}`vit_trained_last_pointing` (initialisation:
 # {glue}`vit_init_last_mass`, {glue}`vit_init_last_pointing`). {glue}`vit_verdict` What this ViT recognises
 # in these scenes: {glue}`vit_knows`. Its run is the encoders experiment's short one (appendix C), far shorter
-# than the run whose curriculum teaches the main ResNet shape (chapter 6).
+# than the run whose curriculum teaches the main ResNet shape (chapter 6). {glue}`vit_full_cost`
 #
 # ### The ResNet's attention pool
 #
