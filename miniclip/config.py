@@ -16,12 +16,16 @@ from pathlib import Path
 
 import yaml
 
+from miniclip.env import PROFILES
 from miniclip.errors import UserError
 from miniclip.model import CLIPConfig
 
 
 class ConfigError(UserError, ValueError):
     """A config that cannot run; the message names the offending key."""
+
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -54,7 +58,9 @@ class OptimConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA, with a GradScaler)
+    # fp32 | bf16 | fp16 (fp16 only on CUDA, with a GradScaler) | auto: bf16 on a GPU that has it, fp16 on an
+    # older GPU, fp32 on the CPU (whose bf16 matmuls are slow without AVX-512 BF16 or AMX)
+    precision: str = "fp32"
     grad_checkpointing: bool = False
     compile: bool = False
     log_every: int = 10
@@ -78,7 +84,7 @@ class Config:
 
     def validate(self) -> "Config":
         checks = [
-            ("profile", self.profile in ("ci", "cpu", "gpu-1m"), "must be ci, cpu or gpu-1m"),
+            ("profile", self.profile in PROFILES, f"must be one of {', '.join(PROFILES)}"),
             ("name", bool(self.name) and "/" not in self.name, "must be a non-empty name without '/'"),
             ("optim.batch_size", self.optim.batch_size >= 2,
              "must be at least 2 (a contrastive batch needs negatives)"),
@@ -92,7 +98,7 @@ class Config:
             ("optim.warmup_steps", 0 <= self.optim.warmup_steps <= self.optim.steps, "must lie in [0, optim.steps]"),
             ("optim.min_lr_ratio", 0 <= self.optim.min_lr_ratio <= 1, "must lie in [0, 1]"),
             ("optim.max_logit_scale", self.optim.max_logit_scale > 1, "must be > 1"),
-            ("train.precision", self.train.precision in ("fp32", "bf16", "fp16"), "must be fp32, bf16 or fp16"),
+            ("train.precision", self.train.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
             ("train.device", self.train.device in ("auto", "cpu", "cuda") or self.train.device.startswith("cuda:"),
              "must be auto, cpu or cuda[:N]"),
             ("train.max_bad_steps", self.train.max_bad_steps >= 1, "must be >= 1"),

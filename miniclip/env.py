@@ -17,7 +17,9 @@ import torch
 from miniclip.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
-PROFILES = ("ci", "cpu", "gpu-1m")
+# ci: tiny models, seconds (tests). cpu: the book as committed (2 cores). gpu: bigger models for one consumer
+# GPU. gpu-1m: the gpu book, with the 1M-pair web model (configs/gpu-1m.yaml) as its real-photo model.
+PROFILES = ("ci", "cpu", "gpu", "gpu-1m")
 
 
 class ProfileError(UserError, ValueError):

@@ -119,7 +119,7 @@ N_SHOWN = 6  # pictures per overlay figure
 def ci_vit():
     """The ci profile's tiny ViT (configs/ci.yaml), trained in seconds if it is not there yet."""
     run = train_if_changed(load_config(ROOT / "configs" / "ci.yaml"), progress=False)
-    return load_model(Path(run["out"]) / "final")
+    return load_model(Path(run["out"]) / "final", "auto")
 
 
 def experiment_vit(dataset: str):
@@ -128,7 +128,7 @@ def experiment_vit(dataset: str):
         return trained_model("shapes"), "the ci profile's tiny ViT"
     path = vit_checkpoint(dataset)
     if path.exists():
-        return load_model(path), f"the {dataset} ViT trained by the encoders experiment"
+        return load_model(path, "auto"), f"the {dataset} ViT trained by the encoders experiment"
     note(f"`{path.relative_to(ROOT)}` is missing: run `make experiments` (the `encoders` experiment trains it). "
          "This section falls back to the tiny ci ViT, trained now in seconds; its maps are smoke, not results.")
     return ci_vit(), "the tiny ci ViT (fallback)"

@@ -156,6 +156,24 @@ def test_fit_slope():
 # ----------------------------------------------------------------------------- configs and the cache
 
 
+@pytest.mark.parametrize("path", sorted(store.SETTINGS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_experiment_of_every_profile_derives_valid_models(path):
+    """A profile's experiment settings (the gpu ones cannot be run here) at least give configs that load, whose
+    Shapes world is valid, and whose base is that profile's own."""
+    from miniclip.data.loaders import shapes_config
+
+    for name, settings in store.experiment_settings(path.stem).items():
+        parts = [settings] if "base" in settings else [settings["flickr8k"], settings["shapes_vit"]]
+        variants = settings.get("variants", {"": {}})
+        for part in parts:
+            for variant in variants.values():
+                overrides = {**part.get("overrides", {}), **(variant if part is settings.get("flickr8k") else {})}
+                config = store.derived_config(part["base"], overrides)
+                assert path.stem in part["base"] or path.stem == "ci", (name, part["base"])
+                if config.data.dataset == "shapes":
+                    shapes_config(config.data.shapes, config.model.image_size, config.train.seed)
+
+
 def test_derived_config_applies_overrides_to_the_base():
     overrides = {"optim.steps": 70, "optim.warmup_steps": 5, "data.shapes.planted": {"word": "vintage", "p": 0.5}}
     config = store.derived_config("configs/cpu-shapes.yaml", overrides, name="x", profile="ci")

@@ -28,13 +28,14 @@ from miniclip.experiments.runner import run_experiment
 from miniclip.experiments.store import experiment_settings, load_cached, results_path
 from miniclip.train.runs import run_dir, train_if_changed
 
-# Committed figures come from a full cpu-profile build; a ci build writes elsewhere so it never overwrites them.
-FIGURES = {"ci": ROOT / "_build" / "figures-ci"}
+# Committed figures come from a full cpu-profile build; every other profile writes elsewhere, so a ci or a gpu
+# build never overwrites them.
+FIGURES = {name: ROOT / "_build" / f"figures-{name}" for name in ("ci", "gpu", "gpu-1m")}
 DEFAULT_FIGURES = ROOT / "figures"
 
 
 def figures_dir() -> Path:
-    """figures/ for the cpu and gpu-1m profiles; _build/figures-ci/ for ci."""
+    """figures/ for the cpu profile; _build/figures-<profile>/ for the others."""
     path = FIGURES.get(profile(), DEFAULT_FIGURES)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -43,12 +44,24 @@ def figures_dir() -> Path:
 # --------------------------------------------------------------------------------------------- trained models
 
 
+# The gpu-1m book is the gpu book whose real-photo model is the 1M-pair web model of Appendix F.
+WEB_MODEL = ROOT / "configs" / "gpu-1m.yaml"
+
+
 def config_path(name: str) -> Path:
-    """The config that trains model `name` in this profile: configs/ci.yaml (the only ci model, on Shapes) or
-    configs/<profile>-<name>.yaml."""
+    """The config that trains model `name` ("shapes" or "flickr8k", the real-photo model) in this profile:
+    configs/ci.yaml (the only ci model, on Shapes), configs/gpu-1m.yaml for gpu-1m's real-photo model, else
+    configs/<profile>-<name>.yaml (gpu-1m's Shapes model is the gpu profile's)."""
     if profile() == "ci":
         return ROOT / "configs" / "ci.yaml"
+    if profile() == "gpu-1m":
+        return WEB_MODEL if name == "flickr8k" else ROOT / "configs" / f"gpu-{name}.yaml"
     return ROOT / "configs" / f"{profile()}-{name}.yaml"
+
+
+def make(target: str) -> str:
+    """The command that makes `target` for this profile: `make train`, or `make train PROFILE=gpu`."""
+    return f"make {target}" + ("" if profile() == "cpu" else f" PROFILE={profile()}")
 
 
 def trained_run(name: str = "shapes") -> Path:
@@ -64,9 +77,17 @@ def trained_run(name: str = "shapes") -> Path:
     out = run_dir(config)
     if (out / "final.safetensors").exists():
         return out
+    if config_path(name) == WEB_MODEL:
+        note(f"The 1M-pair web model (`{out.relative_to(ROOT)}/final.safetensors`) has not been trained on this "
+             "machine (Appendix F gives the commands). The real-photo results on this page come from "
+             "the gpu profile's Flickr8k model instead.")
+        config = load_config(ROOT / "configs" / "gpu-flickr8k.yaml")
+        out = run_dir(config)
+        if (out / "final.safetensors").exists():
+            return out
     if profile() != "ci":
-        note(f"`{out.relative_to(ROOT)}/final.safetensors` is missing: train it with `make train` "
-             f"(tens of CPU-minutes, cached). This page falls back to the tiny ci model, trained now in seconds; "
+        note(f"`{out.relative_to(ROOT)}/final.safetensors` is missing: train it with `{make('train')}` "
+             f"(tens of minutes, cached). This page falls back to the tiny ci model, trained now in seconds; "
              "its numbers are smoke, not results.")
         config = load_config(ROOT / "configs" / "ci.yaml")
         out = run_dir(config)
@@ -77,8 +98,8 @@ def trained_run(name: str = "shapes") -> Path:
 
 
 def trained_model(name: str = "shapes"):
-    """The trained CLIP of `trained_run(name)`, in eval mode on the CPU."""
-    return load_model(trained_run(name) / "final")
+    """The trained CLIP of `trained_run(name)`, in eval mode, on the GPU when there is one."""
+    return load_model(trained_run(name) / "final", "auto")
 
 
 def trained_shapes_world():
@@ -86,7 +107,7 @@ def trained_shapes_world():
     its run config: `(model, world, config)`."""
     run = trained_run("shapes")  # once: a missing checkpoint's note must not show twice
     config = read_metadata(run / "final")["config"]
-    return load_model(run / "final"), shapes_world_of_run(config), config
+    return load_model(run / "final", "auto"), shapes_world_of_run(config), config
 
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
@@ -222,7 +243,7 @@ def experiment(name: str) -> dict | None:
     In the ci profile a missing result is computed now (its settings take seconds). In the others the
     experiments are tens of CPU-minutes, so the page says they have not run (and how to run them) and gets
     None; the caller then shows `not_computed` stand-ins instead of a figure."""
-    result = load_cached(name, profile(), experiment_settings(profile())[name])
+    result = load_cached(name, profile(), experiment_settings(profile())[name])  # gpu-1m reads gpu's results
     if result is None and profile() == "ci":
         try:
             result = run_experiment(name, "ci", verbose=False)
@@ -231,9 +252,10 @@ def experiment(name: str) -> dict | None:
                  "it below is left empty.")
             return None
     if result is None:
+        one = f"python -m miniclip experiments {name}" + ("" if profile() == "cpu" else f" --profile {profile()}")
         note(f"`{results_path(name, profile()).relative_to(ROOT)}` is missing, damaged, or was computed with other "
-             f"settings: run `make experiments` (or just this one: `python -m miniclip experiments {name}`). What "
-             "depends on it below is left empty until then.")
+             f"settings: run `{make('experiments')}` (or just this one: `{one}`). What depends on it below is left "
+             "empty until then.")
     return result
 
 

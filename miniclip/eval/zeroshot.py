@@ -170,12 +170,13 @@ def shapes_class_names(kind: str = "colour_shape", lang: str = "en", max_objects
 
 @torch.no_grad()
 def encode_texts(model, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-    """L2-normalised text embeddings [len(texts), D], in batches."""
+    """L2-normalised text embeddings [len(texts), D], in batches, computed on the model's device and returned
+    on the CPU (as every feature function here), where the labels and the analysis that follows are."""
     device = next(model.parameters()).device
     context = model.config.context_length
     out = [F.normalize(model.encode_text(tokenize(texts[i:i + batch_size], context).to(device)).float(), dim=-1)
            for i in range(0, len(texts), batch_size)]
-    return torch.cat(out)
+    return torch.cat(out).cpu()
 
 
 @torch.no_grad()
@@ -194,11 +195,11 @@ def fuse_classifiers(classifiers: list[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_images(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """L2-normalised image embeddings [N, D], in batches."""
+    """L2-normalised image embeddings [N, D], in batches, computed on the model's device, returned on the CPU."""
     device = next(model.parameters()).device
     out = [F.normalize(model.encode_image(images[i:i + batch_size].to(device)).float(), dim=-1)
            for i in range(0, len(images), batch_size)]
-    return torch.cat(out)
+    return torch.cat(out).cpu()
 
 
 @torch.no_grad()

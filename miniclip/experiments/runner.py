@@ -13,7 +13,15 @@ import time
 from miniclip.env import profile as active_profile
 from miniclip.errors import UserError
 from miniclip.experiments.registry import EXPERIMENTS
-from miniclip.experiments.store import experiment_settings, load_cached, plain, provenance, results_path, write_sealed
+from miniclip.experiments.store import (
+    experiment_settings,
+    experiments_profile,
+    load_cached,
+    plain,
+    provenance,
+    results_path,
+    write_sealed,
+)
 
 
 class UnknownExperiment(UserError, KeyError):
@@ -26,7 +34,7 @@ class UnknownExperiment(UserError, KeyError):
 def run_experiment(name: str, profile: str | None = None, *, force: bool = False, settings: dict | None = None,
                    verbose: bool = True) -> dict:
     """Run one experiment (or return its cached result) and return `{"result": …, "provenance": …}`."""
-    profile = profile or active_profile()
+    profile = experiments_profile(profile or active_profile())
     if name not in EXPERIMENTS:
         raise UnknownExperiment(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     if settings is None:

@@ -35,9 +35,19 @@ from miniclip.errors import UsageError, warn_damaged
 SETTINGS_DIR = ROOT / "configs" / "experiments"
 
 
+# The gpu-1m book is the gpu book with the 1M-pair web model as its real-photo model: it runs the gpu profile's
+# experiments, and shares their results.
+SHARED_EXPERIMENTS = {"gpu-1m": "gpu"}
+
+
+def experiments_profile(profile: str) -> str:
+    """The profile whose experiment settings and results `profile` uses (itself, except gpu-1m: gpu)."""
+    return SHARED_EXPERIMENTS.get(profile, profile)
+
+
 def experiment_settings(profile: str) -> dict:
     """The per-experiment settings of a profile, from configs/experiments/<profile>.yaml."""
-    path = SETTINGS_DIR / f"{profile}.yaml"
+    path = SETTINGS_DIR / f"{experiments_profile(profile)}.yaml"
     if not path.exists():
         have = ", ".join(sorted(p.stem for p in SETTINGS_DIR.glob("*.yaml")))
         raise UsageError(f"no experiment settings for profile {profile!r}: {path} does not exist "
@@ -62,12 +72,12 @@ def derived_config(base: str, overrides: dict | list | None = None, *, name: str
 
 
 def results_path(name: str, profile: str) -> Path:
-    return runs_dir(profile) / "experiments" / f"{name}.json"
+    return runs_dir(experiments_profile(profile)) / "experiments" / f"{name}.json"
 
 
 def work_dir(name: str, profile: str) -> Path:
     """Where an experiment keeps the checkpoints it trains (e.g. the ViTs other chapters load)."""
-    return runs_dir(profile) / "experiments" / name
+    return runs_dir(experiments_profile(profile)) / "experiments" / name
 
 
 def cached_part(experiment: str, part: str, profile: str, key: dict, compute) -> dict:
