@@ -270,6 +270,18 @@ def build_image_encoder(c: CLIPConfig, output_dim: int | None = None) -> nn.Modu
                           c.vision_width)
 
 
+def eot_trim_length(text: torch.Tensor) -> int:
+    """The positions a batch of tokens needs: up to its longest caption's end-of-text token (which has the
+    largest id), rounded up to a multiple of 8. Reading it synchronises with the tensor's device."""
+    return min(text.shape[1], -(-(int(text.argmax(dim=-1).max()) + 1) // 8) * 8)
+
+
+def trimmed_tokens(text: torch.Tensor) -> torch.Tensor:
+    """`text` cut to `eot_trim_length` positions: what `CLIP.encode_text` would run anyway, decided where the
+    tokens are (on the host, before they move to a GPU)."""
+    return text[:, :eot_trim_length(text)]
+
+
 class CLIP(nn.Module):
     """The two towers and the temperature. The text tower's parameters sit at the top level, as in
     OpenAI's layout: `token_embedding`, `positional_embedding`, `transformer`, `ln_final`, `text_projection`."""
@@ -312,10 +324,13 @@ class CLIP(nn.Module):
 
         Under the causal mask no token sees the positions after it, so the padding beyond the longest
         EOT in the batch cannot change any EOT feature: run only that far (rounded up to a multiple of 8,
-        so that batches share a few shapes). Captions of ~15 tokens then cost ~24 positions, not 77."""
-        if not self.trim_text:
+        so that batches share a few shapes). Captions of ~15 tokens then cost ~24 positions, not 77.
+
+        Tokens already shorter than the context were cut by the caller (`trimmed_tokens`, which the trainer
+        applies on the host): they are run as they are, so that a GPU step never waits for this count."""
+        if not self.trim_text or text.shape[1] < self.config.context_length:
             return text.shape[1]
-        return min(text.shape[1], -(-(int(text.argmax(dim=-1).max()) + 1) // 8) * 8)
+        return eot_trim_length(text)
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         """Unnormalised text features [B, embed_dim], read at each sequence's end-of-text token."""

@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from miniclip.bench.reference import open_clip_model, perturb_, small_vit_open_clip
-from miniclip.model import CLIP, CLIPConfig, LayerNorm, build_model, capture_attention
+from miniclip.model import (
+    CLIP,
+    CLIPConfig,
+    LayerNorm,
+    build_model,
+    capture_attention,
+    eot_trim_length,
+    trimmed_tokens,
+)
 
 CAPTIONS = [
     "a dog runs across the grass .",
@@ -177,3 +185,17 @@ def test_the_stable_interfaces_are_importable_from_the_package():
     f = F.normalize(torch.randn(4, 8), dim=-1)
     assert miniclip.ClipLoss()(f, f, torch.tensor(10.0)).ndim == 0
     assert miniclip.build_model is build_model
+
+
+def test_tokens_trimmed_on_the_host_give_the_same_features_without_a_second_count():
+    """`trimmed_tokens` cuts where `encode_text` would; tokens already shorter than the context run as given."""
+    torch.manual_seed(0)
+    model = CLIP(CLIPConfig(embed_dim=32, image_size=32, vision_layers=1, vision_width=64, patch_size=8,
+                            text_width=64, text_layers=2)).eval()
+    text = open_clip.tokenize(["a dog", "a dog on a beach"])
+    short = trimmed_tokens(text)
+    assert short.shape == (2, eot_trim_length(text)) == (2, 8)
+    assert model.text_positions(short) == 8
+    assert model.text_positions(torch.cat([short, short], 1)) == 16  # shorter than 77: taken as cut by the caller
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(short), model.encode_text(text), rtol=0, atol=0)

@@ -58,13 +58,13 @@ def shapes_world_of_run(run_config: dict, image_size: int | None = None):
 
 
 def shapes_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
-                   world_size: int, steps: int | None = None) -> Iterator[Batch]:
+                   world_size: int, pin_memory: bool = False, steps: int | None = None) -> Iterator[Batch]:
     local = batch_size // world_size
     dataset = ShapesDataset(shapes_config(data_cfg.shapes, image_size, seed), split="train", batch_size=local,
                             start=start_step * batch_size, rank=rank, world_size=world_size,
                             total_samples=None if steps is None else steps * batch_size)
     loader = DataLoader(dataset, batch_size=None, num_workers=data_cfg.num_workers,
-                        persistent_workers=data_cfg.num_workers > 0,
+                        persistent_workers=data_cfg.num_workers > 0, pin_memory=pin_memory,
                         generator=_loader_generator(seed, start_step, rank))
     yield from loader
 
@@ -133,7 +133,7 @@ def _collate(batch) -> Batch:
 
 
 def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
-                     world_size: int) -> Iterator[Batch]:
+                     world_size: int, pin_memory: bool = False) -> Iterator[Batch]:
     transform = train_transform(image_size) if data_cfg.augment else eval_transform(image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if rank else "default")  # the missing-files warning, once
@@ -141,7 +141,7 @@ def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, star
     sampler = StepBatchSampler(len(base), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(SeededPairs(base, seed), batch_sampler=sampler, collate_fn=_collate,
                         num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
-                        generator=_loader_generator(seed, start_step, rank))
+                        pin_memory=pin_memory, generator=_loader_generator(seed, start_step, rank))
     yield from loader
 
 
@@ -164,20 +164,24 @@ def shard_location(spec: str) -> str:
 
 
 def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
-                  world_size: int) -> Iterator[Batch]:
+                  world_size: int, pin_memory: bool = False) -> Iterator[Batch]:
     transform = train_transform(image_size) if data_cfg.augment else eval_transform(image_size)
     dataset = ShardDataset(shard_location(data_cfg.dataset), transform=transform,
                            shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=stable_seed(seed, start_step))
     loader = DataLoader(dataset, batch_size=batch_size // world_size, collate_fn=_collate,
-                        num_workers=data_cfg.num_workers, drop_last=True,
+                        num_workers=data_cfg.num_workers, drop_last=True, pin_memory=pin_memory,
                         generator=_loader_generator(seed, start_step, rank))
     yield from loader
 
 
-def train_batches(config, start_step: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
-    """This rank's (images, captions) batches for steps start_step, start_step + 1, … of `config`."""
+def train_batches(config, start_step: int = 0, rank: int = 0, world_size: int = 1,
+                  pin_memory: bool = False) -> Iterator[Batch]:
+    """This rank's (images, captions) batches for steps start_step, start_step + 1, … of `config`. With
+    `pin_memory` (for a CUDA model) the images arrive in page-locked memory, so that copying them to the GPU
+    with `non_blocking=True` overlaps the step before."""
     data, optim = config.data, config.optim
-    args = (data, config.model.image_size, config.train.seed, optim.batch_size, start_step, rank, world_size)
+    args = (data, config.model.image_size, config.train.seed, optim.batch_size, start_step, rank, world_size,
+            pin_memory)
     if data.dataset == "shapes":  # its curriculum may be a fraction of the run
         return shapes_batches(*args, steps=optim.steps)
     return {"flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)(*args)

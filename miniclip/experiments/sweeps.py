@@ -23,7 +23,7 @@ from miniclip.checkpoint import load_model
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.folders import open_test_set
 from miniclip.data.transforms import eval_transform
-from miniclip.env import matmul_peak
+from miniclip.env import matmul_peak, synchronize
 from miniclip.env import profile as active_profile
 from miniclip.eval.probes import evaluate_retrieval
 from miniclip.eval.zeroshot import TEMPLATE_SETS, evaluate_zeroshot
@@ -158,8 +158,10 @@ def time_steps(config, batch_size: int, precision: str, steps: int, warmup: int 
     tokens = tokenize(captions, config.model.context_length)
     times = []
     for i in range(warmup + steps):
+        synchronize(trainer.device)  # a GPU runs ahead of the host clock: time only this step's work
         t0 = time.perf_counter()
         trainer.optimizer_step(trainer.train_step(images, tokens))
+        synchronize(trainer.device)
         if i >= warmup:  # the first steps warm allocators and caches up
             times.append(time.perf_counter() - t0)
     median = statistics.median(times)

@@ -35,12 +35,13 @@ from tqdm.auto import tqdm
 from miniclip import checkpoint as ckpt
 from miniclip.config import Config, ConfigError, dump_config
 from miniclip.data.loaders import train_batches
+from miniclip.data.prefetch import Prefetcher
 from miniclip.distributed import cleanup_distributed, is_distributed, setup_distributed
 from miniclip.env import git_commit, machine
 from miniclip.errors import WriteError
 from miniclip.eval.validator import Validator
 from miniclip.loss import ClipLoss
-from miniclip.model import CLIP
+from miniclip.model import CLIP, trimmed_tokens
 from miniclip.tokenizer import tokenize
 from miniclip.train.lock import RunLock
 
@@ -102,6 +103,26 @@ def _pick_device(name: str, dist_device: torch.device) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`train.precision` as the run uses it: `auto` is bf16 on a GPU that has it (Ampere and later), fp16 (with
+    its GradScaler) on an older GPU, and fp32 on the CPU, where bf16 matmuls need AVX-512 BF16 or AMX to be fast."""
+    if name != "auto":
+        return name
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def _fast_cuda_kernels(precision: str) -> None:
+    """Process-wide CUDA settings for training. cuDNN times its convolution algorithms once per input shape and
+    keeps the fastest, which pays because a run's shapes never change. An fp32 run lets its matmuls use TF32
+    on Ampere and later (a 10-bit mantissa at several times the fp32 rate), as open_clip's trainer does; under
+    bf16 or fp16 autocast the model's matmuls are already in half precision and the fp32 loss stays exact."""
+    torch.backends.cudnn.benchmark = True
+    if precision == "fp32":
+        torch.set_float32_matmul_precision("high")
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -119,8 +140,11 @@ class Trainer:
             raise ConfigError(f"optim.batch_size={config.optim.batch_size} does not split evenly over "
                               f"{self.dist.world_size} processes (choose a multiple of {self.dist.world_size})")
         self.device = _pick_device(config.train.device, self.dist.device)
-        if config.train.precision == "fp16" and self.device.type != "cuda":
+        self.precision = resolve_precision(config.train.precision, self.device)
+        if self.precision == "fp16" and self.device.type != "cuda":
             raise RuntimeError("train.precision=fp16 needs CUDA (its GradScaler); use bf16 on CPU")
+        if self.device.type == "cuda":
+            _fast_cuda_kernels(self.precision)
         self._build_model()
         self._build_optimizer()
         self.step, self.bad_steps, self.bad_in_a_row, self.stop_signal, self.saving = 0, 0, 0, None, False
@@ -161,7 +185,7 @@ class Trainer:
 
     def _build_optimizer(self):
         """AdamW over the decay / no-decay groups, the fp16 gradient scaler, autocast, and the loss."""
-        o, precision = self.config.optim, self.config.train.precision
+        o, precision = self.config.optim, self.precision
         self.optimizer = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas,
                                            eps=o.eps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
@@ -280,7 +304,7 @@ class Trainer:
         if self.is_main:
             self._write_start()
         handlers = self._catch_signals()
-        batches = train_batches(c, self.step, self.dist.rank, self.dist.world_size)
+        batches = self._batches()
         bar = tqdm(total=c.optim.steps, initial=self.step, desc=c.name, disable=not (self.is_main and self.progress),
                    dynamic_ncols=True)
         self._window = {"start": time.time(), "samples": 0}  # throughput since the last log line
@@ -326,6 +350,8 @@ class Trainer:
             status = f"crashed ({type(e).__name__})"
             raise
         finally:
+            if isinstance(batches, Prefetcher):
+                batches.close()
             bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -339,14 +365,35 @@ class Trainer:
 
     # ------------------------------------------------------------------------- the loop's phases
 
-    def _next_batch(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next (images, tokens) on the model's device, images in the model's memory format."""
-        images, captions = next(batches)
+    def _batches(self):
+        """This rank's (images, tokens) batches from the current step on, still on the host. On a GPU the
+        images come in pinned memory, and with loader workers the next batches are received and tokenised in a
+        background thread while the GPU works (`Prefetcher`). Without workers the batches are made in this
+        process, some of them (Flickr8k's augmentation) with the global RNG, which a second thread must not
+        share; and on the CPU the cores are busy with the step anyway: there the main thread does it."""
+        on_gpu = self.device.type == "cuda"
+        batches = train_batches(self.config, self.step, self.dist.rank, self.dist.world_size, pin_memory=on_gpu)
+        if on_gpu and self.config.data.num_workers > 0:
+            return Prefetcher(batches, self._tokenized)
+        return map(self._tokenized, batches)
+
+    def _tokenized(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens for a batch's captions, cut on the host to the positions the text tower runs (so that the
+        step does not wait for the GPU to count them), pinned when the images are."""
+        images, captions = batch
         tokens = tokenize(captions, self.config.model.context_length)
+        if self.model.trim_text:
+            tokens = trimmed_tokens(tokens)
+        return images, tokens.pin_memory() if images.is_pinned() else tokens
+
+    def _next_batch(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (images, tokens) on the model's device, images in the model's memory format. From pinned
+        memory the copies are asynchronous: they overlap the GPU's work on the step before."""
+        images, tokens = next(batches)
         images = images.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return images, tokens.to(self.device)
+        return images, tokens.to(self.device, non_blocking=True)
 
     def _check_divergence(self):
         """Stop with `TrainingDiverged` after `train.max_bad_steps` non-finite losses in a row, state saved."""
@@ -470,7 +517,7 @@ class Trainer:
             prov = {"segments": []}
         prov.update(config=self.config.to_dict(), git_commit=git_commit(), machine=machine(),
                     seed=self.config.train.seed, command=" ".join(sys.argv), world_size=self.dist.world_size,
-                    device=str(self.device))
+                    device=str(self.device), precision=self.precision)
         prov["segments"].append({"start_step": self.step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         _write_atomically(path, json.dumps(prov, indent=2))
 
