@@ -141,3 +141,26 @@ def test_bench_command_line_parses_every_part():
         assert parser.parse_args(["bench", what]).what == what
     args = parser.parse_args(["bench", "all", "--device", "cuda", "--book"])
     assert args.device == "cuda" and args.book
+
+
+def test_bench_cost_is_step_flops_times_steps_at_the_assumed_rate(capsys):
+    from miniclip.cli import main
+    from miniclip.config import load_config
+
+    assert main(["bench", "cost", "--config", "configs/gpu-shapes.yaml", "configs/cpu-shapes.yaml",
+                 "--tflops", "20", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    costs = json.loads(lines[-1])
+    for cost, path in zip(costs, ["configs/gpu-shapes.yaml", "configs/cpu-shapes.yaml"]):
+        config = load_config(path)
+        total = step_flops(config.model, config.optim.batch_size)["total"] * config.optim.steps
+        assert cost["run_pflop"] == pytest.approx(total / 1e15)
+        assert cost["minutes"] == pytest.approx(total / 20e12 / 60)
+    assert lines[2].startswith("together:") and "not a timing" in lines[2]
+
+
+def test_bench_cost_without_configs_is_a_one_line_error(capsys):
+    from miniclip.cli import main
+
+    assert main(["bench", "cost"]) != 0
+    assert "error: bench cost needs --config" in capsys.readouterr().err

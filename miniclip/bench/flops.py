@@ -105,3 +105,15 @@ def flop_counter():
     return FlopCounterMode(display=False, custom_mapping={
         aten._scaled_dot_product_flash_attention_for_cpu: forward,
         aten._scaled_dot_product_flash_attention_for_cpu_backward: backward})
+
+
+def training_cost(config, tflops: float) -> dict:
+    """What training `config` costs in FLOPs (`step_flops` over the full text context, an upper bound: the
+    trainer runs only as far as each batch's longest caption), and the minutes that takes at a sustained
+    `tflops` TFLOP/s: an estimate for a machine not at hand, never a measurement."""
+    per_step = step_flops(config.model, config.optim.batch_size)["total"]
+    total = per_step * config.optim.steps
+    return {"name": config.name, "profile": config.profile, "batch_size": config.optim.batch_size,
+            "steps": config.optim.steps, "step_tflop": per_step / 1e12, "run_pflop": total / 1e15,
+            "assumed_tflops": tflops, "minutes": total / (tflops * 1e12) / 60}
+

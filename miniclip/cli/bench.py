@@ -1,4 +1,5 @@
-"""`python -m miniclip bench all|model|data|eval|memory|build`: speed against open_clip and this machine's peak."""
+"""`python -m miniclip bench all|model|data|eval|memory|build|cost|gpu-check`: speed against open_clip and this
+machine's peak."""
 
 from __future__ import annotations
 
@@ -8,13 +9,25 @@ import json
 from miniclip.bench.build import run_build_bench
 from miniclip.bench.data_path import run_data_bench
 from miniclip.bench.evaluation import run_eval_bench
+from miniclip.bench.flops import training_cost
+from miniclip.bench.gpu_check import run_gpu_check
 from miniclip.bench.step import run_memory_bench, run_model_bench
 from miniclip.bench.suite import SuiteConfig, run_all
 from miniclip.cli.args import device, positive_int
+from miniclip.config import load_config
+from miniclip.errors import UsageError
 
 
 def run(args: argparse.Namespace) -> int:
     device = args.device
+    if args.what == "cost":
+        return print_costs(args)
+    if args.what == "gpu-check":
+        summary = run_gpu_check()
+        for name, goal in summary["goals"].items():
+            print(f"{name}: {goal['measured']} (goal {goal['goal']}): {'met' if goal['met'] else 'NOT met'}")
+        print(f"summary written to {summary['path']}")
+        return 0 if summary["ok"] else 1
     if args.what == "all":
         suite = SuiteConfig.for_device(device)
         if args.build or args.book:
@@ -49,13 +62,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_costs(args: argparse.Namespace) -> int:
+    """`bench cost`: FLOPs of training each config, and minutes at an assumed sustained rate."""
+    if not args.config:
+        raise UsageError("bench cost needs --config (one or more training configs, e.g. configs/gpu-*.yaml)")
+    costs = [training_cost(load_config(path), args.tflops) for path in args.config]
+    for path, c in zip(args.config, costs):
+        print(f"{path}: {c['steps']} steps of {c['batch_size']}, {c['step_tflop']:.2f} TFLOP a step, "
+              f"{c['run_pflop']:.2f} PFLOP in all: {c['minutes']:.1f} min at {args.tflops:g} TFLOP/s sustained")
+    if len(costs) > 1:
+        print(f"together: {sum(c['minutes'] for c in costs):.1f} min (an estimate from FLOPs, not a timing)")
+    if args.json:
+        print(json.dumps(costs))
+    return 0
+
+
 def add_bench_command(commands) -> None:
     bench = commands.add_parser("bench", help="benchmarks against open_clip and the machine's peak (runs/bench/)")
-    bench.add_argument("what", choices=["all", "model", "data", "eval", "memory", "build"],
+    bench.add_argument("what", choices=["all", "model", "data", "eval", "memory", "build", "cost",
+                                          "gpu-check"],
                        help="all: the suite and one summary table (~15 min on 2 CPU cores); model: training step, "
                             "ours vs open_clip, with ablations and MFU; data: data-path throughput vs training; "
                             "eval: zero-shot and retrieval throughput; memory: peak memory of one step; "
-                            "build: pytest --nbval duration (and make book's with --book)")
+                            "build: pytest --nbval duration (and make book's with --book); cost: FLOPs of training "
+                            "the --config files and the minutes they take at --tflops (an estimate, nothing runs); "
+                            "gpu-check: what `make gpu-check` runs on a CUDA machine (runs/bench/gpu-check.json)")
     bench.add_argument("--arch", help="'small' (64 px ViT, width 256, 6+4 layers; the default), a config file "
                                       "(e.g. configs/cpu-flickr8k.yaml) or an open_clip name (ViT-B-32-quickgelu)")
     bench.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], help="default: fp32 and bf16")
@@ -67,5 +98,8 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--no-compile", action="store_true", help="all: skip the torch.compile'd steps")
     bench.add_argument("--build", action="store_true", help="all: also time pytest --nbval notebooks")
     bench.add_argument("--book", action="store_true", help="build/all: also time make book (cpu profile; long)")
+    bench.add_argument("--config", nargs="+", help="cost: training configs to cost")
+    bench.add_argument("--tflops", type=float, default=10.0,
+                       help="cost: the sustained TFLOP/s to assume (default 10; measure yours with bench model)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     bench.set_defaults(func=run)
