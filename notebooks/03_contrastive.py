@@ -287,11 +287,17 @@ def curriculum_text(shapes_options: dict) -> str:
     phases = [phases] if isinstance(phases, dict) else phases
     if not phases or any("fraction" not in p for p in phases):
         return "all of them from the full world"
-    words = [f"{'the first' if i == 0 else 'the next'} {p['fraction']:.0%} of them "
-             + ("single objects whose captions mostly name only the shape" if p.get("max_objects") == 1 else
-                "one to four objects, often identical, whose captions say how many")
+    def what(phase: dict) -> str:
+        if phase.get("max_objects") == 1:
+            return "single objects whose captions mostly name only the shape"
+        if phase.get("group_prob") == 1:
+            return "one to four identical objects, whose captions say how many"
+        return "the full world, with counts stated more often"
+
+    words = [f"{'the first' if i == 0 else 'the next'} {p['fraction']:.0%} of them {what(p)}"
              for i, p in enumerate(phases)]
-    return ", ".join(words) + ", the rest from the full world"
+    rest = 1 - sum(p["fraction"] for p in phases)
+    return ", ".join(words) + (", the rest from the full world" if rest > 1e-9 else "")
 
 
 def ratio_text(task: str, other: str) -> str:

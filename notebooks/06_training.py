@@ -239,7 +239,8 @@ show(fig, "06_training_curves")
 # curriculum in three phases: first, pictures of one object whose captions usually name only its shape, so
 # that shape is the only way to tell captions apart; then pictures of one to four objects, many of them groups
 # of identical objects whose captions say how many ("a photo of three triangles"), so that the count joins the
-# shape as something the captions differ by; then the full world:
+# shape as something the captions differ by; then the full world, with more of its scenes groups and more of
+# its captions stating a count than by default, since without them the model forgets much of its counting:
 #
 # ```{literalinclude} ../configs/cpu-shapes.yaml
 # :language: yaml
@@ -276,8 +277,9 @@ for task in ("colour", "shape", "shape_given_colour", "heldout_pairs", "count", 
 # held-out (colour, shape) pairs {glue}`attr_heldout_pairs` among all 64 (the composition chapter 7 builds on),
 # and a linear probe reads shape from the image features at {glue}`attr_probe_shape`. Counting
 # ({glue}`attr_count`, chance 25%; the prompts are "a photo of three shapes" and the like, on scenes of any
-# objects) is learned in the second phase and partly forgotten in the third, whose captions seldom state a
-# count: the trials in `configs/cpu-shapes.yaml` measured it at the end of the second phase too. Size
+# objects) is learned in the second phase and partly forgotten in the third, even though that phase keeps
+# stating counts more often than the world's defaults: the trials in `configs/cpu-shapes.yaml` measured it at
+# the end of the second phase too, and with the default captions in the third phase. Size
 # ({glue}`attr_size`, chance 50%) no phase makes necessary: captions can leave it out, and in the trials naming
 # it early cost shape, since size too is easier to see. Relations ({glue}`attr_relation`, chance 50%) are
 # chapter 14's subject.
