@@ -67,9 +67,10 @@
 #
 # ## Run it
 #
-# In the `cpu` profile this page reads `runs/bench/all-cpu.json`, written by `make bench`. When that file is
-# absent (and in the `ci` profile) it runs a tiny version of the same suite here, in seconds, and says so:
-# those numbers only show the machinery working.
+# In the `cpu` profile this page reads `runs/bench/all-cpu.json`, written by `make bench`; in the gpu profiles,
+# `runs/bench/all-cuda.json`, written by `python -m miniclip bench all --device cuda`. When that file is absent
+# (and in the `ci` profile) it runs a tiny version of the same suite here, in seconds, and says so: those numbers
+# only show the machinery working.
 
 # %%
 import contextlib
@@ -82,15 +83,17 @@ from miniclip.bench.suite import SuiteConfig, run_all
 from miniclip.book import ROOT, glue, markdown_table, note, profile, show
 from miniclip.model import CLIPConfig
 
-saved = ROOT / "runs" / "bench" / "all-cpu.json"
+GPU_BOOK = profile().startswith("gpu")
+saved = ROOT / "runs" / "bench" / ("all-cuda.json" if GPU_BOOK else "all-cpu.json")
+command = "python -m miniclip bench all --device cuda" if GPU_BOOK else "make bench"
 if profile() != "ci" and saved.exists():
     results = json.loads(saved.read_text())
-    glue("bench_source", f"`runs/bench/all-cpu.json`, written by `make bench` in {results['wall_s'] / 60:.1f} "
+    glue("bench_source", f"`runs/bench/{saved.name}`, written by `{command}` in {results['wall_s'] / 60:.1f} "
                          "minutes")
 else:
     if profile() != "ci":
-        note("`runs/bench/all-cpu.json` is missing: run `make bench` (about 15 minutes). This page shows a tiny "
-             "suite run now instead; its numbers are smoke, not results.")
+        note(f"`runs/bench/{saved.name}` is missing: run `{command}`{'' if GPU_BOOK else ' (about 15 minutes)'}. "
+             "This page shows a tiny suite run now instead; its numbers are smoke, not results.")
     tiny = CLIPConfig(embed_dim=64, image_size=32, patch_size=8, vision_width=64, vision_layers=2, text_width=64,
                       text_layers=2, head_width=32)
     suite = SuiteConfig(archs=(tiny,), compile_archs=(), precisions=("fp32",), batch_sizes=(8, 16),
