@@ -164,3 +164,16 @@ def test_bench_cost_without_configs_is_a_one_line_error(capsys):
 
     assert main(["bench", "cost"]) != 0
     assert "error: bench cost needs --config" in capsys.readouterr().err
+
+
+def test_bench_cost_of_experiments_counts_every_training_run_of_the_profile():
+    from miniclip.bench.flops import experiment_runs
+    from miniclip.experiments.store import experiment_settings
+
+    settings = experiment_settings("gpu")
+    runs = {label: (config, count) for label, config, count in experiment_runs(settings)}
+    assert runs["planted"][1] == len(settings["planted"]["rates"]) and runs["objectives"][1] == 3
+    assert runs["relations"][1] == 2 and not any(label.startswith("throughput") for label in runs)
+    assert runs["encoders: flickr8k vit"][0].model.is_vit and not runs["encoders: flickr8k resnet"][0].model.is_vit
+    batch_128 = runs["lr_batch: batch 128"][0]
+    assert batch_128.optim.steps * 128 == settings["lr_batch"]["samples"] and batch_128.profile == "gpu"

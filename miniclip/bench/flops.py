@@ -8,6 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from miniclip.env import matmul_peak
+from miniclip.experiments.store import derived_config
 from miniclip.model import CLIPConfig
 
 
@@ -116,4 +117,29 @@ def training_cost(config, tflops: float) -> dict:
     return {"name": config.name, "profile": config.profile, "batch_size": config.optim.batch_size,
             "steps": config.optim.steps, "step_tflop": per_step / 1e12, "run_pflop": total / 1e15,
             "assumed_tflops": tflops, "minutes": total / (tflops * 1e12) / 60}
+
+
+def experiment_runs(settings: dict) -> list[tuple[str, object, int]]:
+    """The training runs of a profile's experiments (`configs/experiments/<profile>.yaml`, read by the caller),
+    as (label, config, how many such runs). The three objectives are counted as three CLIP-sized runs (the
+    predictive ones replace the text tower by a head, so this is an upper bound); timing and evaluation work is
+    not counted. An estimate of what `make experiments` trains, for a machine not at hand."""
+    def config(part: dict, extra: dict | None = None):
+        return derived_config(part["base"], {**part.get("overrides", {}), **(extra or {})})
+
+    runs = []
+    for name, part in settings.items():
+        if name == "encoders":
+            runs += [(f"encoders: flickr8k {v}", config(part["flickr8k"], o), 1) for v, o in part["variants"].items()]
+            runs.append(("encoders: shapes ViT", config(part["shapes_vit"]), 1))
+        elif name == "lr_batch":
+            for b in part["batch_sizes"]:
+                steps = part["samples"] // b
+                runs.append((f"lr_batch: batch {b}", config(part, {"optim.batch_size": b, "optim.steps": steps,
+                                                                   "optim.warmup_steps": 0}), len(part["lrs"])))
+        elif name != "throughput":  # throughput times a few steps; it trains nothing
+            count = {"objectives": 3, "planted": len(part.get("rates", [])), "noisy": len(part.get("fractions", [])),
+                     "relations": 2}.get(name, 1)
+            runs.append((name, config(part), count))
+    return runs
 

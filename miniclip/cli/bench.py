@@ -9,13 +9,14 @@ import json
 from miniclip.bench.build import run_build_bench
 from miniclip.bench.data_path import run_data_bench
 from miniclip.bench.evaluation import run_eval_bench
-from miniclip.bench.flops import training_cost
+from miniclip.bench.flops import experiment_runs, training_cost
 from miniclip.bench.gpu_check import run_gpu_check
 from miniclip.bench.step import run_memory_bench, run_model_bench
 from miniclip.bench.suite import SuiteConfig, run_all
 from miniclip.cli.args import device, positive_int
 from miniclip.config import load_config
 from miniclip.errors import UsageError
+from miniclip.experiments.store import experiment_settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,11 +65,18 @@ def run(args: argparse.Namespace) -> int:
 
 def print_costs(args: argparse.Namespace) -> int:
     """`bench cost`: FLOPs of training each config, and minutes at an assumed sustained rate."""
-    if not args.config:
-        raise UsageError("bench cost needs --config (one or more training configs, e.g. configs/gpu-*.yaml)")
-    costs = [training_cost(load_config(path), args.tflops) for path in args.config]
-    for path, c in zip(args.config, costs):
-        print(f"{path}: {c['steps']} steps of {c['batch_size']}, {c['step_tflop']:.2f} TFLOP a step, "
+    if not args.config and not args.experiments:
+        raise UsageError("bench cost needs --config (training configs, e.g. configs/gpu-*.yaml) or --experiments "
+                         "PROFILE")
+    runs = [(path, load_config(path), 1) for path in args.config or []]
+    runs += experiment_runs(experiment_settings(args.experiments)) if args.experiments else []
+    costs = []
+    for label, config, count in runs:
+        c = training_cost(config, args.tflops)
+        c.update(label=str(label), runs=count, run_pflop=c["run_pflop"] * count, minutes=c["minutes"] * count)
+        costs.append(c)
+        times = f"{count} x " if count > 1 else ""
+        print(f"{label}: {times}{c['steps']} steps of {c['batch_size']}, {c['step_tflop']:.2f} TFLOP a step, "
               f"{c['run_pflop']:.2f} PFLOP in all: {c['minutes']:.1f} min at {args.tflops:g} TFLOP/s sustained")
     if len(costs) > 1:
         print(f"together: {sum(c['minutes'] for c in costs):.1f} min (an estimate from FLOPs, not a timing)")
@@ -99,6 +107,7 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--build", action="store_true", help="all: also time pytest --nbval notebooks")
     bench.add_argument("--book", action="store_true", help="build/all: also time make book (cpu profile; long)")
     bench.add_argument("--config", nargs="+", help="cost: training configs to cost")
+    bench.add_argument("--experiments", metavar="PROFILE", help="cost: also the runs make experiments trains there")
     bench.add_argument("--tflops", type=float, default=10.0,
                        help="cost: the sustained TFLOP/s to assume (default 10; measure yours with bench model)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
