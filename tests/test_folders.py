@@ -109,13 +109,54 @@ def test_dataloader_workers_read_a_zip_and_share_counts(tiny_folder, tmp_path):
     assert ds.failed == 1 and collate.dropped.value == 1
 
 
-@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_missing_cifar_names_the_download_command(name, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "intel-scenes"])
+def test_missing_test_set_names_the_download_command(name, tmp_path, monkeypatch):
     # No local copy, and nothing else is tried (torchvision's pickled batches are never read).
     monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
     with pytest.raises(MissingDataError, match=f"python -m miniclip data download {name}$") as err:
         open_test_set(name)
-    assert err.value.looked_in == tmp_path
+    assert err.value.looked_in == tmp_path and "\n" not in str(err.value)
+
+
+# --- the Intel scenes: a tiny copy in the real layout (tests/conftest.py), with odd sizes and modes -----------
+
+SCENES = ["buildings", "forest", "glacier", "mountain", "sea", "street"]
+
+
+def _check_scenes(ds, count: int) -> None:
+    """The six classes in label order, and every image decoded into the model's input (whatever its size/mode)."""
+    assert ds.classes == SCENES and ds.class_names == SCENES
+    assert len(ds) == count and Counter(ds.targets) == {k: count // 6 for k in range(6)}
+    assert {Path(f).suffix for f in ds.files} == {".jpg", ".png"}
+    for i in range(len(ds)):
+        x, label = ds[i]
+        assert x.shape == (3, 32, 32) and torch.isfinite(x).all() and ds.classes[label] == Path(ds.files[i]).parent.name
+    assert ds.failed == 0
+
+
+def test_intel_scenes_from_the_data_root_as_zip_or_folder(intel_scenes_roots, monkeypatch):
+    for kind in ("zip", "folder"):
+        monkeypatch.setenv("MINICLIP_DATA", str(intel_scenes_roots[kind]))
+        ds = open_test_set("intel-scenes", eval_transform(32))
+        _check_scenes(ds, intel_scenes_roots["count"])
+        assert ds.tree.zip_path == (intel_scenes_roots["zip"] / "intel-scenes-test.zip" if kind == "zip" else None)
+
+
+def test_intel_scenes_zip_is_preferred_when_both_copies_exist(intel_scenes_roots, tmp_path, monkeypatch):
+    shutil.copy(intel_scenes_roots["zip"] / "intel-scenes-test.zip", tmp_path)
+    shutil.copytree(intel_scenes_roots["folder"] / "intel-scenes", tmp_path / "intel-scenes")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    assert open_test_set("intel-scenes").tree.zip_path == tmp_path / "intel-scenes-test.zip"
+
+
+def test_intel_scenes_path_takes_any_imagefolder_copy(intel_scenes_roots, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))  # empty: only the given path may be read
+    # Kaggle's archive nests the split as seg_test/seg_test/<class>/*.jpg
+    kaggle = tmp_path / "seg_test" / "seg_test"
+    shutil.copytree(intel_scenes_roots["folder"] / "intel-scenes" / "test", kaggle)
+    archive = intel_scenes_roots["zip"] / "intel-scenes-test.zip"
+    for path in (kaggle, archive, archive / "intel-scenes" / "test"):
+        _check_scenes(open_test_set(f"intel-scenes:{path}", eval_transform(32)), intel_scenes_roots["count"])
 
 
 def test_open_test_set_specs(tiny_folder, tmp_path, monkeypatch):
@@ -132,9 +173,10 @@ def test_open_test_set_specs(tiny_folder, tmp_path, monkeypatch):
     assert open_test_set("cifar10").classes == CLASSES
 
 
-# --- the shared real copy ------------------------------------------------------------------------------
+# --- the shared real copies ----------------------------------------------------------------------------
 
 REAL_CIFAR = data_root() / "cifar10-test.zip"
+REAL_INTEL_SCENES = data_root() / "intel-scenes-test.zip"
 
 
 @pytest.mark.data
@@ -146,3 +188,16 @@ def test_real_cifar10_test_zip():
     assert len(ds) == 10_000 and Counter(ds.targets) == {k: 1000 for k in range(10)}
     x, label = ds[6_500]  # sorted classes: index 6 is frog
     assert x.shape == (3, 32, 32) and ds.classes[label] == "frog"
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not REAL_INTEL_SCENES.exists(),
+                    reason=f"real Intel scenes test zip not at {REAL_INTEL_SCENES} (set MINICLIP_DATA)")
+def test_real_intel_scenes_test_zip():
+    ds = open_test_set("intel-scenes", transform=eval_transform(32))
+    assert isinstance(ds.tree, FileTree) and ds.tree.zip_path == REAL_INTEL_SCENES
+    assert ds.classes == SCENES and len(ds) == 2_158
+    assert Counter(ds.targets) == {0: 344, 1: 317, 2: 384, 3: 324, 4: 385, 5: 404}
+    shorter = ds.files.index("intel-scenes/test/glacier/21657.jpg")  # 150x76 in this copy
+    x, label = ds[shorter]
+    assert x.shape == (3, 32, 32) and ds.classes[label] == Path(ds.files[shorter]).parent.name

@@ -1,4 +1,4 @@
-"""Labelled test sets: `<root>/<class>/<image>` folders, plain or zipped (CIFAR-10/100 included).
+"""Labelled test sets: `<root>/<class>/<image>` folders, plain or zipped (CIFAR-10/100 and the Intel scenes included).
 
 Zero-shot classification needs three things from a test set: images, integer labels, and class *names* a
 prompt can be built from ("a photo of a {name}."). Folder names are close to that but not quite
@@ -9,6 +9,11 @@ CIFAR is read as image files too, never through torchvision's `CIFAR10`/`CIFAR10
 "python version" batches, which are pickles, and unpickling a file can run code hidden in it. This project
 unpickles nothing; `python -m miniclip data download cifar10` instead converts the binary version's test
 split into `<root>/cifar10/test/<class>/<nnnn>.png`, which `open_test_set` finds like any other copy.
+
+The Intel scenes (the test split of the Intel Image Classification set: six outdoor scene classes, `buildings
+forest glacier mountain sea street`, photos of about 150x150 but not all the same size) are read the same way,
+from `<root>/intel-scenes-test.zip` or `<root>/intel-scenes/test`. They sit behind a Kaggle login, so
+`python -m miniclip data download intel-scenes` only says where to get them and where to put them.
 
 This module also holds `FileTree`, the read-only view of "a folder or a zip" that the Flickr8k loader
 shares: users keep downloads zipped, and reading them in place saves unpacking 10,000 small files.
@@ -222,8 +227,9 @@ class ImageFolderDataset(Dataset):
 # --------------------------------------------------------------------------------------------------------
 
 
-# The test sets that `cifar10` / `cifar100` name, with the names their error messages use.
-_CIFAR = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+# The test sets a spec can name, with the names their error messages use. Each is an ImageFolder copy under the
+# data root (see `_local_test_copy`), and `python -m miniclip data download <spec>` says how to get one.
+NAMED_TEST_SETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "intel-scenes": "Intel scenes"}
 
 
 def _local_test_copy(name: str) -> Path | None:
@@ -240,10 +246,12 @@ def open_test_set(spec: str, transform: Callable | None = None):
     """A labelled test set from a spec string, as the CLI's `--data` takes it.
 
     - `imagefolder:PATH`: a folder or zip (or folder inside a zip) in ImageFolder layout;
-    - `cifar10` / `cifar100`: the test split, from an ImageFolder copy under `data_root()`
+    - `cifar10` / `cifar100` / `intel-scenes`: the test split, from an ImageFolder copy under `data_root()`
       (`cifar10-test.zip`, `cifar10/test` or `cifar10-test`, the first that exists; the download command
-      writes `cifar10/test`); none -> `MissingDataError` naming the download command.
-    - `cifar10:PATH` / `cifar100:PATH`: that ImageFolder copy.
+      writes `cifar10/test`; likewise `intel-scenes-test.zip`, `intel-scenes/test`, `intel-scenes-test`);
+      none -> `MissingDataError` naming the download command.
+    - `cifar10:PATH` / `cifar100:PATH` / `intel-scenes:PATH`: that ImageFolder copy (a folder, a zip, or a
+      folder inside a zip).
 
     Every set returned has `.classes`, `.class_names`, `.targets` and yields `(image, label)`.
     """
@@ -253,18 +261,19 @@ def open_test_set(spec: str, transform: Callable | None = None):
         if not path:
             raise DatasetError("imagefolder needs a path (imagefolder:PATH)")
         return ImageFolderDataset(path, transform)
-    if kind in _CIFAR:
+    if kind in NAMED_TEST_SETS:
         local = Path(path) if path else _local_test_copy(kind)
         if local is None:
-            raise MissingDataError(_CIFAR[kind], data_root(), f"python -m miniclip data download {kind}")
+            raise MissingDataError(NAMED_TEST_SETS[kind], data_root(), f"python -m miniclip data download {kind}")
         return ImageFolderDataset(local, transform, prefer="test")
-    raise DatasetError(f"unknown test set {spec!r} (use imagefolder:PATH, cifar10 or cifar100)")
+    raise DatasetError(f"unknown test set {spec!r} (use imagefolder:PATH, cifar10, cifar100 or intel-scenes)")
 
 
 __all__ = [
     "CIFAR10_CLASSES",
     "FileTree",
     "ImageFolderDataset",
+    "NAMED_TEST_SETS",
     "open_test_set",
     "readable_class_name",
 ]
