@@ -34,6 +34,9 @@ CASES = [
     *[("eval zeroshot", ["eval", "zeroshot", "--checkpoint", c, "--data", "shapes:8"]) for c in BAD_CHECKPOINTS],
     ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "nope"]),
     ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "imagefolder:{missing}"]),
+    ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "intel-scenes"]),  # not on disk
+    ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "imagefolder:{folder}", "--templates",
+                       "scenes"]),  # bare class names in templates that want an article
     ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "shapes:8", "--templates", "nope"]),
     ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "shapes:8", "--lang", "xx"]),
     ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "shapes:-3"]),
@@ -48,6 +51,7 @@ CASES = [
     ("eval probe", ["eval", "probe", "--checkpoint", "{good}", "--data", "imagefolder:{folder}", "--batch-size", "0"]),
     ("eval probe", ["eval", "probe", "--checkpoint", "{good}", "--data", "imagefolder:{folder}", "--templates",
                     "nope"]),
+    ("eval probe", ["eval", "probe", "--checkpoint", "{good}", "--data", "intel-scenes"]),
     ("eval fewshot", ["eval", "fewshot", "--checkpoint", "{good}", "--data", "imagefolder:{folder}", "--shots", "0"]),
     ("eval robustness", ["eval", "robustness", "--checkpoint", "{good}", "--data", "shapes:8", "--n-shifted", "-1"]),
     *[("eval attributes", ["eval", "attributes", "--checkpoint", c]) for c in BAD_CHECKPOINTS],
@@ -74,6 +78,7 @@ CASES = [
     ("data download", ["data", "download", "nope"]),
     ("data download", ["data", "download", "flickr8k", "--dest", "{text}.json"]),
     ("data download", ["data", "download", "flickr8k", "--dest", "{fresh}", "--url", "http://127.0.0.1:9/closed"]),
+    ("data download", ["data", "download", "intel-scenes", "--dest", "{fresh}"]),  # behind a login: explained
     ("experiments", ["experiments", "nope"]),
     ("experiments", ["experiments", "planted", "--profile", "nope"]),
 ]

@@ -12,8 +12,17 @@ import pytest
 from http_fixtures import LoopbackServer
 from PIL import Image
 
+from miniclip.cli import main
 from miniclip.cli import run as data_main
-from miniclip.data.download import DATASETS, ChecksumError, DownloadError, Resource, download_dataset, download_file
+from miniclip.data.download import (
+    DATASETS,
+    ChecksumError,
+    DownloadError,
+    ManualDownloadError,
+    Resource,
+    download_dataset,
+    download_file,
+)
 from miniclip.data.folders import CIFAR10_CLASSES, open_test_set
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB, several read chunks' worth of distinct bytes
@@ -28,6 +37,23 @@ def test_known_sources_are_pinned_honestly():
     assert cifar100.url == "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"
     assert cifar100.md5 == "03b5dce01913d631647c71ecec9e9cb8"
     assert all(r.sha256 is None for r in DATASETS["flickr8k"])  # none published: not invented
+    assert "intel-scenes" not in DATASETS  # behind a login: no URL or checksum to pin
+
+
+def test_intel_scenes_download_says_where_to_get_it_in_one_line(tmp_path, capsys, monkeypatch):
+    """No request is made and nothing is created: one `error:` line names the source and the layout."""
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path / "env-root"))
+    for argv, root in ((["--dest", str(tmp_path / "dest")], tmp_path / "dest"), ([], tmp_path / "env-root")):
+        assert main(["data", "download", "intel-scenes", *argv]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith("error: ")
+        for part in ("Intel Image Classification", "Puneet Bansal", "Kaggle login",
+                     "https://www.kaggle.com/datasets/puneet6060/intel-image-classification",
+                     f"{root}/intel-scenes/test/<class>/*.jpg", f"{root}/intel-scenes-test.zip"):
+            assert part in captured.err, part
+        assert not root.exists()
+    with pytest.raises(ManualDownloadError):
+        download_dataset("intel-scenes", dest=tmp_path / "dest", progress=False)
 
 
 def test_download_with_correct_checksum(tmp_path):

@@ -20,7 +20,7 @@ from PIL import Image
 
 from miniclip.cli.args import directory, non_negative_int, positive_int
 from miniclip.data import flickr8k
-from miniclip.data.download import DATASETS, download_dataset
+from miniclip.data.download import DOWNLOAD_CHOICES, download_dataset
 from miniclip.data.folders import ImageFolderDataset
 from miniclip.data.shapes import ShapesConfig, ShapesWorld
 from miniclip.data.shards import write_shards
@@ -171,8 +171,9 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=cmd_web_subset)
 
-    p = commands.add_parser("download", help="download Flickr8k, CIFAR-10 or CIFAR-100 (test) into the data root")
-    p.add_argument("dataset", choices=sorted(DATASETS))
+    p = commands.add_parser("download", help="download Flickr8k, CIFAR-10 or CIFAR-100 (test) into the data root; "
+                                             "for intel-scenes (behind a Kaggle login), say where to get it")
+    p.add_argument("dataset", choices=DOWNLOAD_CHOICES)
     p.add_argument("--dest", type=directory, default=None, help="data root to fill (default: $MINICLIP_DATA)")
     p.add_argument("--url", default=None,
                    help="base URL of a mirror holding the same files (also $MINICLIP_DOWNLOAD_BASE_URL)")

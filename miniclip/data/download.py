@@ -1,7 +1,7 @@
 """Fetch the real-small tier's public datasets: checked, resumable, atomic.
 
 `python -m miniclip data download flickr8k` (or `cifar10`, `cifar100`) puts the files where the
-loaders look, under `data_root`:
+loaders look, under `data_root`; `intel-scenes` is named here too but not fetched (see below):
 
 - **flickr8k** -> `<root>/flickr8k/Flicker8k_Dataset/*.jpg` and `<root>/flickr8k/Flickr8k_text/*.txt`,
   the original distribution's layout (including its "Flicker" spelling), from the two zips that Jason
@@ -9,6 +9,16 @@ loaders look, under `data_root`:
 - **cifar10** / **cifar100** -> `<root>/cifar10/test/<class>/<nnnn>.png` (`cifar100` likewise): the test
   split as lossless PNGs in the ImageFolder layout that `open_test_set` already
   reads, numbered per class like the shared `cifar10-test.zip`.
+
+- **intel-scenes** is *not* downloaded. The Intel Image Classification scene set (made by Intel for an
+  Analytics Vidhya challenge in 2018) is published on Kaggle by Puneet Bansal, at
+  https://www.kaggle.com/datasets/puneet6060/intel-image-classification, and Kaggle serves files only to a
+  logged-in account. The command therefore fails with one `error:` line that names the dataset, its publisher
+  and address, and the layout to put it in: the archive's test split (`seg_test/seg_test/<class>/*.jpg`) as
+  `<root>/intel-scenes/test/<class>/*.jpg`, or zipped as `<root>/intel-scenes-test.zip` with that layout
+  inside. `open_test_set("intel-scenes")` reads either; `intel-scenes:PATH` reads any other ImageFolder copy.
+  No checksum is stored: none is published. Published descriptions give about 3,000 test images; the copy
+  this project was developed with holds 2,158, so say which copy a result was measured on.
 
 Why CIFAR's *binary* version: the dataset page offers a Python, a Matlab and a binary tarball. The Python
 one (what torchvision downloads) stores its batches as pickles, and unpickling a file can run any code in
@@ -81,6 +91,34 @@ DATASETS: dict[str, list[Resource]] = {
 
 
 @dataclass(frozen=True)
+class ManualSource:
+    """A dataset this command names but cannot fetch (its host wants a login): what it is, where it is published,
+    and where under the data root to put it, as a folder or a zip holding that folder."""
+
+    description: str
+    source: str
+    origin_hint: str  # where the split we read sits inside what the source hands out
+    layout: str  # relative to the data root, the folder `open_test_set` reads
+    zip_name: str  # a zip under the data root with `layout` inside
+
+
+# The address was checked against independent public descriptions of the dataset; no checksum is published.
+MANUAL_SOURCES: dict[str, ManualSource] = {
+    "intel-scenes": ManualSource(
+        description="the Intel Image Classification scene set (Intel, for an Analytics Vidhya challenge, 2018)",
+        source="published on Kaggle by Puneet Bansal at "
+               "https://www.kaggle.com/datasets/puneet6060/intel-image-classification, which needs a Kaggle login",
+        origin_hint="the archive's seg_test/seg_test/<class>/*.jpg",
+        layout="intel-scenes/test/<class>/*.jpg",
+        zip_name="intel-scenes-test.zip",
+    ),
+}
+
+# What `python -m miniclip data download` accepts: the datasets it fetches, and the ones it only explains.
+DOWNLOAD_CHOICES = tuple(sorted({*DATASETS, *MANUAL_SOURCES}))
+
+
+@dataclass(frozen=True)
 class CifarBinary:
     """Where a CIFAR binary tarball keeps its test split and class names, and how its records look."""
 
@@ -108,6 +146,19 @@ class ChecksumError(UserError, RuntimeError):
 
 class DownloadError(UserError, RuntimeError):
     """A download that failed (unreachable host, HTTP error, an archive without the expected files)."""
+
+
+class ManualDownloadError(DownloadError):
+    """A dataset that must be fetched by hand (see `MANUAL_SOURCES`): the message says where from and where to
+    put it."""
+
+
+def manual_download_message(dataset: str, root: Path) -> str:
+    """One line: why `dataset` is not downloaded, where to get it, and the layout under `root` to put it in."""
+    m = MANUAL_SOURCES[dataset]
+    return (f"{dataset} is not downloaded by this command: it is {m.description}, {m.source} "
+            f"(download it there, then put the test split, {m.origin_hint}, at {root / m.layout}, "
+            f"or zip it as {root / m.zip_name} holding {m.layout})")
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
@@ -329,8 +380,13 @@ def _resources(dataset: str, base_url: str | None) -> list[Resource]:
 
 def download_dataset(dataset: str, dest: str | os.PathLike | None = None, base_url: str | None = None,
                      progress: bool = True, keep_archives: bool = True) -> dict:
-    """Download and unpack `dataset` under `dest` (default: `data_root()`). Returns what was made."""
+    """Download and unpack `dataset` under `dest` (default: `data_root()`). Returns what was made.
+
+    A dataset of `MANUAL_SOURCES` raises `ManualDownloadError` saying where to get it, before anything is
+    created on disk."""
     root = Path(dest) if dest is not None else data_root()
+    if dataset in MANUAL_SOURCES:
+        raise ManualDownloadError(manual_download_message(dataset, root))
     root.mkdir(parents=True, exist_ok=True)
     archives = root / "downloads"
     fetched = []
