@@ -26,6 +26,9 @@ class ConfigError(UserError, ValueError):
 
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+# The trainer's periodic zero-shot check (miniclip.eval.validator): auto picks shapes for a Shapes run and
+# cifar10 otherwise; cifar10 and intel-scenes are read from the data root like `eval zeroshot --data` reads them.
+ZEROSHOT_CHECKS = ("auto", "none", "shapes", "cifar10", "intel-scenes")
 
 
 @dataclass
@@ -34,7 +37,7 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True  # random-resized-crop + flip on real photos
     val_size: int = 512  # held-out pairs for the validation loss
-    zeroshot: str = "auto"  # periodic zero-shot check: auto | none | shapes | cifar10
+    zeroshot: str = "auto"  # periodic zero-shot check: auto | none | shapes | cifar10 | intel-scenes
     zeroshot_size: int = 500
     shapes: dict = field(default_factory=dict)  # ShapesConfig overrides, e.g. {lang_rates: {fr: 0.1}}
     shuffle_buffer: int = 2000  # shards only
@@ -104,8 +107,7 @@ class Config:
             ("train.max_bad_steps", self.train.max_bad_steps >= 1, "must be >= 1"),
             ("data.dataset", self.data.dataset in ("shapes", "flickr8k") or self.data.dataset.startswith("shards:"),
              "must be shapes, flickr8k or shards:<pattern>"),
-            ("data.zeroshot", self.data.zeroshot in ("auto", "none", "shapes", "cifar10"),
-             "must be auto, none, shapes or cifar10"),
+            ("data.zeroshot", self.data.zeroshot in ZEROSHOT_CHECKS, f"must be one of {', '.join(ZEROSHOT_CHECKS)}"),
             ("data.num_workers", self.data.num_workers >= 0, "must be >= 0"),
             ("model.image_size", not self.model.is_vit or self.model.image_size % self.model.patch_size == 0,
              "must be a multiple of model.patch_size"),

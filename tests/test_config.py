@@ -37,6 +37,8 @@ def test_types_are_coerced_and_overrides_apply(tmp_path):
     ("{}\n", ["model.image_size=70"], "model.image_size = 70 must be a multiple of model.patch_size"),
     ("{}\n", ["optim.warmup_steps=5000"], "optim.warmup_steps"),
     ("{}\n", ["data.dataset=imagenet"], "data.dataset"),
+    ("{}\n", ["data.zeroshot=imagenet"], "data.zeroshot = 'imagenet' must be one of auto, none, shapes, cifar10, "
+                                          "intel-scenes"),
     ("{}\n", ["optim.betas=[0.9]"], "optim.betas"),
     ("optim: 3\n", [], "optim must be a mapping"),
     ("optim: [1,\n", [], "not valid YAML"),
@@ -45,6 +47,11 @@ def test_types_are_coerced_and_overrides_apply(tmp_path):
 def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         load_config(write(tmp_path, text), overrides)
+
+
+@pytest.mark.parametrize("check", ["auto", "none", "shapes", "cifar10", "intel-scenes"])
+def test_every_periodic_zero_shot_check_validates(tmp_path, check):
+    assert load_config(write(tmp_path, "{}\n"), [f"data.zeroshot={check}"]).data.zeroshot == check
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

@@ -247,3 +247,33 @@ def test_probe_commands_parse_and_run_on_a_tiny_checkpoint(tmp_path, tiny_model,
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result["summary"]) == {"contrast@1", "contrast@2", "contrast@3"}
     assert result["n_shifted"] == 10
+
+
+def test_probe_commands_read_the_intel_scenes_from_the_data_root(tmp_path, tiny_model, capsys, monkeypatch,
+                                                                intel_scenes_roots):
+    from miniclip.checkpoint import save_checkpoint
+    from miniclip.cli.eval import add_probe_commands
+
+    monkeypatch.setenv("MINICLIP_DATA", str(intel_scenes_roots["zip"]))
+    ckpt = save_checkpoint(tmp_path / "run", "final", tiny_model, step=0)
+    parser = argparse.ArgumentParser()
+    add_probe_commands(parser.add_subparsers(dest="what", required=True))
+    common = ["--checkpoint", str(ckpt), "--data", "intel-scenes", "--json", "--cache-dir", str(tmp_path / "cache")]
+
+    args = parser.parse_args(["probe", *common])
+    assert args.func(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["classes"] == 6 and result["n_train"] + result["n_val"] + result["n_test"] == 30
+    assert 0 <= result["zero_shot_accuracy"] <= 1 and result["cache_misses"] == 1
+    assert [p.name.split("-")[:2] for p in (tmp_path / "cache").iterdir()] == [["intel", "scenes"]]
+
+    args = parser.parse_args(["fewshot", *common, "--shots", "1", "2", "--seeds", "2"])
+    assert args.func(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["shots"]) == {"1", "2"} and result["classes"] == 6 and result["cache_hits"] == 1
+
+    args = parser.parse_args(["robustness", *common, "--n-shifted", "6"])
+    monkeypatch.setattr("miniclip.eval.robustness.CORRUPTIONS", {"contrast": (0.5, 0.3, 0.15)})
+    assert args.func(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n_shifted"] == 6 and result["cache_hits"] == 1 and result["summary"]

@@ -17,7 +17,17 @@ from miniclip.config import load_config
 from miniclip.data import shapes_text
 from miniclip.data.folders import CIFAR10_CLASSES
 from miniclip.errors import UsageError
-from miniclip.eval.classnames import CIFAR10, CIFAR100, CLASS_NAMES, names_for_folders
+from miniclip.eval.classnames import (
+    CIFAR10,
+    CIFAR100,
+    CLASS_NAMES,
+    INTEL_SCENES,
+    class_names,
+    default_template_set,
+    names_for_folders,
+    prompts_for_classes,
+)
+from miniclip.eval.validator import Validator
 from miniclip.eval.zeroshot import (
     IMAGENET_TEMPLATES,
     SHAPES_TEMPLATES,
@@ -137,12 +147,54 @@ def test_french_and_german_templates_fit_the_stored_class_names():
                 assert "de {}" in t, t
             if key.endswith("-de"):
                 assert "von {}" in t, t
-    for names in CLASS_NAMES.values():
+    for dataset, names in CLASS_NAMES.items():
+        if dataset == "intel-scenes":  # also "la", "des", "dem" and a bare plural: see the next test
+            continue
         assert all(n.split()[0] in ("un", "une") for n in names["fr"])
         assert all(n.split()[0] in ("einem", "einer") and n.split()[1][0].isupper() for n in names["de"])
     assert fill_template("une photo de {}.", "un éléphant", "fr") == "une photo d'un éléphant."
     assert fill_template("ein Foto von {}.", CIFAR100["de"][CIFAR100["en"].index("bear")], "de") == \
         "ein Foto von einem Bären."
+
+
+SCENE_FOLDERS = ["buildings", "forest", "glacier", "mountain", "sea", "street"]
+
+
+def test_intel_scene_names_fill_the_scene_templates_naturally():
+    """Each language's names carry their article, so every scenes template reads as written by hand."""
+    expected = {
+        "en": ["a photo of buildings.", "a photo of a forest.", "a photo of a glacier.", "a photo of a mountain.",
+               "a photo of the sea.", "a photo of a street."],
+        "fr": ["une photo de bâtiments.", "une photo d'une forêt.", "une photo d'un glacier.",
+               "une photo d'une montagne.", "une photo de la mer.", "une photo d'une rue."],
+        "de": ["ein Foto von Gebäuden.", "ein Foto von einem Wald.", "ein Foto von einem Gletscher.",
+               "ein Foto von einem Berg.", "ein Foto vom Meer.", "ein Foto von einer Straße."],
+    }
+    assert default_template_set(SCENE_FOLDERS) == "scenes" and default_template_set(list(CIFAR10["en"])) == "simple"
+    for lang, prompts in expected.items():
+        names, templates = prompts_for_classes(SCENE_FOLDERS, lang=lang)
+        assert names == class_names("intel-scenes", lang) == list(INTEL_SCENES[lang])
+        assert templates == templates_for("scenes", lang) and 6 <= len(templates) <= 10
+        assert len(set(templates)) == len(templates)
+        assert [fill_template(templates[0], n, lang) for n in names] == prompts
+        for t in templates:  # no article doubled or left uncontracted, whatever the template
+            for n in names:
+                text = fill_template(t, n, lang)
+                assert not any(bad in text for bad in (" a a ", " a the ", " de un", " de des ", "von dem ")), text
+    # matched by name: the folders in another order get their own names
+    assert names_for_folders(SCENE_FOLDERS[::-1], "de") == list(INTEL_SCENES["de"])[::-1]
+
+
+def test_templates_that_would_double_or_drop_the_article_are_refused():
+    with pytest.raises(ValueError, match="'cifar' templates do not fit.*use scenes"):
+        prompts_for_classes(SCENE_FOLDERS, "cifar")  # "a photo of a the sea."
+    with pytest.raises(ValueError, match="'scenes' templates do not fit.*bare nouns"):
+        prompts_for_classes(list(CIFAR10["en"]), "scenes")  # "a photo of airplane."
+    # French and German names always carry their article: any set of those languages fits them
+    assert prompts_for_classes(SCENE_FOLDERS, "ensemble", "fr")[1] == templates_for("ensemble", "fr")
+    assert prompts_for_classes(list(CIFAR10["en"]), "scenes", "de")[0] == list(CIFAR10["de"])
+    with pytest.raises(ValueError, match="no fr class names"):
+        prompts_for_classes(["a", "b"], lang="fr")
 
 
 def test_class_name_tables_are_aligned_and_in_dataset_order():
@@ -218,6 +270,35 @@ def test_cli_imagefolder_json_in_french_with_confusion(capsys, ci_checkpoint, ci
     assert result["n"] == 20 and result["templates"] == 7 and result["lang"] == "fr"
     assert np.array(result["confusion"]).sum() == 20 and set(result["per_class"]) == set(CIFAR10_CLASSES)
     assert {"top1", "top5", "n", "per_class"} <= result.keys()
+
+
+def test_cli_intel_scenes_json_from_a_path_and_from_the_data_root(capsys, ci_checkpoint, intel_scenes_roots,
+                                                                 monkeypatch):
+    archive = intel_scenes_roots["zip"] / "intel-scenes-test.zip"
+    lines, result = run_cli(capsys, "zeroshot", "--checkpoint", str(ci_checkpoint), "--data", f"intel-scenes:{archive}")
+    assert f"zero-shot on intel-scenes:{archive}" in lines[0]
+    assert result["template_set"] == "scenes" and result["templates"] == len(TEMPLATE_SETS["scenes"])
+    assert result["n"] == intel_scenes_roots["count"] and result["classes"] == 6 and result["chance"] == 1 / 6
+    assert set(result["per_class"]) == set(SCENE_FOLDERS) and np.array(result["confusion"]).sum() == result["n"]
+    assert 0 <= result["top1"] <= result["top5"] <= 1
+    monkeypatch.setenv("MINICLIP_DATA", str(intel_scenes_roots["folder"]))
+    _, fused = run_cli(capsys, "zeroshot", "--checkpoint", str(ci_checkpoint), "--data", "intel-scenes",
+                       "--lang", "en+fr+de")
+    assert fused["languages"] == ["en", "fr", "de"] and fused["n"] == result["n"]
+    assert fused["templates"] == 3 * result["templates"]
+
+
+def test_validator_checks_intel_scenes_while_training(intel_scenes_roots, monkeypatch, tiny_model):
+    monkeypatch.setenv("MINICLIP_DATA", str(intel_scenes_roots["zip"]))
+    config = load_config(ROOT / "configs" / "ci.yaml", ["data.zeroshot=intel-scenes", "data.zeroshot_size=12",
+                                                        "data.val_size=8"])
+    validator = Validator(config, torch.device("cpu"))
+    images, labels, prompts, kind = validator._zeroshot_set()
+    assert prompts[4] == "a photo of the sea." and len(prompts) == 6 and kind == "intel_scenes"
+    assert len(images) == 12 and sorted(labels.tolist()) == [c for c in range(6) for _ in range(2)]
+    metrics = validator(tiny_model)
+    assert metrics["zeroshot_intel_scenes_chance"] == 1 / 6 and 0 <= metrics["zeroshot_intel_scenes_top1"] <= 1
+    assert not validator.notes
 
 
 def test_cli_rejects_a_language_without_names(ci_checkpoint, tmp_path):

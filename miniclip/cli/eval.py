@@ -1,10 +1,16 @@
 """`python -m miniclip eval …`: zero-shot classification, retrieval, probes and robustness of a checkpoint.
 
-    python -m miniclip eval zeroshot --checkpoint CKPT --data imagefolder:PATH|cifar10|cifar100|shapes[:N]
+    python -m miniclip eval zeroshot --checkpoint CKPT
+                                     --data imagefolder:PATH|cifar10|cifar100|intel-scenes|shapes[:N]
                                      [--templates NAME] [--lang en|fr|de|en+fr+de] [--json]
     python -m miniclip eval retrieval --checkpoint CKPT --data flickr8k[:PATH] [--split test] [--json]
-    python -m miniclip eval probe|fewshot|robustness --checkpoint CKPT --data cifar10|imagefolder:PATH|shapes[:N]
+    python -m miniclip eval probe|fewshot|robustness --checkpoint CKPT
+                                     --data cifar10|cifar100|intel-scenes|imagefolder:PATH|shapes[:N]
     python -m miniclip eval attributes --checkpoint CKPT [--n N] [--lang en|fr|de] [--json]   (a Shapes model)
+
+`cifar10`, `cifar100` and `intel-scenes` take `:PATH` for a copy elsewhere. A test set's class names and
+templates come from `miniclip.eval.classnames.prompts_for_classes`: the Intel scenes' names carry their article
+("the sea") and default to the `scenes` templates, every other set to `simple` ("a photo of a {}.").
 
 Each command prints a readable summary. Image features for the probes are cached under
 `runs/<profile>/features/` (`--cache-dir` to change), so a second command on the same checkpoint and data
@@ -29,13 +35,12 @@ from miniclip.data.transforms import ToNormalizedTensor, eval_transform
 from miniclip.errors import UsageError
 from miniclip.eval import pretrained
 from miniclip.eval.attributes import attribute_report, format_report
-from miniclip.eval.classnames import names_for_folders
+from miniclip.eval.classnames import default_template_set, prompts_for_classes
 from miniclip.eval.features import FeatureCache, test_set_features
 from miniclip.eval.probes import evaluate_retrieval, few_shot, linear_probe, stratified_split, zero_shot_accuracy
 from miniclip.eval.robustness import cifar_corruptions, shapes_style_shift
 from miniclip.eval.zeroshot import (
     LANGUAGES,
-    TEMPLATE_SETS,
     classifier_weights,
     multilingual_zeroshot,
     shapes_class_names,
@@ -77,6 +82,15 @@ def _languages(spec: str) -> list[str]:
     return langs
 
 
+def _prompts(spec: str, classes: list[str], template_set: str | None, lang: str) -> tuple[list[str], tuple]:
+    """`prompts_for_classes`, its complaints (no names in `lang`, a template set that is unknown or does not fit
+    the names) as usage errors that name the test set."""
+    try:
+        return prompts_for_classes(classes, template_set, lang)
+    except ValueError as e:
+        raise UsageError(f"{spec}: {e}") from None
+
+
 def run_zeroshot(args: argparse.Namespace) -> int:
     model, run_config, transform = load_for_eval(args.checkpoint, args.device)
     langs = _languages(args.lang)
@@ -92,20 +106,17 @@ def run_zeroshot(args: argparse.Namespace) -> int:
         images, labels, _ = world.heldout_zeroshot(_count(rest, 1000, args.data))
         data, keys = (images, labels), world.class_names("colour_shape")
         names = {lang: shapes_class_names("colour_shape", lang, world.config.max_objects) for lang in langs}
+        try:
+            templates = {lang: templates_for(template_set, lang) for lang in langs}
+        except ValueError as e:
+            raise UsageError(f"{e}") from None
     else:
-        template_set = args.templates or "simple"
         data = open_test_set(args.data, transform)
         keys = data.class_names
-        names = {}
+        template_set = args.templates or default_template_set(data.classes)
+        names, templates = {}, {}
         for lang in langs:
-            names[lang] = data.class_names if lang == "en" else names_for_folders(data.classes, lang)
-            if names[lang] is None:
-                raise UsageError(f"no {lang} class names for {args.data} (translations exist for CIFAR-10 "
-                                 f"and CIFAR-100 only); use --lang en")
-    try:
-        templates = {lang: templates_for(template_set, lang) for lang in langs}
-    except ValueError as e:
-        raise UsageError(f"{e}") from None
+            names[lang], templates[lang] = _prompts(args.data, data.classes, template_set, lang)
     # One language, or their fusion (the average of the languages' normalised class vectors).
     result = multilingual_zeroshot(model, data, names, templates, fusions=[tuple(langs)] if len(langs) > 1 else [],
                                    keys=keys)["+".join(langs)]
@@ -152,12 +163,13 @@ def add_eval_commands(commands) -> None:
     zeroshot = subcommands.add_parser("zeroshot", help="zero-shot classification from class-name prompts (§3.1)")
     _common(zeroshot)
     zeroshot.add_argument("--data", required=True,
-                          help="imagefolder:PATH | cifar10[:PATH] | cifar100[:PATH] | shapes[:N] (the checkpoint's "
-                               "Shapes world, N held-out single objects)")
+                          help="imagefolder:PATH | cifar10[:PATH] | cifar100[:PATH] | intel-scenes[:PATH] | "
+                               "shapes[:N] (the checkpoint's Shapes world, N held-out single objects)")
     zeroshot.add_argument("--templates", default=None,
                           help="template set (miniclip.eval.zeroshot.TEMPLATE_SETS): simple, ensemble, cifar (the "
-                               "paper's 18), imagenet (the paper's 80), shapes, shapes-<style>. Default: shapes "
-                               "for Shapes, simple otherwise")
+                               "paper's 18), imagenet (the paper's 80), scenes (outdoor scenes), shapes, "
+                               "shapes-<style>. Default: shapes for Shapes, scenes for the Intel scenes, simple "
+                               "otherwise")
     zeroshot.add_argument("--lang", default="en",
                           help="en, fr, de, or languages joined by '+' (en+fr+de) to fuse their classifiers")
     zeroshot.set_defaults(func=run_zeroshot)
@@ -197,18 +209,9 @@ def run_attributes(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- probes and robustness
 
 
-def _templates(name: str | None):
-    """A named template set from `miniclip.eval.zeroshot` (None: `classifier_weights`' own default)."""
-    if name is None:
-        return None
-    if name not in TEMPLATE_SETS:
-        raise UsageError(f"unknown template set {name!r} (choose from {', '.join(TEMPLATE_SETS)})")
-    return TEMPLATE_SETS[name]
-
-
-def _zero_shot_weights(model, class_names, templates):
-    return classifier_weights(model, class_names) if templates is None else \
-        classifier_weights(model, class_names, templates)
+def _zero_shot_weights(model, spec: str, classes: list[str], template_set: str | None):
+    """The English zero-shot classifier of a test set with these classes (`template_set` None: its default)."""
+    return classifier_weights(model, *_prompts(spec, classes, template_set, "en"))
 
 
 def _setup(args):
@@ -219,12 +222,12 @@ def _setup(args):
 def run_probe(args: argparse.Namespace) -> dict:
     model, _, cache = _setup(args)
     features, labels, names = test_set_features(model, args.data, cache, args.batch_size)
+    weights = _zero_shot_weights(model, args.data, names, args.templates)  # a bad template set fails before the fit
     split = stratified_split(labels.numpy(), seed=args.split_seed)
     result = linear_probe(features, labels, split, normalize=not args.no_normalize)
     result.pop("classifier")
     test = split[2]
-    result["zero_shot_accuracy"] = zero_shot_accuracy(features[test], labels[test],
-                                                      _zero_shot_weights(model, names, _templates(args.templates)))
+    result["zero_shot_accuracy"] = zero_shot_accuracy(features[test], labels[test], weights)
     result.update(classes=len(names), cache_hits=cache.hits, cache_misses=cache.misses)
     print(f"linear probe on {args.data}: test accuracy {result['test_accuracy']:.2%} (C={result['C']:.3g}, "
           f"val {result['val_accuracy']:.2%}; {result['n_train']}+{result['n_val']} train+val, {result['n_test']} "
@@ -235,11 +238,11 @@ def run_probe(args: argparse.Namespace) -> dict:
 def run_fewshot(args: argparse.Namespace) -> dict:
     model, _, cache = _setup(args)
     features, labels, names = test_set_features(model, args.data, cache, args.batch_size)
+    weights = _zero_shot_weights(model, args.data, names, args.templates)  # a bad template set fails before the fits
     train, _, test = stratified_split(labels.numpy(), seed=args.split_seed)
     result = few_shot(features, labels, train, test, shots=tuple(args.shots), seeds=tuple(range(args.seeds)),
                       normalize=not args.no_normalize)
-    result["zero_shot_accuracy"] = zero_shot_accuracy(features[test], labels[test],
-                                                      _zero_shot_weights(model, names, _templates(args.templates)))
+    result["zero_shot_accuracy"] = zero_shot_accuracy(features[test], labels[test], weights)
     result.update(classes=len(names), cache_hits=cache.hits, cache_misses=cache.misses)
     curve = ", ".join(f"{k}-shot {v['mean']:.1%} [{v['lo']:.1%}, {v['hi']:.1%}]" for k, v in result["shots"].items())
     print(f"few-shot probes on {args.data} ({args.seeds} seeds, 95% t-interval): {curve}; "
@@ -263,8 +266,11 @@ def run_robustness(args: argparse.Namespace) -> dict:
                 print(f"  {shift:>7}: zero-shot {s['zero_shot_shifted']:.1%} (source {s['zero_shot_clean']:.1%}), "
                       f"probe {s['probe_shifted']:.1%} (source {s['probe_clean']:.1%})")
     else:
-        result = cifar_corruptions(model, args.data, _templates(args.templates), cache, n_shifted=args.n_shifted,
-                                   normalize=normalize, batch_size=args.batch_size)
+        try:
+            result = cifar_corruptions(model, args.data, args.templates, cache, n_shifted=args.n_shifted,
+                                       normalize=normalize, batch_size=args.batch_size)
+        except ValueError as e:  # the template set: unknown, or not made for these class names
+            raise UsageError(f"{args.data}: {e}") from None
         print(f"{args.data} under corruptions ({result['n_shifted']} test images; probe trained on clean images):")
         for shift, s in result["summary"].items():
             er = s["zero_shot_effective_robustness"]
@@ -296,13 +302,14 @@ def _probe_options(parser: argparse.ArgumentParser, data_default: str, data_help
     parser.add_argument("--no-normalize", action="store_true",
                         help="probe raw encode_image features (OpenAI's README) instead of L2-normalised ones")
     parser.add_argument("--templates", default=None,
-                        help="zero-shot template set from miniclip.eval.zeroshot.TEMPLATE_SETS (default: one template)")
+                        help="zero-shot template set from miniclip.eval.zeroshot.TEMPLATE_SETS (default: simple, "
+                             "one template; scenes for the Intel scenes)")
 
 
 def add_probe_commands(subparsers) -> None:
     """Add `probe`, `fewshot` and `robustness` to an argparse sub-parsers object (the `eval` command's)."""
-    test_sets = "a labelled test set: cifar10 | cifar100 | imagefolder:PATH (split 50/20/30%% into probe " \
-                "train/val/test, stratified, seeded)"
+    test_sets = "a labelled test set: cifar10 | cifar100 | intel-scenes | imagefolder:PATH (split 50/20/30%% " \
+                "into probe train/val/test, stratified, seeded)"
     probe = subparsers.add_parser("probe", help="linear probe (logistic regression, C swept on a validation split)")
     _probe_options(probe, "cifar10", test_sets)
     probe.add_argument("--split-seed", type=non_negative_int, default=0)

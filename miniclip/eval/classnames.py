@@ -1,4 +1,4 @@
-"""Class names of CIFAR-10 and CIFAR-100 in English, French and German, for zero-shot prompts.
+"""Class names of CIFAR-10, CIFAR-100 and the Intel scenes in English, French and German, for zero-shot prompts.
 
 **English** names are the datasets' own labels made readable (`aquarium_fish` -> `aquarium fish`), in the
 datasets' label order: for CIFAR-10 the order of `batches.meta.txt`, for CIFAR-100 the alphabetical order
@@ -20,6 +20,13 @@ and easier to check than a morphology table, and any template of the agreed shap
   dative form of the noun, because every German template puts the noun after *von*, which governs the
   dative ("ein Foto von einem Hund", "ein Foto von einer Katze", "ein Foto von einem Bären").
 
+The **Intel scenes** differ in one way: no one English article fits all six classes ("a forest", "the sea",
+plain "buildings"), so their English names carry their article too, and go into templates whose slot is a whole
+noun phrase: the `scenes` set ("a photo of {}." -> "a photo of the sea."). Their French and German names follow
+the rules above, with two more contractions that `fill_template` applies: French *de des* -> *de* ("une photo de
+bâtiments"), German *von dem* -> *vom* ("ein Foto vom Meer"). `prompts_for_classes` pairs a test set's names
+with templates that fit them, and refuses a pairing that would double or drop the article.
+
 Choices worth knowing when reading results: CIFAR-100's *cattle* is rendered by the count noun for one
 animal (*une vache*, *einem Rind*); *willow tree* in German is *Weidenbaum*, because *Weide* alone also means
 a pasture; *sweet pepper* is *poivron* / *Paprika*; *tank* is the armoured vehicle (*char d'assaut*,
@@ -30,6 +37,7 @@ reading, not taken from a published list.
 from __future__ import annotations
 
 from miniclip.data.folders import readable_class_name
+from miniclip.eval.zeroshot import LANGUAGES, takes_article, templates_for
 
 # ---------------------------------------------------------------------------------------------------------
 # CIFAR-10 (label order of batches.meta.txt)
@@ -155,12 +163,30 @@ CIFAR100 = {lang: tuple(row[i] for row in _CIFAR100_ROWS) for i, lang in enumera
 # TensorFlow Datasets' copy of CIFAR-100 names one class "computer_keyboard"; the binary release says "keyboard".
 _CIFAR100_ALIASES = {"computer keyboard": "keyboard"}
 
-CLASS_NAMES = {"cifar10": CIFAR10, "cifar100": CIFAR100}
-LANGUAGES = ("en", "fr", "de")
+# ---------------------------------------------------------------------------------------------------------
+# The Intel scenes (label order: the sorted folder names). Every language's name carries its article.
+# ---------------------------------------------------------------------------------------------------------
+
+_INTEL_SCENES_ROWS = (  # folder, English, French, German (dative, after "von")
+    ("buildings", "buildings", "des bâtiments", "Gebäuden"),
+    ("forest", "a forest", "une forêt", "einem Wald"),
+    ("glacier", "a glacier", "un glacier", "einem Gletscher"),
+    ("mountain", "a mountain", "une montagne", "einem Berg"),
+    ("sea", "the sea", "la mer", "dem Meer"),
+    ("street", "a street", "une rue", "einer Straße"),
+)
+INTEL_SCENES_CLASSES = tuple(row[0] for row in _INTEL_SCENES_ROWS)
+INTEL_SCENES = {lang: tuple(row[i + 1] for row in _INTEL_SCENES_ROWS) for i, lang in enumerate(("en", "fr", "de"))}
+
+CLASS_NAMES = {"cifar10": CIFAR10, "cifar100": CIFAR100, "intel-scenes": INTEL_SCENES}
+# The readable folder names of each set, where they differ from its English prompt names.
+_FOLDER_NAMES = {"intel-scenes": INTEL_SCENES_CLASSES}
+# Sets whose English names carry their article, and the template set they are read with by default.
+_ENGLISH_WITH_ARTICLE = {"intel-scenes": "scenes"}
 
 
 def class_names(dataset: str, lang: str = "en") -> list[str]:
-    """Class names of `dataset` ("cifar10" or "cifar100") in `lang`, in label order."""
+    """Class names of `dataset` ("cifar10", "cifar100" or "intel-scenes") in `lang`, in label order."""
     if dataset not in CLASS_NAMES:
         raise ValueError(f"no translated class names for {dataset!r}; known: {sorted(CLASS_NAMES)}")
     if lang not in LANGUAGES:
@@ -168,17 +194,62 @@ def class_names(dataset: str, lang: str = "en") -> list[str]:
     return list(CLASS_NAMES[dataset][lang])
 
 
+def _readable(folders: list[str]) -> list[str]:
+    return [_CIFAR100_ALIASES.get(name, name) for name in map(readable_class_name, folders)]
+
+
+def known_test_set(folders: list[str]) -> str | None:
+    """The set of `CLASS_NAMES` whose classes are exactly these folders (in any order), or None."""
+    readable = sorted(_readable(folders))
+    for dataset, names in CLASS_NAMES.items():
+        if readable == sorted(_FOLDER_NAMES.get(dataset, names["en"])):
+            return dataset
+    return None
+
+
 def names_for_folders(folders: list[str], lang: str = "en") -> list[str] | None:
     """Names in `lang` for a test set's class folders, in the folders' order, when the folders are exactly
-    CIFAR-10's or CIFAR-100's labels; None for any other set.
+    CIFAR-10's, CIFAR-100's or the Intel scenes' labels; None for any other set.
 
     Folder names use underscores (`aquarium_fish`) and re-packaged CIFAR-10 copies other spellings ("car");
     `miniclip.data.folders.readable_class_name` maps both to our English names before we look them up.
     Matching by name, not by position, keeps the labels right whatever order the folders come in.
     """
-    readable = [_CIFAR100_ALIASES.get(name, name) for name in map(readable_class_name, folders)]
-    for dataset, names in CLASS_NAMES.items():
-        if sorted(readable) == sorted(names["en"]):
-            index = {name: i for i, name in enumerate(names["en"])}
-            return [class_names(dataset, lang)[index[name]] for name in readable]
-    return None
+    dataset = known_test_set(folders)
+    if dataset is None:
+        return None
+    keys = _FOLDER_NAMES.get(dataset, CLASS_NAMES[dataset]["en"])
+    index = {name: i for i, name in enumerate(keys)}
+    return [class_names(dataset, lang)[index[name]] for name in _readable(folders)]
+
+
+def default_template_set(folders: list[str]) -> str:
+    """The template set a test set with these class folders is read with when none is asked for: `scenes` for
+    the Intel scenes, whose names carry their article; `simple` ("a photo of a {}.") otherwise."""
+    return _ENGLISH_WITH_ARTICLE.get(known_test_set(folders), "simple")
+
+
+def prompts_for_classes(folders: list[str], template_set: str | None = None,
+                        lang: str = "en") -> tuple[list[str], tuple[str, ...]]:
+    """Class names (in the folders' order) and templates for a zero-shot classifier of a test set in `lang`.
+
+    Names: the stored translations when the folders are a known set's, else the readable folder names (English
+    only). Templates: `template_set` (default: `default_template_set`). Raises ValueError for a language without
+    names, an unknown template set, or a pairing that would double or drop the article ("a photo of a the sea.",
+    "a photo of cat.")."""
+    dataset = known_test_set(folders)
+    names = names_for_folders(folders, lang)
+    if names is None:
+        if lang != "en":
+            raise ValueError(f"no {lang} class names for these classes (translations exist for CIFAR-10, CIFAR-100 "
+                             f"and the Intel scenes; use en)")
+        names = _readable(folders)
+    template_set = template_set or default_template_set(folders)
+    templates = templates_for(template_set, lang)
+    with_article = lang != "en" or dataset in _ENGLISH_WITH_ARTICLE
+    if with_article != takes_article(template_set, lang):
+        examples = ", ".join(repr(name) for name in names[:3])
+        hint = (f"the names carry their article ({examples}): use {_ENGLISH_WITH_ARTICLE[dataset]}" if with_article
+                else f"the names are bare nouns ({examples}): use simple, ensemble, cifar or imagenet")
+        raise ValueError(f"the {template_set!r} templates do not fit the class names ({hint})")
+    return names, templates

@@ -224,7 +224,7 @@ def cached_image_features(model, pixels_fn: Callable[[], tuple[torch.Tensor, tor
 def test_set_features(model, spec: str = "cifar10", cache: FeatureCache | None = None,
                       batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Unnormalised features, labels and readable class names of a labelled test set
-    (`open_test_set` spec: `cifar10`, `imagefolder:PATH` …), cached."""
+    (`open_test_set` spec: `cifar10`, `intel-scenes`, `imagefolder:PATH` …), cached."""
     dataset = open_test_set(spec, pixel_transform(model.config.image_size))
     key = {"name": spec.partition(":")[0], "dataset": spec, "files": dataset_fingerprint(dataset),
            "transform": transform_key(dataset.transform)}

@@ -8,13 +8,13 @@ fit a line (in logit space), and measure how far above that line a model lies.
 
 Here:
 
-- **Corruptions** of CIFAR-10 images, three severities each: Gaussian noise, Gaussian blur, contrast
-  reduction and JPEG compression, in the spirit of CIFAR-10-C (Hendrycks & Dietterich, 2019) but our own,
-  simpler parameters (`CORRUPTIONS`). They act on the pixels the model sees (after resize and centre
-  crop, before CLIP's normalisation), on whole batches, and are deterministic: the noise of image `i` is a
-  function of (seed, the index of its batch's first image), so a given batch size reproduces bit for bit.
-  Blur widths are given in pixels of a 32-px image and scaled to the actual size, so a severity means the
-  same for CIFAR's native 32 px and a 64-px model.
+- **Corruptions** of CIFAR-10 images (or another labelled test set's, e.g. the Intel scenes), three severities
+  each: Gaussian noise, Gaussian blur, contrast reduction and JPEG compression, in the spirit of CIFAR-10-C
+  (Hendrycks & Dietterich, 2019) but our own, simpler parameters (`CORRUPTIONS`). They act on the pixels the
+  model sees (after resize and centre crop, before CLIP's normalisation), on whole batches, and are
+  deterministic: the noise of image `i` is a function of (seed, the index of its batch's first image), so a
+  given batch size reproduces bit for bit. Blur widths are given in pixels of a 32-px image and scaled to the
+  actual size, so a severity means the same for CIFAR's native 32 px and a 64-px model.
 - **Style shift** in the Shapes world: single objects drawn in some styles (flat, textured photo) against
   the same kind of objects drawn in others (outline sketch, pixel noise).
 - **Effective robustness**: the baseline family is a set of linear probes trained on clean (or source-style)
@@ -37,6 +37,7 @@ from torchvision.transforms.v2.functional import gaussian_blur as tv_blur
 
 from miniclip.data.folders import open_test_set
 from miniclip.data.seeds import stable_seed
+from miniclip.eval.classnames import prompts_for_classes
 from miniclip.eval.features import (
     FeatureCache,
     cached_image_features,
@@ -209,12 +210,16 @@ def summarise(rows: list[dict]) -> dict:
 # --------------------------------------------------------------------------------------------------------
 
 
-def cifar_corruptions(model, spec: str = "cifar10", templates=None, cache: FeatureCache | None = None,
-                      n_shifted: int = 1000, corruptions=None, severities=(1, 2, 3),
-                      shots=(1, 2, 4, 8, 16), seed: int = 0, normalize: bool = True, batch_size: int = 256) -> dict:
-    """Zero-shot and clean-trained probes on CIFAR-10 test images under each corruption and severity.
+def cifar_corruptions(model, spec: str = "cifar10", template_set: str | None = None,
+                      cache: FeatureCache | None = None, n_shifted: int = 1000, corruptions=None,
+                      severities=(1, 2, 3), shots=(1, 2, 4, 8, 16), seed: int = 0, normalize: bool = True,
+                      batch_size: int = 256) -> dict:
+    """Zero-shot and clean-trained probes on a labelled test set's images (`open_test_set` spec: CIFAR-10 by
+    default, `intel-scenes`, `imagefolder:PATH` …) under each corruption and severity.
 
-    The probes train on the clean probe-train part of `stratified_split` (C swept on its
+    The zero-shot classifier uses the set's English names and `template_set` (default: the set's own, see
+    `miniclip.eval.classnames.prompts_for_classes`; ValueError for a set that does not fit the names). The
+    probes train on the clean probe-train part of `stratified_split` (C swept on its
     validation part); every accuracy is measured on `n_shifted` images of the test part (an equal number per
     class, drawn with `seed`), clean and corrupted, so the clean and shifted numbers of a row are the same
     images. Returns `rows` (see `robustness_table`), a per-shift `summary` and the sizes."""
@@ -226,8 +231,7 @@ def cifar_corruptions(model, spec: str = "cifar10", templates=None, cache: Featu
     subset = sample_few_shot(y, test, n_shifted // len(class_names), seed)
     x = prepare_features(features, normalize)
     family = probe_family(x, y, train, val, shots, seed)
-    weights = classifier_weights(model, class_names) if templates is None else \
-        classifier_weights(model, class_names, templates)
+    weights = classifier_weights(model, *prompts_for_classes(class_names, template_set))
 
     dataset = open_test_set(spec, pixel_transform(model.config.image_size))
     pixels_memo: list = []

@@ -1,5 +1,10 @@
 """Periodic validation during training: a held-out contrastive loss and a small zero-shot check.
 
+The zero-shot check (`data.zeroshot`) is the Shapes world's held-out pairs, or a stratified sample of a labelled
+test set read from the data root: `cifar10` or `intel-scenes`, with one prompt per class (the first template
+of the set's default template set, `miniclip.eval.classnames.prompts_for_classes`: "a photo of a cat.", "a photo
+of the sea."). A missing test set is a note, not a failed run.
+
 The validation sets are built once (decoded or rendered into memory) and reused at every check, so the
 numbers along a run are comparable and cheap. They are deliberately small: this is a training-curve
 monitor, not the book's evaluation (that lives in `zeroshot.py` and `probes.py`, on the full test sets).
@@ -17,7 +22,8 @@ from miniclip.data.loaders import shapes_config
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes import ShapesDataset, ShapesWorld
 from miniclip.data.transforms import eval_transform, normalize
-from miniclip.eval.zeroshot import SIMPLE_TEMPLATES, encode_images, encode_texts, topk_accuracy
+from miniclip.eval.classnames import prompts_for_classes
+from miniclip.eval.zeroshot import encode_images, encode_texts, fill_template, topk_accuracy
 from miniclip.loss import ClipLoss
 
 
@@ -74,8 +80,8 @@ class Validator:
             kind = d.zeroshot if d.zeroshot != "auto" else ("shapes" if d.dataset == "shapes" else "cifar10")
             if kind == "shapes":
                 self._zeroshot = self._shapes_heldout(d)
-            elif kind == "cifar10":
-                self._zeroshot = self._cifar10(d)
+            elif kind in ("cifar10", "intel-scenes"):
+                self._zeroshot = self._test_set(kind, d.zeroshot_size)
             else:
                 self._zeroshot = ()
         return self._zeroshot
@@ -97,18 +103,21 @@ class Validator:
                                        for kind in ("shape", "colour")}
         return self._shapes_attributes
 
-    def _cifar10(self, d):
+    def _test_set(self, spec: str, size: int):
+        """About `size` images of a labelled test set, every class equally, and one prompt per class. The metrics
+        are named after the set with `_` for `-` (`zeroshot_intel_scenes_top1`), like the other metric names."""
         try:
-            test = open_test_set("cifar10", eval_transform(self.image_size))
+            test = open_test_set(spec, eval_transform(self.image_size))
         except MissingDataError as e:
             self.notes.append(f"no zero-shot check: {e}")
             return ()
-        idx = _stratified(list(test.targets), d.zeroshot_size)
+        names, templates = prompts_for_classes(test.classes)
+        idx = _stratified(list(test.targets), size)
         items = [test[i] for i in idx]
         keep = [i for i, it in enumerate(items) if it is not None]
         images = torch.stack([items[i][0] for i in keep])
         labels = torch.tensor([items[i][1] for i in keep])
-        return images, labels, [SIMPLE_TEMPLATES[0].format(c) for c in test.class_names], "cifar10"
+        return images, labels, [fill_template(templates[0], name) for name in names], spec.replace("-", "_")
 
     # ------------------------------------------------------------------------- the check
 

@@ -9,6 +9,11 @@ The same recipe works in any language the text encoder has seen: French or Germa
 (`miniclip.eval.classnames`) in French or German templates give one classifier per language, and
 classifiers of several languages are fused the way templates are, by averaging their normalised class
 vectors and renormalising (`fuse_classifiers`, `multilingual_zeroshot`).
+
+Template sets (`TEMPLATE_SETS`) come in two kinds: English sets that bring the article themselves ("a photo of
+a {}." + "cat": simple, ensemble, cifar, imagenet), and sets whose slot takes a noun phrase with its article
+("a photo of {}." + "the sea": the English Shapes and `scenes` sets, and every French and German set);
+`takes_article` tells them apart.
 """
 
 from __future__ import annotations
@@ -87,6 +92,26 @@ GERMAN_ENSEMBLE_TEMPLATES = (
 )
 
 
+# Outdoor scene photos (the Intel scenes), written for this project. Their slot takes a whole noun phrase, article
+# included ("a photo of {}." + "the sea"), because no one article fits every scene ("a forest", "the sea",
+# "buildings"); the class names in miniclip.eval.classnames carry theirs. The modifiers describe what these
+# photos vary in (framing, light, resolution), not objects; French and German say the same after "de" / "von".
+SCENE_TEMPLATES = (
+    "a photo of {}.", "a picture of {}.", "a landscape photo of {}.", "an outdoor photo of {}.",
+    "a blurry photo of {}.", "a low resolution photo of {}.", "a bright photo of {}.", "a dark photo of {}.",
+)
+FRENCH_SCENE_TEMPLATES = (
+    "une photo de {}.", "une image de {}.", "une photo de paysage de {}.", "une photo en extérieur de {}.",
+    "une photo floue de {}.", "une photo en basse résolution de {}.", "une photo lumineuse de {}.",
+    "une photo sombre de {}.",
+)
+GERMAN_SCENE_TEMPLATES = (
+    "ein Foto von {}.", "ein Bild von {}.", "ein Landschaftsfoto von {}.", "eine Außenaufnahme von {}.",
+    "ein unscharfes Foto von {}.", "ein Foto in niedriger Auflösung von {}.", "ein helles Foto von {}.",
+    "ein dunkles Foto von {}.",
+)
+
+
 def _shapes_frames(lang: str, frames: tuple) -> tuple[str, ...]:
     """The Shapes caption frames of one language as templates. German frames come with the case they put
     their noun phrase in; the ones used here are all dative (after "von"), as shapes_class_names' are."""
@@ -117,6 +142,7 @@ TEMPLATE_SETS = {
     "ensemble": ENSEMBLE_TEMPLATES,
     "simple-fr": FRENCH_ENSEMBLE_TEMPLATES[:1], "ensemble-fr": FRENCH_ENSEMBLE_TEMPLATES,
     "simple-de": GERMAN_ENSEMBLE_TEMPLATES[:1], "ensemble-de": GERMAN_ENSEMBLE_TEMPLATES,
+    "scenes": SCENE_TEMPLATES, "scenes-fr": FRENCH_SCENE_TEMPLATES, "scenes-de": GERMAN_SCENE_TEMPLATES,
     **{name if lang == "en" else f"{name}-{lang}": t for lang, sets in SHAPES_TEMPLATES.items()
        for name, t in sets.items()},
 }
@@ -135,11 +161,24 @@ def templates_for(name: str, lang: str = "en") -> tuple[str, ...]:
     return TEMPLATE_SETS[key]
 
 
+def takes_article(name: str, lang: str = "en") -> bool:
+    """Whether the template set `name` in `lang` wants class names that carry their article ("a photo of {}." +
+    "the sea") rather than bare nouns ("a photo of a {}." + "cat"): every French and German set, and the English
+    Shapes and scene sets."""
+    key = name if lang == "en" else f"{name}-{lang}"
+    return _language_of(key) != "en" or key.startswith(("shapes", "scenes"))
+
+
 def fill_template(template: str, name: str, lang: str = "en") -> str:
-    """One prompt. French elides "de un(e)" to "d'un(e)", as the Shapes captions do ("une photo d'un chat")."""
+    """One prompt, with the contractions the language requires where a template's "de" / "von" meets the name's
+    article. French elides "de un(e)" to "d'un(e)", as the Shapes captions do ("une photo d'un chat"), and drops
+    "des" after "de" ("une photo de bâtiments"); German contracts "von dem" to "vom" ("ein Foto vom Meer")."""
     text = template.format(name)
     if lang == "fr":
         text = re.sub(r"\bde (une?)\b", r"d'\1", text)
+        text = re.sub(r"\bde des\b", "de", text)
+    elif lang == "de":
+        text = re.sub(r"\bvon dem\b", "vom", text)
     return text
 
 
