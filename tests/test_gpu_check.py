@@ -69,3 +69,12 @@ def test_every_training_stage_gives_a_valid_short_config():
         config = load_config(ROOT / args.config, args.set or [])
         assert config.optim.steps in (50, 200) and config.optim.warmup_steps <= config.optim.steps, shlex.join(
             stage.command)
+
+
+def test_a_training_stage_reads_its_last_step_and_peak_memory_from_metrics(tmp_path):
+    lines = [{"step": 10, "loss": 4.0, "samples_per_s": 90.0, "peak_memory_mb": 900.0},
+             {"step": 10, "kind": "val", "val_loss": 3.9},
+             {"step": 20, "loss": 3.5, "samples_per_s": 100.0, "peak_memory_mb": 800.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert gpu_check.run_metrics(tmp_path) == {"steps_logged": 2, "loss": 3.5, "samples_per_s": 100.0,
+                                               "peak_memory_mb": 900.0}

@@ -25,6 +25,7 @@ from miniclip.data.shapes import ShapesConfig, ShapesWorld
 from miniclip.data.shards import write_shards
 from miniclip.env import ROOT, machine
 from miniclip.errors import UsageError
+from miniclip.train.runs import read_metrics
 
 WORK = ROOT / "runs" / "gpu-check"
 SPEEDUP_GOAL = 1.2
@@ -51,8 +52,7 @@ def last_json_line(output: str) -> dict:
 
 def run_metrics(run: Path) -> dict:
     """What a short training run tells: its last logged step's loss, samples/s and peak memory."""
-    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-             if line.strip() and '"kind"' not in line]
+    steps, _ = read_metrics(run)
     last = steps[-1]
     return {"steps_logged": len(steps), "loss": last["loss"], "samples_per_s": last["samples_per_s"],
             "peak_memory_mb": max(s["peak_memory_mb"] for s in steps)}

@@ -21,7 +21,6 @@ from miniclip.book.pages import (
     markdown_table,
     not_computed,
     note,
-    read_metrics,
     real_or_shapes,
     show,
     trained_model,
@@ -29,6 +28,7 @@ from miniclip.book.pages import (
     trained_shapes_world,
 )
 from miniclip.env import ROOT, profile, runs_dir
+from miniclip.train.runs import read_metrics
 
 __all__ = ["CI_NOTE", "DEFAULT_FIGURES", "FIGURES", "ROOT", "config_path", "data_note", "experiment",
            "figures_dir", "glue", "machine_text", "markdown_table", "not_computed", "note", "profile", "read_metrics",

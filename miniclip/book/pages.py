@@ -15,7 +15,6 @@ Notebook-only state stays in the notebooks; this module holds what more than one
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -108,12 +107,6 @@ def trained_shapes_world():
     run = trained_run("shapes")  # once: a missing checkpoint's note must not show twice
     config = read_metadata(run / "final")["config"]
     return load_model(run / "final", "auto"), shapes_world_of_run(config), config
-
-
-def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
-    """A run's metrics.jsonl split into (training-step records, validation records)."""
-    records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [r for r in records if "kind" not in r], [r for r in records if r.get("kind") == "val"]
 
 
 # --------------------------------------------------------------------------------------------- figures and numbers

@@ -8,6 +8,7 @@ trained from scratch.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from miniclip.checkpoint import CheckpointError, verify_checkpoint
@@ -42,3 +43,9 @@ def train_if_changed(config: Config, out: str | Path | None = None, *, progress:
     resume = trained_with(out / "last", config)
     result = Trainer(config, out, resume=resume, progress=progress).run()
     return {**result, "out": str(out)}
+
+
+def read_metrics(run: str | Path) -> tuple[list[dict], list[dict]]:
+    """A run's metrics.jsonl split into (training-step records, validation records)."""
+    records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in records if "kind" not in r], [r for r in records if r.get("kind") == "val"]
