@@ -177,6 +177,32 @@ def test_encode_pixels_matches_the_eval_transform(tiny_model):
     assert torch.allclose(encode_pixels(tiny_model, pixels), reference, atol=1e-5)
 
 
+def test_raw_pixel_baseline_is_the_resized_pixels_flattened_and_cached(tmp_path):
+    from PIL import Image
+
+    from miniclip.data.folders import open_test_set
+    from miniclip.eval.features import pixel_transform, raw_pixel_features, test_set_pixels
+
+    g = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "set" / name).mkdir(parents=True)
+        for i in range(3):  # odd sizes: the baseline resizes and centre-crops like the model's input
+            pixels = g.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "set" / name / f"{i}.png")
+    cache = FeatureCache(tmp_path / "cache")
+    x, y, names = test_set_pixels(f"imagefolder:{tmp_path / 'set'}", 8, cache)
+    assert x.shape == (6, 3 * 8 * 8) and names == ["cat", "dog"] and y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert x.min() >= -0.5 and x.max() <= 0.5
+    first = open_test_set(f"imagefolder:{tmp_path / 'set'}", pixel_transform(8))[0][0]
+    assert torch.allclose(x[0], first.flatten().float() / 255 - 0.5)
+    again, _, _ = test_set_pixels(f"imagefolder:{tmp_path / 'set'}", 8, cache)
+    assert (cache.hits, cache.misses) == (1, 1) and torch.equal(again, x)
+    # Rendered images (Shapes) are area-averaged down: each output value is the mean of a 2 x 2 block.
+    images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    small = raw_pixel_features(images, 2).reshape(2, 3, 2, 2)
+    assert torch.allclose(small[1, 2, 0, 1], images[1, 2, :2, 2:].float().mean() / 255 - 0.5)
+
+
 # ----------------------------------------------------------------------------- retrieval
 
 

@@ -232,6 +232,31 @@ def test_set_features(model, spec: str = "cifar10", cache: FeatureCache | None =
     return features, labels, list(dataset.class_names)
 
 
+def raw_pixel_features(pixels: torch.Tensor, image_size: int | None = None) -> torch.Tensor:
+    """uint8 images [N, 3, H, W] -> the raw-pixel baseline's features [N, 3 * size * size]: area-averaged
+    down to `image_size` when given, then every RGB value scaled to [-0.5, 0.5] and flattened."""
+    x = pixels.float() / 255.0
+    if image_size is not None and x.shape[-1] != image_size:
+        x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="area")
+    return x.flatten(1) - 0.5
+
+
+def test_set_pixels(spec: str = "cifar10", image_size: int = 32, cache: FeatureCache | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The raw-pixel baseline's "features" of a labelled test set: every image resized and centre-cropped
+    to `image_size`, its RGB values scaled to [-0.5, 0.5] and flattened (3 x size x size numbers), with its
+    labels and class names, cached like model features. A probe on these is what a linear classifier can do
+    with no representation at all, the floor a learned one has to clear."""
+    dataset = open_test_set(spec, pixel_transform(image_size))
+    key = {"name": f"{spec.partition(':')[0]}-pixels", "dataset": spec, "files": dataset_fingerprint(dataset),
+           "transform": transform_key(dataset.transform)}
+
+    def compute():
+        pixels, labels = load_pixels(dataset)
+        return {"features": raw_pixel_features(pixels), "labels": labels}
+
+    out = (cache or FeatureCache()).get_or_compute(key, compute)
+    return out["features"], out["labels"], list(dataset.class_names)
 
 
 def dataset_image_features(model, dataset, cache: FeatureCache | None = None) -> torch.Tensor:
