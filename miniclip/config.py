@@ -36,6 +36,7 @@ class DataConfig:
     dataset: str = "shapes"  # shapes | flickr8k | shards:<glob or brace pattern>
     num_workers: int = 0
     augment: bool = True  # random-resized-crop + flip on real photos
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # the area fraction a training crop keeps (real photos)
     val_size: int = 512  # held-out pairs for the validation loss
     zeroshot: str = "auto"  # periodic zero-shot check: auto | none | shapes | cifar10 | intel-scenes
     zeroshot_size: int = 500
@@ -109,6 +110,8 @@ class Config:
              "must be shapes, flickr8k or shards:<pattern>"),
             ("data.zeroshot", self.data.zeroshot in ZEROSHOT_CHECKS, f"must be one of {', '.join(ZEROSHOT_CHECKS)}"),
             ("data.num_workers", self.data.num_workers >= 0, "must be >= 0"),
+            ("data.crop_scale", 0 < self.data.crop_scale[0] <= self.data.crop_scale[1] <= 1,
+             "must be [low, high] with 0 < low <= high <= 1"),
             ("model.image_size", not self.model.is_vit or self.model.image_size % self.model.patch_size == 0,
              "must be a multiple of model.patch_size"),
             ("model.vision_width", (self.model.vision_width * (1 if self.model.is_vit else 32)) % self.model.head_width

@@ -40,6 +40,7 @@ def test_types_are_coerced_and_overrides_apply(tmp_path):
     ("{}\n", ["data.zeroshot=imagenet"], "data.zeroshot = 'imagenet' must be one of auto, none, shapes, cifar10, "
                                           "intel-scenes"),
     ("{}\n", ["optim.betas=[0.9]"], "optim.betas"),
+    ("{}\n", ["data.crop_scale=[0.6,0.4]"], "data.crop_scale .* must be .low, high."),
     ("optim: 3\n", [], "optim must be a mapping"),
     ("optim: [1,\n", [], "not valid YAML"),
     ("{}\n", ["optim"], "expected section.key=value"),

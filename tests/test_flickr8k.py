@@ -228,3 +228,24 @@ def test_missing_data_errors_name_the_fetch_command(tmp_path, monkeypatch):
 def test_benchmark_returns_a_rate(tmp_path):
     result = benchmark_flickr8k(image_size=16, batch_size=4, seconds=0.05, root=_write_kaggle(tmp_path / "k"))
     assert result["samples"] >= 4 and result["samples_per_s"] > 0 and result["image_size"] == 16
+
+
+def test_training_crops_use_the_configs_crop_scale(tmp_path, monkeypatch):
+    from miniclip.config import load_config
+    from miniclip.data import loaders
+
+    _zip(_write_original(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    scales = []
+
+    def spy(image_size, scale=None):
+        scales.append(scale)
+        return train_transform(image_size, scale)
+
+    monkeypatch.setattr(loaders, "train_transform", spy)
+    config = load_config(None, ["data.dataset=flickr8k", "data.crop_scale=[0.3,0.9]", "model.image_size=32",
+                                "model.patch_size=16", "optim.batch_size=4", "optim.warmup_steps=0"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images, captions = next(loaders.train_batches(config))
+    assert scales == [(0.3, 0.9)] and images.shape == (4, 3, 32, 32) and len(captions) == 4

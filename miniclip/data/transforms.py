@@ -22,6 +22,8 @@ import torch.utils.data
 import torchvision.transforms as T
 from PIL import Image
 
+from miniclip.config import DataConfig
+
 # The per-channel statistics OpenAI's CLIP was trained with; every tier normalises with them so that
 # real checkpoints and our own see inputs on the same scale.
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -316,7 +318,7 @@ def eval_transform(image_size: int) -> ImageTransform:
 # would cut away what the caption names, teaching the model to match text to things that are not there.
 # At the low resolutions of CPU training (64 px from 160-500 px photos) a half-area crop still holds the
 # main subjects, while the model sees a different framing each epoch, which a 6,000-image dataset needs.
-DEFAULT_TRAIN_SCALE = (0.5, 1.0)
+DEFAULT_TRAIN_SCALE = DataConfig.crop_scale  # (0.5, 1.0); a config's data.crop_scale overrides it
 
 
 def train_transform(image_size: int, scale: tuple[float, float] = DEFAULT_TRAIN_SCALE) -> ImageTransform:
