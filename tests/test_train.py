@@ -1,5 +1,6 @@
 """The trainer's promises: GradCache = full batch, DDP = single process, exact resume, clean stops, NaN guard."""
 
+import io
 import json
 import math
 import os
@@ -10,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from miniclip.config import load_config
@@ -208,6 +211,63 @@ def test_one_ddp_step_equals_one_single_process_step(tmp_path, chunks):
         print(f"DDP vs single process, largest {kind} difference: {largest:.2e}")
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=f"{kind} of {k}")
+
+
+def _ddp_shard_worker(rank: int, world: int, port: int, out: str, overrides: list[str], steps: int | None):
+    """One rank of a DDP run on shards that records the captions of every batch it trains on, then stops after
+    `steps` steps (a crash) or, with `steps=None`, resumes the run from its last checkpoint to the end."""
+    import miniclip.train.trainer as trainer_module
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"))
+    torch.set_num_threads(1)
+    seen = Path(out) / f"captions-rank{rank}.jsonl"
+    real_batches = trainer_module.train_batches
+
+    def recording(config, start_step=0, *args, **kwargs):
+        for step, (images, captions) in enumerate(real_batches(config, start_step, *args, **kwargs), start_step):
+            with open(seen, "a") as f:
+                f.write(json.dumps({"step": step, "captions": captions}) + "\n")
+            yield images, captions
+
+    trainer_module.train_batches = recording
+    Trainer(ci_config(*overrides), out, resume=steps is None, progress=False).run(max_steps=steps)
+
+
+def test_ddp_on_shards_gives_each_rank_its_own_samples_and_resumes(tmp_path):
+    from miniclip.data.shards import write_shards
+
+    rng = np.random.default_rng(0)
+
+    def jpeg(i):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(buffer, "JPEG")
+        return buffer.getvalue()
+
+    write_shards(((jpeg(i), f"picture number {i}") for i in range(24)), tmp_path / "shards", shard_size=6)
+    overrides = [f"data.dataset=shards:{tmp_path / 'shards'}", "optim.batch_size=8", "optim.steps=3",
+                 "optim.warmup_steps=1", "train.save_every=1", "train.val_every=100", "train.device=cpu"]
+    ctx = torch.multiprocessing.get_context("spawn")
+    for steps in (2, None):  # two steps and a "crash", then a resume to the end, both with two ranks
+        port = _free_port()
+        procs = [ctx.Process(target=_ddp_shard_worker, args=(r, 2, port, str(tmp_path / "run"), overrides, steps))
+                 for r in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=180)
+            if p.is_alive():
+                p.kill()
+        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    assert json.loads((tmp_path / "run" / "final.json").read_text())["step"] == 3
+    batches = [[json.loads(line) for line in (tmp_path / "run" / f"captions-rank{r}.jsonl").read_text().splitlines()]
+               for r in range(2)]
+    for rank_batches in batches:
+        # Each rank trains on its half of the global batch, and the resumed run takes up at step 2.
+        assert [b["step"] for b in rank_batches][:2] == [0, 1] and rank_batches[-1]["step"] >= 2
+        assert all(len(b["captions"]) == 4 for b in rank_batches)
+    for first, second in zip(batches[0][:3], batches[1][:3]):
+        assert first["captions"] != second["captions"]  # the ranks draw their own shards, not the same samples
 
 
 def test_tensorboard_receives_the_same_metrics(tmp_path):
