@@ -78,3 +78,38 @@ def test_a_training_stage_reads_its_last_step_and_peak_memory_from_metrics(tmp_p
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     assert gpu_check.run_metrics(tmp_path) == {"steps_logged": 2, "loss": 3.5, "samples_per_s": 100.0,
                                                "peak_memory_mb": 900.0}
+
+
+def test_speed_items_turn_each_item_off_in_turn_and_compare_with_all_on(tmp_path):
+    from miniclip.bench.speed_items import ITEMS, run_speed_items, speed_items_table
+
+    result = run_speed_items("configs/ci.yaml", steps=4, log_every=2, device="cpu", num_workers=0, out_dir=tmp_path)
+    rows = result["rows"]
+    assert [r["override"] for r in rows] == ["", *(override for _, override, _ in ITEMS)]
+    assert all(r["samples_per_s"] > 0 and r["windows"] == 1 for r in rows)
+    assert rows[0]["ratio_to_all_on"] == 1.0
+    assert rows[1]["ratio_to_all_on"] == pytest.approx(rows[1]["samples_per_s"] / rows[0]["samples_per_s"])
+    # On the CPU only the loader workers can change anything, and the table says which rows are moot.
+    assert [r["matters_here"] for r in rows] == [True, False, False, False, False, True]
+    assert "does nothing on this device" in "\n".join(speed_items_table(result))
+    assert json.loads((tmp_path / "speed-items-cpu.json").read_text())["rows"] == rows
+    summary = gpu_check.speed_items_summary(json.dumps(result))
+    assert summary["ratio_to_all_on"]["all on"] == 1.0 and len(summary["ratio_to_all_on"]) == len(ITEMS) + 1
+
+
+def test_the_cuda_kernel_switches_follow_the_config():
+    import torch
+
+    from miniclip.train.trainer import _fast_cuda_kernels
+
+    before = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    try:
+        _fast_cuda_kernels("fp32", cudnn_benchmark=True, tf32=True)
+        assert torch.backends.cudnn.benchmark and torch.get_float32_matmul_precision() == "high"
+        _fast_cuda_kernels("fp32", cudnn_benchmark=False, tf32=False)
+        assert not torch.backends.cudnn.benchmark and torch.get_float32_matmul_precision() == "highest"
+        _fast_cuda_kernels("bf16", cudnn_benchmark=True, tf32=True)  # autocast's matmuls are bf16 already
+        assert torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.backends.cudnn.benchmark = before[0]
+        torch.set_float32_matmul_precision(before[1])

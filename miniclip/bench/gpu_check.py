@@ -1,8 +1,9 @@
 """`make gpu-check`: the one script a machine with a GPU runs (in under ~8 minutes) to check what CPU sessions
 cannot: the test suite with CUDA present, a 200-step run of the gpu book's Shapes model, the training step of
-ViT-B/32 (224 px, bf16, batch 256) against open_clip's on the same weights, and a 50-step rehearsal of the
-1M-pair config on shards written here. Each stage runs in its own process with a time limit, so one failure
-does not hide the others; the results go to one JSON summary, `runs/bench/gpu-check.json`.
+ViT-B/32 (224 px, bf16, batch 256) against open_clip's on the same weights, what each of the trainer's speed
+items buys (`bench speed-items`), and a 50-step rehearsal of the 1M-pair config on shards written here. Each
+stage runs in its own process with a time limit, so one failure does not hide the others; the results go to
+one JSON summary, `runs/bench/gpu-check.json`.
 
 The goals it checks are issue-sized, not universal: ours ≥ 1.2x open_clip's samples/s at ViT-B/32 bf16 batch
 256, and the gpu-1m step's peak memory ≤ 12 GB at batch ≥ 256.
@@ -71,6 +72,13 @@ def step_bench_summary(output: str) -> dict:
             "cuda_max_allocated_mb": r.get("cuda_max_allocated_mb")}
 
 
+def speed_items_summary(output: str) -> dict:
+    """`bench speed-items --json`: each run's samples/s as a ratio to the all-on run's."""
+    rows = last_json_line(output).get("rows", [])
+    return {"ratio_to_all_on": {row["item"]: round(row["ratio_to_all_on"], 3) for row in rows},
+            "all_on_samples_per_s": rows[0]["samples_per_s"] if rows else None}
+
+
 def write_rehearsal_shards(out: Path, n: int = 2048, image_size: int = 224) -> dict:
     """Shards of `n` Shapes pictures with their captions: the rehearsal's stand-in for the web subset, made
     here from nothing that needs downloading."""
@@ -99,6 +107,8 @@ def stages(python: str = sys.executable) -> list[Stage]:
         Stage("bench_vit_b32_bf16_256", m + ["bench", "model", "--device", "cuda", "--arch", "ViT-B-32-quickgelu",
                                              "--precision", "bf16", "--batch-size", "256", "--rounds", "10",
                                              "--json"], 240, step_bench_summary),
+        Stage("speed_items", m + ["bench", "speed-items", "--device", "cuda", "--config", "configs/gpu-shapes.yaml",
+                                  "--steps", "40", "--json"], 300, speed_items_summary),
         Stage("write_rehearsal_shards", lambda: write_rehearsal_shards(shards), 120),
         Stage("rehearsal_gpu_1m_50", m + ["train", "--config", "configs/gpu-1m.yaml", "--out", str(WORK / "web1m"),
                                           "--set", f"data.dataset=shards:{shards}", "--set", "optim.steps=50",

@@ -1,5 +1,5 @@
-"""`python -m miniclip bench all|model|data|eval|memory|build|cost|gpu-check`: speed against open_clip and this
-machine's peak."""
+"""`python -m miniclip bench all|model|data|eval|memory|build|cost|gpu-check|speed-items`: speed against
+open_clip and this machine's peak."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from miniclip.bench.data_path import run_data_bench
 from miniclip.bench.evaluation import run_eval_bench
 from miniclip.bench.flops import experiment_runs, training_cost
 from miniclip.bench.gpu_check import run_gpu_check
+from miniclip.bench.speed_items import run_speed_items, speed_items_table
 from miniclip.bench.step import run_memory_bench, run_model_bench
 from miniclip.bench.suite import SuiteConfig, run_all
 from miniclip.cli.args import device, positive_int
@@ -29,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: {goal['measured']} (goal {goal['goal']}): {'met' if goal['met'] else 'NOT met'}")
         print(f"summary written to {summary['path']}")
         return 0 if summary["ok"] else 1
-    if args.what == "all":
+    if args.what == "speed-items":
+        config = (args.config or ["configs/gpu-shapes.yaml"])[0]
+        result = run_speed_items(config, steps=args.steps, device=device)
+        print("\n".join(speed_items_table(result)))
+    elif args.what == "all":
         suite = SuiteConfig.for_device(device)
         if args.build or args.book:
             suite.sections += ("build",)
@@ -88,13 +93,15 @@ def print_costs(args: argparse.Namespace) -> int:
 def add_bench_command(commands) -> None:
     bench = commands.add_parser("bench", help="benchmarks against open_clip and the machine's peak (runs/bench/)")
     bench.add_argument("what", choices=["all", "model", "data", "eval", "memory", "build", "cost",
-                                          "gpu-check"],
+                                          "gpu-check", "speed-items"],
                        help="all: the suite and one summary table (~15 min on 2 CPU cores); model: training step, "
                             "ours vs open_clip, with ablations and MFU; data: data-path throughput vs training; "
                             "eval: zero-shot and retrieval throughput; memory: peak memory of one step; "
                             "build: pytest --nbval duration (and make book's with --book); cost: FLOPs of training "
                             "the --config files and the minutes they take at --tflops (an estimate, nothing runs); "
-                            "gpu-check: what `make gpu-check` runs on a CUDA machine (runs/bench/gpu-check.json)")
+                            "gpu-check: what `make gpu-check` runs on a CUDA machine (runs/bench/gpu-check.json); "
+                            "speed-items: training throughput of --config with each GPU speed item turned off in "
+                            "turn (pinned memory, cuDNN autotuner, TF32, prefetch thread, loader workers)")
     bench.add_argument("--arch", help="'small' (64 px ViT, width 256, 6+4 layers; the default), a config file "
                                       "(e.g. configs/cpu-flickr8k.yaml) or an open_clip name (ViT-B-32-quickgelu)")
     bench.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], help="default: fp32 and bf16")
@@ -106,7 +113,9 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--no-compile", action="store_true", help="all: skip the torch.compile'd steps")
     bench.add_argument("--build", action="store_true", help="all: also time pytest --nbval notebooks")
     bench.add_argument("--book", action="store_true", help="build/all: also time make book (cpu profile; long)")
-    bench.add_argument("--config", nargs="+", help="cost: training configs to cost")
+    bench.add_argument("--config", nargs="+", help="cost: training configs to cost; speed-items: the config to "
+                                                   "train (default configs/gpu-shapes.yaml)")
+    bench.add_argument("--steps", type=positive_int, default=60, help="speed-items: steps per run (default 60)")
     bench.add_argument("--experiments", metavar="PROFILE", help="cost: also the runs make experiments trains there")
     bench.add_argument("--tflops", type=float, default=10.0,
                        help="cost: the sustained TFLOP/s to assume (default 10; measure yours with bench model)")

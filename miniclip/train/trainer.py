@@ -113,14 +113,14 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def _fast_cuda_kernels(precision: str) -> None:
+def _fast_cuda_kernels(precision: str, cudnn_benchmark: bool = True, tf32: bool = True) -> None:
     """Process-wide CUDA settings for training. cuDNN times its convolution algorithms once per input shape and
     keeps the fastest, which pays because a run's shapes never change. An fp32 run lets its matmuls use TF32
     on Ampere and later (a 10-bit mantissa at several times the fp32 rate), as open_clip's trainer does; under
-    bf16 or fp16 autocast the model's matmuls are already in half precision and the fp32 loss stays exact."""
-    torch.backends.cudnn.benchmark = True
-    if precision == "fp32":
-        torch.set_float32_matmul_precision("high")
+    bf16 or fp16 autocast the model's matmuls are already in half precision and the fp32 loss stays exact.
+    Each is set either way, so that a process that trains twice (a benchmark) gets what each run asked for."""
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.set_float32_matmul_precision("high" if tf32 and precision == "fp32" else "highest")
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -144,7 +144,7 @@ class Trainer:
         if self.precision == "fp16" and self.device.type != "cuda":
             raise RuntimeError("train.precision=fp16 needs CUDA (its GradScaler); use bf16 on CPU")
         if self.device.type == "cuda":
-            _fast_cuda_kernels(self.precision)
+            _fast_cuda_kernels(self.precision, config.train.cudnn_benchmark, config.train.tf32)
         self._build_model()
         self._build_optimizer()
         self.step, self.bad_steps, self.bad_in_a_row, self.stop_signal, self.saving = 0, 0, 0, None, False
@@ -371,9 +371,10 @@ class Trainer:
         background thread while the GPU works (`Prefetcher`). Without workers the batches are made in this
         process, some of them (Flickr8k's augmentation) with the global RNG, which a second thread must not
         share; and on the CPU the cores are busy with the step anyway: there the main thread does it."""
-        on_gpu = self.device.type == "cuda"
-        batches = train_batches(self.config, self.step, self.dist.rank, self.dist.world_size, pin_memory=on_gpu)
-        if on_gpu and self.config.data.num_workers > 0:
+        on_gpu, t = self.device.type == "cuda", self.config.train
+        batches = train_batches(self.config, self.step, self.dist.rank, self.dist.world_size,
+                                pin_memory=on_gpu and t.pin_memory)
+        if on_gpu and t.prefetch and self.config.data.num_workers > 0:
             return Prefetcher(batches, self._tokenized)
         return map(self._tokenized, batches)
 
