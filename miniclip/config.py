@@ -69,12 +69,14 @@ class TrainConfig:
     compile: bool = False
     # The GPU speed items, each on by default and switchable so that `bench speed-items` can measure what each
     # buys (on the CPU none of them does anything): batches in page-locked memory, copied with non_blocking;
-    # cuDNN's autotuner; TF32 matmuls in fp32 runs (Ampere and later); and, with data.num_workers > 0, a thread
-    # that receives and tokenises the next batches while the GPU works.
+    # cuDNN's autotuner; TF32 matmuls in fp32 runs (Ampere and later); with data.num_workers > 0, a thread that
+    # receives and tokenises the next batches while the GPU works; and tokens cut to the batch's longest caption
+    # on the host, where the model would otherwise find that length on the GPU and wait for it (a host sync).
     pin_memory: bool = True
     cudnn_benchmark: bool = True
     tf32: bool = True
     prefetch: bool = True
+    trim_on_host: bool = True
     log_every: int = 10
     val_every: int = 200
     save_every: int = 200

@@ -90,7 +90,7 @@ def test_speed_items_turn_each_item_off_in_turn_and_compare_with_all_on(tmp_path
     assert rows[0]["ratio_to_all_on"] == 1.0
     assert rows[1]["ratio_to_all_on"] == pytest.approx(rows[1]["samples_per_s"] / rows[0]["samples_per_s"])
     # On the CPU only the loader workers can change anything, and the table says which rows are moot.
-    assert [r["matters_here"] for r in rows] == [True, False, False, False, False, True]
+    assert [r["matters_here"] for r in rows] == [True, False, False, False, False, True, False]
     assert "does nothing on this device" in "\n".join(speed_items_table(result))
     assert json.loads((tmp_path / "speed-items-cpu.json").read_text())["rows"] == rows
     summary = gpu_check.speed_items_summary(json.dumps(result))

@@ -1,10 +1,11 @@
 """`python -m miniclip bench speed-items`: what each of the trainer's GPU speed items buys, measured by turning
 it off.
 
-The trainer's data path and step carry five speed items (see `TrainConfig`): batches in page-locked memory
+The trainer's data path and step carry six speed items (see `TrainConfig`): batches in page-locked memory
 copied with `non_blocking` (`train.pin_memory`), cuDNN's autotuner (`train.cudnn_benchmark`), TF32 matmuls in
 fp32 runs (`train.tf32`), a thread that receives and tokenises batches while the GPU works (`train.prefetch`),
-and DataLoader workers (`data.num_workers`). Each is measured the same way: a short run of a real config with
+DataLoader workers (`data.num_workers`), and tokens trimmed on the host rather than after a device sync
+(`train.trim_on_host`). Each is measured the same way: a short run of a real config with
 everything on, then one run per item with only that item off, all in one process and on the same batches, and
 the training throughput of each (samples/s over the logged windows after the first, which holds the start-up
 and cuDNN's autotuning) set against the all-on run's. On the CPU every item but the workers does nothing, and
@@ -32,6 +33,7 @@ ITEMS = (
     ("TF32 matmuls (fp32 runs)", "train.tf32=false", False),
     ("prefetch thread (tokenising off the main thread)", "train.prefetch=false", False),
     ("DataLoader workers", "data.num_workers=0", True),
+    ("token trimming on the host (no device sync)", "train.trim_on_host=false", False),
 )
 
 

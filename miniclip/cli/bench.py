@@ -101,7 +101,8 @@ def add_bench_command(commands) -> None:
                             "the --config files and the minutes they take at --tflops (an estimate, nothing runs); "
                             "gpu-check: what `make gpu-check` runs on a CUDA machine (runs/bench/gpu-check.json); "
                             "speed-items: training throughput of --config with each GPU speed item turned off in "
-                            "turn (pinned memory, cuDNN autotuner, TF32, prefetch thread, loader workers)")
+                            "turn (pinned memory, cuDNN autotuner, TF32, prefetch thread, loader workers, host-side "
+                            "token trimming)")
     bench.add_argument("--arch", help="'small' (64 px ViT, width 256, 6+4 layers; the default), a config file "
                                       "(e.g. configs/cpu-flickr8k.yaml) or an open_clip name (ViT-B-32-quickgelu)")
     bench.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], help="default: fp32 and bf16")

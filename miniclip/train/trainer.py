@@ -383,7 +383,7 @@ class Trainer:
         step does not wait for the GPU to count them), pinned when the images are."""
         images, captions = batch
         tokens = tokenize(captions, self.config.model.context_length)
-        if self.model.trim_text:
+        if self.model.trim_text and self.config.train.trim_on_host:
             tokens = trimmed_tokens(tokens)
         return images, tokens.pin_memory() if images.is_pinned() else tokens
 
