@@ -130,6 +130,7 @@ class Config:
              "must be a multiple of 32 for a ResNet (it downsamples 32x)"),
             ("model.text_width", self.model.text_width % self.model.head_width == 0,
              "must be a multiple of model.head_width"),
+            ("model.text_pool", self.model.text_pool in ("eot", "first", "mean"), "must be eot, first or mean"),
             ("optim.grad_cache_chunks",
              self.optim.grad_cache_chunks == 1 or not self.data.shapes.get("swapped_negatives"),
              "must be 1 with data.shapes.swapped_negatives (hard-negative captions are not chunked)"),

@@ -36,6 +36,11 @@ class CLIPConfig:
     text_width: int = 512
     text_layers: int = 12
     head_width: int = 64  # OpenAI fixes 64 channels per attention head, so heads = width // 64
+    # The text tower's kind. CLIP's is GPT-style: causal attention, read at the end-of-text token. The
+    # BERT-style alternatives (Sec. 2.4 and the encoder comparison) attend both ways, padding masked out, and
+    # read the start-of-text token ("first", BERT's [CLS]) or the mean over the caption's tokens ("mean").
+    text_causal: bool = True
+    text_pool: str = "eot"  # eot | first | mean
     quick_gelu: bool = True  # OpenAI's models use x * sigmoid(1.702 x); open_clip's non-"quickgelu" use GELU
 
     @property
@@ -77,7 +82,9 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(width, width)
         self.keep_weights, self.weights = False, None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        """`padding` [B, L] (bool, True at padding positions) hides those keys from every query; a causal
+        tower never needs it, since no token before the end-of-text token can see what follows."""
         B, L, C = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.view(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, d]
@@ -86,10 +93,13 @@ class Attention(nn.Module):
             if self.causal:
                 future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)
                 scores = scores.masked_fill(future, float("-inf"))
+            if padding is not None:
+                scores = scores.masked_fill(padding[:, None, None, :], float("-inf"))
             self.weights = scores.softmax(dim=-1)
             y = self.weights.to(v.dtype) @ v
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+            keep = None if padding is None else ~padding[:, None, None, :]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=self.causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, L, C))
 
 
@@ -104,8 +114,8 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp = nn.Sequential(OrderedDict(
             c_fc=nn.Linear(width, 4 * width), gelu=act(), c_proj=nn.Linear(4 * width, width)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), padding)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -116,13 +126,13 @@ class Transformer(nn.Module):
         self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, act, causal) for _ in range(layers))
         self.grad_checkpointing = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.resblocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
                 # Keep only each block's input; recompute its activations in backward (memory for compute).
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, padding, use_reentrant=False)
             else:
-                x = block(x)
+                x = block(x, padding)
         return x
 
     def init_weights(self):
@@ -293,7 +303,8 @@ class CLIP(nn.Module):
         self.visual = build_image_encoder(c)
         self.token_embedding = nn.Embedding(c.vocab_size, c.text_width)
         self.positional_embedding = nn.Parameter(torch.empty(c.context_length, c.text_width))
-        self.transformer = Transformer(c.text_width, c.text_layers, c.text_width // c.head_width, act, causal=True)
+        self.transformer = Transformer(c.text_width, c.text_layers, c.text_width // c.head_width, act,
+                                       causal=c.text_causal)
         self.ln_final = LayerNorm(c.text_width)
         self.text_projection = nn.Parameter(torch.empty(c.text_width, c.embed_dim))
         # The temperature is learned as a log-scale, starting at 1/0.07 (§2.5).
@@ -333,12 +344,22 @@ class CLIP(nn.Module):
         return eot_trim_length(text)
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
-        """Unnormalised text features [B, embed_dim], read at each sequence's end-of-text token."""
+        """Unnormalised text features [B, embed_dim], read at each sequence's end-of-text token (CLIP's tower;
+        see `CLIPConfig.text_pool` for the BERT-style readings)."""
         eot = text.argmax(dim=-1)  # EOT has the largest id in the vocabulary
         n = self.text_positions(text)
         x = self.token_embedding(text[:, :n]) + self.positional_embedding[:n]
-        x = self.transformer(x)
-        x = self.ln_final(x[torch.arange(x.shape[0], device=x.device), eot])
+        positions = torch.arange(n, device=text.device)
+        padding = None if self.config.text_causal else positions[None, :] > eot[:, None]
+        x = self.ln_final(self.transformer(x, padding))
+        pool = self.config.text_pool
+        if pool == "first":
+            x = x[:, 0]
+        elif pool == "mean":  # over start-of-text ... end-of-text, the caption's own tokens
+            inside = (positions[None, :] <= eot[:, None]).to(x.dtype)
+            x = (x * inside[..., None]).sum(1) / inside.sum(1, keepdim=True)
+        else:
+            x = x[torch.arange(x.shape[0], device=x.device), eot]
         return x @ self.text_projection
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,6 +41,7 @@ def test_types_are_coerced_and_overrides_apply(tmp_path):
                                           "intel-scenes"),
     ("{}\n", ["optim.betas=[0.9]"], "optim.betas"),
     ("{}\n", ["data.crop_scale=[0.6,0.4]"], "data.crop_scale .* must be .low, high."),
+    ("{}\n", ["model.text_pool=cls"], "model.text_pool = 'cls' must be eot, first or mean"),
     ("optim: 3\n", [], "optim must be a mapping"),
     ("optim: [1,\n", [], "not valid YAML"),
     ("{}\n", ["optim"], "expected section.key=value"),

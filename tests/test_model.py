@@ -199,3 +199,43 @@ def test_tokens_trimmed_on_the_host_give_the_same_features_without_a_second_coun
     assert model.text_positions(torch.cat([short, short], 1)) == 16  # shorter than 77: taken as cut by the caller
     with torch.no_grad():
         torch.testing.assert_close(model.encode_text(short), model.encode_text(text), rtol=0, atol=0)
+
+
+def _text_tower(causal: bool, pool: str) -> CLIP:
+    torch.manual_seed(0)
+    model = CLIP(CLIPConfig(embed_dim=32, image_size=32, vision_layers=1, vision_width=64, patch_size=8,
+                            text_width=64, text_layers=2, text_causal=causal, text_pool=pool)).eval()
+    perturb_(model)
+    return model
+
+
+@pytest.mark.parametrize("pool", ["eot", "first", "mean"])
+def test_bidirectional_text_towers_match_a_direct_computation_with_padding_masked(pool):
+    model = _text_tower(False, pool)
+    text = open_clip.tokenize(["a dog", "a dog runs on a long sandy beach"])
+    eot = text.argmax(-1)
+    with torch.no_grad():
+        features = model.encode_text(text)
+        # Each caption alone, without any padding: what the masked batch must give.
+        alone = []
+        for row, end in zip(text, eot.tolist()):
+            x = model.token_embedding(row[None, :end + 1]) + model.positional_embedding[:end + 1]
+            x = model.ln_final(model.transformer(x))[0]
+            alone.append({"eot": x[end], "first": x[0], "mean": x.mean(0)}[pool] @ model.text_projection)
+    torch.testing.assert_close(features, torch.stack(alone), rtol=1e-5, atol=1e-5)
+
+
+def test_a_bidirectional_tower_reads_later_words_at_the_first_token_and_a_causal_one_cannot():
+    text = open_clip.tokenize(["a dog on the grass", "a dog on the beach"])  # differ only in the last word
+    for causal, differs in ((True, False), (False, True)):
+        with torch.no_grad():
+            first = _text_tower(causal, "first").encode_text(text)
+        assert (not torch.allclose(first[0], first[1])) == differs, causal
+
+
+def test_bidirectional_text_gradients_reach_every_text_parameter():
+    model = _text_tower(False, "mean").train()
+    model.encode_text(open_clip.tokenize(CAPTIONS)).pow(2).sum().backward()
+    text_params = [n for n, _ in model.named_parameters() if not n.startswith("visual") and n != "logit_scale"]
+    assert all(model.get_parameter(n).grad is not None and model.get_parameter(n).grad.abs().sum() > 0
+               for n in text_params)
