@@ -54,7 +54,8 @@ from miniclip.book import experiment, glue, machine_text, markdown_table, profil
 from miniclip.experiments.registry import EXPERIMENTS
 
 WHERE = {"objectives": ("Contrastive vs predictive objectives (Fig. 2)", "03_contrastive"),
-         "encoders": ("ViT vs ModifiedResNet on Flickr8k; the attention chapter's ViTs", "04_architecture"),
+         "encoders": ("ResNet vs ViT image towers x CLIP vs BERT-style text towers on Flickr8k, two seeds each; "
+                      "the attention chapter's ViTs", "04_architecture"),
          "lr_batch": ("Learning rate × batch size at equal samples seen", "06_training"),
          "throughput": ("Training throughput against batch size, fp32 vs bf16", "06_training"),
          "planted": ("A word planted at known rates, recovered by the bias probe", "13_bias"),

@@ -290,10 +290,19 @@ def test_encoders_experiment(runs):
         result = _run("encoders")
     except MissingDataError as e:
         pytest.skip(f"Flickr8k or CIFAR-10 not under $MINICLIP_DATA: {e}")
-    for name in ("resnet", "vit"):
-        entry = result["flickr8k"][name]
+    assert set(result["flickr8k"]) == {"resnet", "vit", "resnet-bert", "vit-bert"}
+    for name, entry in result["flickr8k"].items():
         assert {"text_to_image_R@1", "image_to_text_R@10"} <= set(entry["retrieval"])
         assert entry["retrieval"]["images"] == 16 and entry["cifar10_zeroshot"]["n"] == 20
+        assert entry["model"]["text_causal"] == ("bert" not in name) and entry["seeds"] == 2
+        seeds = entry["per_seed"]
+        assert [s["seed"] for s in seeds] == [0, 1] and seeds[0]["checkpoint"] != seeds[1]["checkpoint"]
+        for key in ("text_to_image_R@10", "cifar10_top1"):  # the mean of the seeds, inside their range
+            values = [s["retrieval"].get(key, s["cifar10_zeroshot"]["top1"]) for s in seeds]
+            low, high = entry["range"][key]
+            assert (low, high) == (min(values), max(values))
+        assert entry["retrieval"]["text_to_image_R@10"] == pytest.approx(
+            sum(s["retrieval"]["text_to_image_R@10"] for s in seeds) / 2)
     assert ZS_KEYS <= set(result["shapes_vit"]["zeroshot"])
     for dataset in ("flickr8k", "shapes"):
         assert load_model(result["vit_checkpoints"][dataset]).config.is_vit

@@ -130,7 +130,9 @@ def experiment_runs(settings: dict) -> list[tuple[str, object, int]]:
     runs = []
     for name, part in settings.items():
         if name == "encoders":
-            runs += [(f"encoders: flickr8k {v}", config(part["flickr8k"], o), 1) for v, o in part["variants"].items()]
+            seeds = len(part.get("seeds", [0]))
+            runs += [(f"encoders: flickr8k {v}", config(part["flickr8k"], o), seeds)
+                     for v, o in part["variants"].items()]
             runs.append(("encoders: shapes ViT", config(part["shapes_vit"]), 1))
         elif name == "lr_batch":
             for b in part["batch_sizes"]:

@@ -360,9 +360,11 @@ def plot_throughput(points: list[dict], title: str = "Training throughput agains
 
 
 def plot_grouped_bars(values: dict[str, dict[str, float]], *, title: str, ylabel: str, xlabel: str = "",
-                      chance: dict[str, float] | None = None):
+                      chance: dict[str, float] | None = None,
+                      ranges: dict[str, dict[str, tuple[float, float]]] | None = None, ymax: float = 1.0):
     """Side-by-side bars: one group per metric, one bar per model (`values[model][metric]`), with each metric's
-    chance level as a short dashed line over its group when given."""
+    chance level as a short dashed line over its group when given, and `ranges[model][metric]` = (low, high)
+    drawn as an error bar on each bar (e.g. the lowest and highest of several seeds)."""
     models = list(values)
     metrics = list(next(iter(values.values())))
     width = 0.8 / len(models)
@@ -370,12 +372,17 @@ def plot_grouped_bars(values: dict[str, dict[str, float]], *, title: str, ylabel
     ax = axes[0, 0]
     for i, model in enumerate(models):
         x = np.arange(len(metrics)) + (i - (len(models) - 1) / 2) * width
-        ax.bar(x, [values[model][m] for m in metrics], width, label=model, color=PALETTE[i % len(PALETTE)])
+        heights = [values[model][m] for m in metrics]
+        errors = None
+        if ranges and model in ranges:
+            errors = np.array([[h - ranges[model][m][0], ranges[model][m][1] - h] for h, m in zip(heights, metrics)]).T
+        ax.bar(x, heights, width, label=model, color=PALETTE[i % len(PALETTE)], yerr=errors, capsize=2,
+               error_kw={"lw": 0.8})
     for j, metric in enumerate(metrics):
         if chance and metric in chance:
             ax.hlines(chance[metric], j - 0.4, j + 0.4, colors="k", linestyles="--", lw=1,
                       label="chance" if j == 0 else None)
     _bar_names(ax, metrics)
-    ax.set_ylim(0, 1), ax.set_ylabel(ylabel), ax.set_xlabel(xlabel), ax.set_title(title, fontsize=10)
+    ax.set_ylim(0, ymax), ax.set_ylabel(ylabel), ax.set_xlabel(xlabel), ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     return fig

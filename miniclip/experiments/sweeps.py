@@ -1,6 +1,7 @@
 """Architecture and optimisation experiments: ViT vs ModifiedResNet, an LR x batch-size grid, throughput.
 
-- `encoders`: a ViT and a ModifiedResNet of similar training cost, trained the same number of steps on
+- `encoders`: image tower (ViT or ModifiedResNet, of similar training cost) x text tower (CLIP's causal one or a
+  BERT-style one), each with several seeds, trained the same number of steps on
   Flickr8k, compared by Flickr8k test retrieval (R@1/5/10 both ways) and CIFAR-10 zero-shot; and a ViT on
   Shapes. Both ViT checkpoints are kept (`vit_checkpoint`): the attention chapter reads their attention maps.
 - `lr_batch`: a small grid of learning rates and batch sizes, each run at the same number of samples seen,
@@ -81,22 +82,35 @@ def _cifar10(model, image_size: int, n_images: int | None, templates: str) -> di
 
 
 def run_encoders(settings: dict, profile: str) -> dict:
-    """Settings: `flickr8k` {base, overrides}, `variants` {name: extra model overrides}, `shapes_vit`
-    {base, overrides}, `retrieval_images`, `cifar_images` (null: all), `templates`."""
+    """Settings: `flickr8k` {base, overrides}, `variants` {name: extra model overrides} (image tower and text
+    tower), `seeds` (default [0]), `shapes_vit` {base, overrides}, `retrieval_images`, `cifar_images` (null:
+    all), `templates`.
+
+    Every variant trains once per seed (the first seed's run keeps the plain name `flickr8k-<variant>`, the
+    others get `-seed<k>`); its entry holds each seed's scores (`per_seed`), their mean (`retrieval`,
+    `cifar10_zeroshot`) and their lowest and highest value (`range`), so that a difference between variants can
+    be read against the spread between seeds."""
     out = {"flickr8k": {}, "shapes_vit": None}
+    seeds = settings.get("seeds", [0])
     for name, model_overrides in settings["variants"].items():
-        overrides = {**settings["flickr8k"].get("overrides", {}), **model_overrides}
-        config = derived_config(settings["flickr8k"]["base"], overrides, name=f"flickr8k-{name}", profile=profile)
-        run_dir = work_dir("encoders", profile) / f"flickr8k-{name}"
-        entry = {"model": {k: v for k, v in config.to_dict()["model"].items()
-                           if k in ("image_size", "vision_layers", "vision_width", "patch_size")}}
-        entry.update(train_kept(config, run_dir))
-        model = load_model(run_dir / "final")
-        entry["image_params"] = parameter_count(model.visual)
-        entry["retrieval"] = _retrieval(model, config.model.image_size, settings.get("retrieval_images"))
-        entry["cifar10_zeroshot"] = _cifar10(model, config.model.image_size, settings.get("cifar_images"),
-                                             settings.get("templates", "simple"))
-        out["flickr8k"][name] = entry
+        per_seed = []
+        for seed in seeds:
+            overrides = {**settings["flickr8k"].get("overrides", {}), **model_overrides, "train.seed": seed}
+            run_name = f"flickr8k-{name}" + ("" if seed == seeds[0] else f"-seed{seed}")
+            config = derived_config(settings["flickr8k"]["base"], overrides, name=run_name, profile=profile)
+            run_dir = work_dir("encoders", profile) / run_name
+            entry = {"seed": seed, **train_kept(config, run_dir)}
+            model = load_model(run_dir / "final")
+            entry["retrieval"] = _retrieval(model, config.model.image_size, settings.get("retrieval_images"))
+            entry["cifar10_zeroshot"] = _cifar10(model, config.model.image_size, settings.get("cifar_images"),
+                                                 settings.get("templates", "simple"))
+            per_seed.append(entry)
+        out["flickr8k"][name] = {
+            "model": {k: v for k, v in config.to_dict()["model"].items()
+                      if k in ("image_size", "vision_layers", "vision_width", "patch_size", "text_causal",
+                               "text_pool")},
+            "image_params": parameter_count(model.visual), "text_params": parameter_count(model.transformer),
+            "per_seed": per_seed, **_seed_summary(per_seed)}
 
     s = settings["shapes_vit"]
     config = derived_config(s["base"], s.get("overrides"), name="shapes-vit", profile=profile)
@@ -110,6 +124,21 @@ def run_encoders(settings: dict, profile: str) -> dict:
     out["vit_checkpoints"] = {"flickr8k": str(vit_checkpoint("flickr8k", profile)),
                               "shapes": str(vit_checkpoint("shapes", profile))}
     return out
+
+
+def _seed_summary(per_seed: list[dict]) -> dict:
+    """The mean over seeds of every retrieval recall and of CIFAR-10 top-1, and each one's (lowest, highest)."""
+    def values(entry: dict) -> dict[str, float]:
+        recalls = {k: v for k, v in entry["retrieval"].items() if "_R@" in k}
+        return {**recalls, "cifar10_top1": entry["cifar10_zeroshot"]["top1"]}
+
+    table = [values(e) for e in per_seed]
+    mean = {k: statistics.fmean(t[k] for t in table) for k in table[0]}
+    spread = {k: (min(t[k] for t in table), max(t[k] for t in table)) for k in table[0]}
+    retrieval = {**{k: v for k, v in mean.items() if "_R@" in k},
+                 "images": per_seed[0]["retrieval"]["images"], "captions": per_seed[0]["retrieval"]["captions"]}
+    cifar = {**per_seed[0]["cifar10_zeroshot"], "top1": mean["cifar10_top1"]}
+    return {"retrieval": retrieval, "cifar10_zeroshot": cifar, "range": spread, "seeds": len(per_seed)}
 
 
 # ----------------------------------------------------------------------------- LR x batch size
