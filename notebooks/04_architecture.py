@@ -82,6 +82,7 @@
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from IPython.display import display
 from torch.utils.flop_counter import FlopCounterMode
@@ -242,8 +243,8 @@ glue("max_diff", max(max(a, b) for _, a, b in rows), "{:.1e}")
 # scored better. `make experiments` (the `encoders` experiment) asks the small version of both questions: the
 # book's Flickr8k model with its ModifiedResNet or a small ViT as image tower, and CLIP's text tower or a
 # BERT-style one (attention both ways, padding masked out, the caption read as the mean of its tokens), four
-# combinations trained the same number of steps at about the same speed on a CPU, each with two seeds, then
-# scored on Flickr8k test retrieval and CIFAR-10 zero-shot.
+# combinations trained the same number of steps (the table gives what each took on a CPU), each with two seeds,
+# then scored on Flickr8k test retrieval and CIFAR-10 zero-shot.
 #
 # ```{literalinclude} ../miniclip/model.py
 # :pyobject: CLIP.encode_text
@@ -297,7 +298,7 @@ def with_range(entry: dict, key: str) -> str:
 def comparison(a: str, b: str, key: str = "text_to_image_R@10") -> str:
     """One sentence: the difference of two variants' seed means, and whether their seed ranges overlap."""
     ea, eb = variants[a], variants[b]
-    diff = 100 * (seed_mean(eb, key) - seed_mean(ea, key))
+    diff = round(100 * (seed_mean(eb, key) - seed_mean(ea, key)), 1) + 0.0  # + 0.0: no "-0.0"
     (la, ha), (lb, hb) = ea["range"][key], eb["range"][key]
     apart = ha < lb or hb < la
     return (f"{LABELS[b]} against {LABELS[a]}: {diff:+.1f} points of text→image R@10, "
@@ -307,10 +308,11 @@ def comparison(a: str, b: str, key: str = "text_to_image_R@10") -> str:
 if encoders is not None:
     display(markdown_table(
         ([LABELS.get(v, v), encoder_shape(e["model"]), text_kind(e["model"]), f"{e['image_params'] / 1e6:.2f}M",
+          f"{np.mean([s['train_wall_s'] for s in e['per_seed']]) / 60:.1f} min",
           with_range(e, "text_to_image_R@10"), with_range(e, "image_to_text_R@10"),
           with_range(e, "cifar10_top1")] for v, e in variants.items()),
-        ["variant", "image encoder", "text encoder", "image params", "text→image R@10", "image→text R@10",
-         f"CIFAR-10 zero-shot (n={next(iter(variants.values()))['cifar10_zeroshot']['n']:,})"]))
+        ["variant", "image encoder", "text encoder", "image params", "training time", "text→image R@10",
+         "image→text R@10", f"CIFAR-10 zero-shot (n={next(iter(variants.values()))['cifar10_zeroshot']['n']:,})"]))
     overrides = encoders["provenance"]["settings"]["flickr8k"]["overrides"]
     seeds = encoders["provenance"]["settings"].get("seeds", [0])
     glue("encoders_steps", overrides.get("optim.steps", "(the base config's)"))
