@@ -170,6 +170,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_two_ranks(target, *args):
+    """`target(rank, 2, port, *args)` in two spawned processes (gloo on the CPU); both must succeed."""
+    ctx = torch.multiprocessing.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=target, args=(r, 2, port, *args)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+        if p.is_alive():
+            p.kill()
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+
+
 def _run_one_step(out, overrides, rank=0):
     trainer = Trainer(ci_config(*overrides), out, progress=False)
     trainer.run()
@@ -192,16 +206,7 @@ def test_one_ddp_step_equals_one_single_process_step(tmp_path, chunks):
     # Both runs on the CPU (gloo) whatever GPUs the machine has: a 1-GPU machine has no GPU for rank 1.
     overrides = ["optim.steps=1", "optim.warmup_steps=1", "optim.batch_size=16", "optim.eps=1e-3",
                  f"optim.grad_cache_chunks={chunks}", "train.device=cpu"]
-    ctx = torch.multiprocessing.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tmp_path / "ddp"), overrides)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=180)
-        if p.is_alive():
-            p.kill()
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    _run_two_ranks(_ddp_worker, str(tmp_path / "ddp"), overrides)
     _run_one_step(tmp_path / "single", overrides)
     for kind, a, b in (("gradient", load_file(str(tmp_path / "ddp" / "grads.st")),
                         load_file(str(tmp_path / "single" / "grads.st"))),
@@ -247,18 +252,8 @@ def test_ddp_on_shards_gives_each_rank_its_own_samples_and_resumes(tmp_path):
     write_shards(((jpeg(i), f"picture number {i}") for i in range(24)), tmp_path / "shards", shard_size=6)
     overrides = [f"data.dataset=shards:{tmp_path / 'shards'}", "optim.batch_size=8", "optim.steps=3",
                  "optim.warmup_steps=1", "train.save_every=1", "train.val_every=100", "train.device=cpu"]
-    ctx = torch.multiprocessing.get_context("spawn")
     for steps in (2, None):  # two steps and a "crash", then a resume to the end, both with two ranks
-        port = _free_port()
-        procs = [ctx.Process(target=_ddp_shard_worker, args=(r, 2, port, str(tmp_path / "run"), overrides, steps))
-                 for r in range(2)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=180)
-            if p.is_alive():
-                p.kill()
-        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+        _run_two_ranks(_ddp_shard_worker, str(tmp_path / "run"), overrides, steps)
     assert json.loads((tmp_path / "run" / "final.json").read_text())["step"] == 3
     batches = [[json.loads(line) for line in (tmp_path / "run" / f"captions-rank{r}.jsonl").read_text().splitlines()]
                for r in range(2)]
