@@ -6,7 +6,7 @@ first; results land in runs/<profile>/experiments/<name>.json.
 | name | what it measures | module |
 |---|---|---|
 | objectives | zero-shot accuracy vs samples seen: contrastive, bag-of-words, captioning LM (Fig. 2) | objectives.py |
-| encoders | ResNet/ViT image x causal/BERT-style text towers, 2 seeds (Flickr8k, CIFAR-10); attention's ViTs | sweeps.py |
+| encoders | ResNet/ViT image x causal/BERT-style text, 2 seeds (Flickr8k, CIFAR-10); attention's ViTs | sweeps.py |
 | lr_batch | a learning-rate x batch-size grid: validation loss and zero-shot | sweeps.py |
 | throughput | training steps/s and samples/s against batch size, fp32 vs bf16 | sweeps.py |
 | planted | a word planted at rate p: the probe's association rises with p (slope) | planted.py |
