@@ -351,15 +351,13 @@ class CLIP(nn.Module):
         x = self.token_embedding(text[:, :n]) + self.positional_embedding[:n]
         positions = torch.arange(n, device=text.device)
         padding = None if self.config.text_causal else positions[None, :] > eot[:, None]
-        x = self.ln_final(self.transformer(x, padding))
+        x = self.transformer(x, padding)
         pool = self.config.text_pool
-        if pool == "first":
-            x = x[:, 0]
-        elif pool == "mean":  # over start-of-text ... end-of-text, the caption's own tokens
+        if pool == "mean":  # over start-of-text ... end-of-text, the caption's own tokens, each normalised
             inside = (positions[None, :] <= eot[:, None]).to(x.dtype)
-            x = (x * inside[..., None]).sum(1) / inside.sum(1, keepdim=True)
-        else:
-            x = x[torch.arange(x.shape[0], device=x.device), eot]
+            x = (self.ln_final(x) * inside[..., None]).sum(1) / inside.sum(1, keepdim=True)
+        else:  # one token per caption: normalise only that one
+            x = self.ln_final(x[:, 0] if pool == "first" else x[torch.arange(x.shape[0], device=x.device), eot])
         return x @ self.text_projection
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

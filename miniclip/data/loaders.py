@@ -132,9 +132,15 @@ def _collate(batch) -> Batch:
     return torch.stack([image for image, _ in batch]), [caption for _, caption in batch]
 
 
+def training_transform(data_cfg, image_size: int):
+    """What a real photo goes through in training: `data.crop_scale` crops and flips with `data.augment`, else
+    the evaluation transform."""
+    return train_transform(image_size, data_cfg.crop_scale) if data_cfg.augment else eval_transform(image_size)
+
+
 def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
                      world_size: int, pin_memory: bool = False) -> Iterator[Batch]:
-    transform = train_transform(image_size, data_cfg.crop_scale) if data_cfg.augment else eval_transform(image_size)
+    transform = training_transform(data_cfg, image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if rank else "default")  # the missing-files warning, once
         base = Flickr8k(split="train", transform=transform, seed=seed)
@@ -165,7 +171,7 @@ def shard_location(spec: str) -> str:
 
 def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
                   world_size: int, pin_memory: bool = False) -> Iterator[Batch]:
-    transform = train_transform(image_size, data_cfg.crop_scale) if data_cfg.augment else eval_transform(image_size)
+    transform = training_transform(data_cfg, image_size)
     dataset = ShardDataset(shard_location(data_cfg.dataset), transform=transform,
                            shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=stable_seed(seed, start_step))
     loader = DataLoader(dataset, batch_size=batch_size // world_size, collate_fn=_collate,
