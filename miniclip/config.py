@@ -56,6 +56,9 @@ class OptimConfig:
     steps: int = 1000
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
     max_logit_scale: float = 100.0
+    # Label smoothing of both cross-entropies: each row's target keeps 1 - e on its pair and spreads e over the
+    # batch, so the loss stops rewarding ever-sharper matches of the few thousand pairs it has seen.
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -85,6 +88,9 @@ class TrainConfig:
     # Start from these weights instead of random ones (a checkpoint path, e.g. runs/cpu/shapes/final, of the
     # same architecture): fine-tuning. Optimizer and schedule start afresh; a resumed run ignores it.
     init_from: str = ""
+    # An exponential moving average of the weights (0: none; e.g. 0.995): validation and final.safetensors use
+    # the average, which smooths the last steps' noise. The raw weights stay in last.* for resuming.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -112,6 +118,8 @@ class Config:
             ("optim.warmup_steps", 0 <= self.optim.warmup_steps <= self.optim.steps, "must lie in [0, optim.steps]"),
             ("optim.min_lr_ratio", 0 <= self.optim.min_lr_ratio <= 1, "must lie in [0, 1]"),
             ("optim.max_logit_scale", self.optim.max_logit_scale > 1, "must be > 1"),
+            ("optim.label_smoothing", 0 <= self.optim.label_smoothing < 1, "must lie in [0, 1)"),
+            ("train.ema_decay", 0 <= self.train.ema_decay < 1, "must lie in [0, 1) (0 turns the average off)"),
             ("train.precision", self.train.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
             ("train.device", self.train.device in ("auto", "cpu", "cuda") or self.train.device.startswith("cuda:"),
              "must be auto, cpu or cuda[:N]"),

@@ -107,11 +107,17 @@ class ClipLoss(nn.Module):
     image's softmax as extra wrong answers, and the text → image direction uses
     the `N` real captions only. Not with a gathered (multi-process) batch, whose
     rows would interleave ranks' negatives with their captions.
+
+    Label smoothing (`label_smoothing=e`, default 0): each cross-entropy's target is
+    `1 - e` on the true match plus `e/K` on each of the row's `K` candidates, as in
+    `F.cross_entropy(..., label_smoothing=e)`. With few training pairs it keeps the
+    loss from paying for ever-sharper matches of pairs it has already memorised.
     """
 
-    def __init__(self, gather: bool = True) -> None:
+    def __init__(self, gather: bool = True, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.gather = gather
+        self.label_smoothing = label_smoothing
         # arange(N) is rebuilt on every step otherwise; batch size and device rarely
         # change, so keep the few tensors we have made.
         self._labels: dict[tuple[int, torch.device], torch.Tensor] = {}
@@ -152,8 +158,8 @@ class ClipLoss(nn.Module):
         # columns (if any) are left out: they have no image to be matched with.
         logits_per_text = logits_per_image[:, : logits_per_image.shape[0]].T
         labels = self._targets(logits_per_image.shape[0], logits_per_image.device)
-        loss_img = F.cross_entropy(logits_per_image, labels)
-        loss_txt = F.cross_entropy(logits_per_text, labels)
+        loss_img = F.cross_entropy(logits_per_image, labels, label_smoothing=self.label_smoothing)
+        loss_txt = F.cross_entropy(logits_per_text, labels, label_smoothing=self.label_smoothing)
         return (loss_img + loss_txt) / 2
 
 

@@ -95,6 +95,24 @@ def test_clip_loss_gradients(n, d, scale):
         torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.5])
+def test_label_smoothing_matches_the_smoothed_target_formula_and_passes_gradients(eps):
+    # Each direction's target: 1 - eps on the pair, eps/N spread over the row's N candidates, so the loss is
+    # (1 - eps) * (-log p_ii) + eps * mean_j(-log p_ij), averaged over rows and then over the two directions.
+    img, txt = _features(6, 8, seed=3)
+    img.requires_grad_()
+    scale = 1 / 0.07
+    s = scale * img.double() @ txt.double().T
+    expected = 0.0
+    for logits in (s, s.T):
+        logp = torch.log_softmax(logits, dim=1)
+        expected += ((1 - eps) * -logp.diagonal() + eps * -logp.mean(dim=1)).mean() / 2
+    got = ClipLoss(label_smoothing=eps)(img, txt, torch.tensor(scale))
+    assert math.isclose(got.item(), expected.item(), rel_tol=1e-5)
+    got.backward()
+    assert torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("n,d", SHAPES)
 @pytest.mark.parametrize("scale,bias", [(10.0, -10.0), (1.0, 0.0), (1 / 0.07, -3.0)])
 def test_siglip_loss_matches_formula_and_gradients(n, d, scale, bias):

@@ -320,3 +320,44 @@ def test_train_step_hands_the_model_its_batch_on_the_models_device(tmp_path, chu
     with pytest.raises(Arrived):
         trainer.train_step(torch.zeros(4, 3, size, size), tokenize(["a red star"] * 4, context))
     assert arrived == [{"meta"}]
+
+
+def test_a_weight_average_is_validated_published_and_resumed_bit_exactly(tmp_path):
+    from miniclip.train.ema import ema_decay_at
+
+    overrides = ["optim.steps=7", "train.save_every=3", "train.val_every=100", "train.ema_decay=0.9"]
+    straight = Trainer(ci_config(*overrides), tmp_path / "straight", progress=False)
+    start = {k: v.clone() for k, v in straight.model.state_dict().items()}
+    seen = []  # the live weights after each optimizer step, to average by hand
+    real_step = straight.optimizer_step
+
+    def recording_step(loss):
+        took = real_step(loss)
+        seen.append({k: v.clone() for k, v in straight.model.state_dict().items()})
+        return took
+
+    straight.optimizer_step = recording_step
+    straight.run()
+    expected = dict(start)
+    for n, live in enumerate(seen):
+        d = ema_decay_at(0.9, n)
+        expected = {k: d * expected[k] + (1 - d) * live[k] if live[k].is_floating_point() else live[k]
+                    for k in live}
+    final, last = weights(tmp_path / "straight", "final"), weights(tmp_path / "straight", "last")
+    key = "text_projection"
+    assert torch.allclose(final[key], expected[key], atol=1e-6)
+    assert not torch.allclose(final[key], last[key])  # last.* keeps the live weights for resuming
+    assert torch.equal(last[key], seen[-1][key].cpu())
+    # A run killed at step 5 resumes from step 3 with its average and ends where the straight one did.
+    first = Trainer(ci_config(*overrides), tmp_path / "resumed", progress=False)
+    first.run(max_steps=5)
+    Trainer(ci_config(*overrides), tmp_path / "resumed", resume=True, progress=False).run()
+    resumed = weights(tmp_path / "resumed", "final")
+    assert all(torch.equal(final[k], resumed[k]) for k in final)
+
+
+def test_a_bad_weight_average_or_smoothing_is_a_config_error():
+    for override, key in (("train.ema_decay=1.0", "train.ema_decay"), ("optim.label_smoothing=-0.1",
+                                                                       "optim.label_smoothing")):
+        with pytest.raises(Exception, match=key):
+            ci_config(override)

@@ -2,11 +2,12 @@
 
 One step: encode a batch of images and captions, compute the symmetric contrastive loss over the batch
 (gathered across data-parallel ranks), backpropagate, take an AdamW step at the scheduled learning rate,
-and clamp the temperature. Around it: bf16/fp16 autocast, gradient checkpointing, GradCache for batches
-larger than memory, periodic validation and checkpoints, exact resume, clean stops on SIGINT/SIGTERM, and
-a guard against non-finite losses. Nothing a run saved is lost when it dies: checkpoints are committed in two
-phases (`miniclip.checkpoint`), a kill at any moment resumes bit-exactly from the last one, a full disk stops
-the run with the previous checkpoint intact, and a lock keeps a second run out of the directory.
+and clamp the temperature (then, if asked, move a moving average of the weights). Around it: bf16/fp16
+autocast, gradient checkpointing, GradCache for batches larger than memory, periodic validation and
+checkpoints, exact resume, clean stops on SIGINT/SIGTERM, and a guard against non-finite losses. Nothing a
+run saved is lost when it dies: checkpoints are committed in two phases (`miniclip.checkpoint`), a kill at
+any moment resumes bit-exactly from the last one, a full disk stops the run with the previous checkpoint
+intact, and a lock keeps a second run out of the directory.
 
 Run it with `python -m miniclip train --config configs/NAME.yaml` (add `torchrun --nproc_per_node N -m`
 for data parallelism).
@@ -43,6 +44,7 @@ from miniclip.eval.validator import Validator
 from miniclip.loss import ClipLoss
 from miniclip.model import CLIP, trimmed_tokens
 from miniclip.tokenizer import tokenize
+from miniclip.train.ema import WeightAverage
 from miniclip.train.lock import RunLock
 
 # What a run writes into its directory (and a fresh run in the same directory replaces), and the files a save
@@ -169,6 +171,7 @@ class Trainer:
         self.channels_last = not self.config.model.is_vit
         if self.channels_last:
             self.model.visual.to(memory_format=torch.channels_last)
+        self.ema = WeightAverage(self.model, t.ema_decay) if t.ema_decay > 0 else None
         towers = self.ddp = Towers(self.model)
         if is_distributed():
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -191,7 +194,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
-        self.loss_fn = ClipLoss()
+        self.loss_fn = ClipLoss(label_smoothing=o.label_smoothing)
 
     def _prepare_out_dir(self, resume: bool):
         """The validator and TensorBoard (which only the main rank keeps); then resume from `last.*`
@@ -290,7 +293,14 @@ class Trainer:
         self.scaler.update()
         with torch.no_grad():  # §2.5: the temperature is clipped so logits are scaled by at most 100
             self.model.logit_scale.clamp_(0, math.log(self.config.optim.max_logit_scale))
+        if self.ema is not None:
+            self.ema.update(self.model)
         return True
+
+    @property
+    def published_model(self) -> CLIP:
+        """The weights that are validated and saved as final: their moving average if `train.ema_decay` > 0."""
+        return self.model if self.ema is None else self.ema.model
 
     # ------------------------------------------------------------------------- the run
 
@@ -331,7 +341,7 @@ class Trainer:
                     record = self._log_step(loss, took_step)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", T=f"{record['logit_scale']:.1f}")
                 if self.is_main and (self.step % c.train.val_every == 0 or last):
-                    self._log({"step": self.step, "kind": "val", **self.validator(self.model)})
+                    self._log({"step": self.step, "kind": "val", **self.validator(self.published_model)})
                 if self.step % c.train.save_every == 0:
                     self._save("last")
             self._save("last")
@@ -422,7 +432,7 @@ class Trainer:
         if self.is_main:
             metrics = self.validator.last if self.validator else {}
             with self._saving():
-                ckpt.save_checkpoint(self.out_dir, "final", self.model, step=self.step,
+                ckpt.save_checkpoint(self.out_dir, "final", self.published_model, step=self.step,
                                      run_config=self.config.to_dict(), metrics=metrics)
 
     # ------------------------------------------------------------------------- bookkeeping
@@ -445,8 +455,11 @@ class Trainer:
         return handlers
 
     def _training_state(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": ckpt.rng_state(), "bad_steps": self.bad_steps}
+        state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                 "rng": ckpt.rng_state(), "bad_steps": self.bad_steps}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
 
     def _save(self, tag: str):
         if self.is_main:
@@ -474,6 +487,8 @@ class Trainer:
         state = ckpt.load_training_state(path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         ckpt.set_rng_state(state["rng"])
         self.step, self.bad_steps = state["step"], state["bad_steps"]
         if self.is_main:
