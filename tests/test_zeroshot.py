@@ -102,6 +102,18 @@ def test_classifier_weights_match_a_hand_computation(tiny_model):
     np.testing.assert_allclose(got.numpy(), np.stack(expected), atol=1e-5)
 
 
+def test_a_class_given_by_synonyms_averages_every_name_in_every_template(tiny_model):
+    from miniclip.eval.classnames import INTEL_SCENES_CAPTION_WORDS
+
+    names, templates = [("the sea", "the ocean", "a beach"), "a street"], ("a photo of {}.", "a picture of {}.")
+    got = classifier_weights(tiny_model, names, templates)
+    sea = F.normalize(encode_texts(tiny_model, [t.format(n) for n in names[0] for t in templates]), dim=-1)
+    expected_sea = F.normalize(sea.mean(dim=0), dim=-1)
+    torch.testing.assert_close(got[0], expected_sea, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[1], classifier_weights(tiny_model, ["a street"], templates)[0], atol=1e-6, rtol=0)
+    assert len(INTEL_SCENES_CAPTION_WORDS) == 6 and all(isinstance(n, tuple) for n in INTEL_SCENES_CAPTION_WORDS)
+
+
 def test_fusion_averages_normalised_class_vectors():
     rng = np.random.default_rng(1)
     raw = [rng.normal(size=(5, 8)) * scale for scale in (1.0, 3.0, 0.2)]  # lengths must not matter
@@ -308,3 +320,14 @@ def test_cli_rejects_a_language_without_names(ci_checkpoint, tmp_path):
     with pytest.raises(UsageError, match="no de class names"):
         run(["eval", "zeroshot", "--checkpoint", str(ci_checkpoint), "--data", f"imagefolder:{tmp_path}",
               "--lang", "de"])
+
+
+def test_zeroshot_hits_mark_each_images_top1_and_agree_with_the_metrics():
+    from miniclip.eval.zeroshot import zeroshot_hits, zeroshot_metrics
+
+    classifier = torch.eye(3)
+    features = torch.tensor([[1.0, 0.1, 0.0], [0.0, 0.2, 1.0], [0.3, 0.9, 0.0], [0.9, 0.0, 0.2]])
+    labels = torch.tensor([0, 1, 1, 2])
+    hits = zeroshot_hits(features, labels, classifier)
+    assert hits.tolist() == [True, False, True, False]
+    assert zeroshot_metrics(features, labels, classifier, ["a", "b", "c"])["top1"] == hits.float().mean().item()

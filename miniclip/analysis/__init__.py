@@ -8,6 +8,7 @@
 - `bias`: gaps between groups of images for prompts, with bootstrap CIs; top-k composition; Flickr8k's
   caption-word proxy; `association` for planted-bias experiments.
 - `limitations`: counting, spatial relations and prompt sensitivity, as accuracies against chance.
+- `vocabulary`: how many training captions use each class word of a zero-shot benchmark.
 """
 
 from miniclip.analysis.attention import (
@@ -32,9 +33,11 @@ from miniclip.analysis.limitations import (
                                          swap_count,
 )
 from miniclip.analysis.similarity import image_class_similarity, image_text_similarity
+from miniclip.analysis.vocabulary import caption_word_counts
 
 __all__ = [
-    "ambiguous_pairs", "association", "attention_rollout", "attnpool_attention", "caption_groups", "cls_attention",
+    "ambiguous_pairs", "association", "attention_rollout", "attnpool_attention", "caption_groups",
+    "caption_word_counts", "cls_attention",
     "flickr8k_ambiguous_map", "flickr8k_bias", "flickr8k_counting", "fresh_init_like",
     "group_gaps", "image_attention_maps", "image_class_similarity", "image_text_similarity", "joint_embedding_map",
     "localisation_scores", "project_2d", "prompt_sensitivity", "shapes_counting", "shapes_localisation",

@@ -267,6 +267,26 @@ def plot_accuracies(values: dict[str, float], *, chance: float | None = None, er
     return fig
 
 
+def plot_word_counts(points: dict[str, list[tuple[str, int, float]]], *, title: str,
+                     xlabel: str = "training captions that use the class word (log scale)",
+                     ylabel: str = "zero-shot recall of the class"):
+    """One labelled point per class, `points[group] = [(word, count, recall), ...]`: how often the training
+    captions used a class's word against how well the zero-shot classifier recognises the class, one colour per
+    group (benchmark). Counts are drawn at count + 1 so that a word no caption used still has a place."""
+    fig, axes = _subplots(width=6.5, height=3.8)
+    ax = axes[0, 0]
+    for i, (group, rows) in enumerate(points.items()):
+        x = np.array([n + 1 for _, n, _ in rows], dtype=float)
+        y = np.array([r for _, _, r in rows], dtype=float)
+        ax.scatter(x, y, s=22, color=PALETTE[i % len(PALETTE)], label=group)
+        for (word, _, _), xi, yi in zip(rows, x, y):
+            ax.annotate(word, (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xscale("log"), ax.set_ylim(0, 1.05)
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def plot_confusion(confusion, labels: list[str], *, title: str = "Confusion matrix",
                    xlabel: str = "predicted", ylabel: str = "true"):
     """A row-normalised confusion matrix (each true class's row sums to 1). Up to 12 classes, the counts are

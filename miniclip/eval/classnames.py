@@ -178,6 +178,19 @@ _INTEL_SCENES_ROWS = (  # folder, English, French, German (dative, after "von")
 INTEL_SCENES_CLASSES = tuple(row[0] for row in _INTEL_SCENES_ROWS)
 INTEL_SCENES = {lang: tuple(row[i + 1] for row in _INTEL_SCENES_ROWS) for i, lang in enumerate(("en", "fr", "de"))}
 
+# The same six scenes in the words Flickr8k's captions use for them (English only): the class word, then up to
+# two other words for the scene that the training captions use most (`caption_word_counts`: sea 23 captions,
+# ocean 315, beach 739; glacier 5, snow 1,197, ice 154; building 415, city 229; forest 132, woods 155, tree 526;
+# mountain 523, hill 359; street 720, road 308, sidewalk 284). Chosen once from those counts, not from accuracy.
+INTEL_SCENES_CAPTION_WORDS = (
+    ("buildings", "a building", "a city"),
+    ("a forest", "the woods", "trees"),
+    ("a glacier", "snow", "ice"),
+    ("a mountain", "a hill"),
+    ("the sea", "the ocean", "a beach"),
+    ("a street", "a road", "a sidewalk"),
+)
+
 CLASS_NAMES = {"cifar10": CIFAR10, "cifar100": CIFAR100, "intel-scenes": INTEL_SCENES}
 # The readable folder names of each set, where they differ from its English prompt names.
 _FOLDER_NAMES = {"intel-scenes": INTEL_SCENES_CLASSES}

@@ -219,11 +219,13 @@ def encode_texts(model, texts: list[str], batch_size: int = 256) -> torch.Tensor
 
 
 @torch.no_grad()
-def classifier_weights(model, class_names: list[str], templates=SIMPLE_TEMPLATES, lang: str = "en") -> torch.Tensor:
-    """[C, D]: per class, the renormalised mean of its normalised template embeddings."""
-    prompts = [fill_template(t, name, lang) for name in class_names for t in templates]
-    emb = encode_texts(model, prompts).view(len(class_names), len(templates), -1)
-    return F.normalize(emb.mean(dim=1), dim=-1)
+def classifier_weights(model, class_names: list, templates=SIMPLE_TEMPLATES, lang: str = "en") -> torch.Tensor:
+    """[C, D]: per class, the renormalised mean of its normalised prompt embeddings: every template filled with
+    the class's name, or with each of its names when a class is given as a tuple of synonyms."""
+    names = [(n,) if isinstance(n, str) else tuple(n) for n in class_names]
+    prompts = [fill_template(t, name, lang) for synonyms in names for name in synonyms for t in templates]
+    per_class = encode_texts(model, prompts).split([len(synonyms) * len(templates) for synonyms in names])
+    return F.normalize(torch.stack([emb.mean(dim=0) for emb in per_class]), dim=-1)
 
 
 def fuse_classifiers(classifiers: list[torch.Tensor]) -> torch.Tensor:
@@ -282,6 +284,13 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classe
     """[C, C] counts: row = true class, column = predicted class (one bincount, no Python loop)."""
     flat = labels.long().cpu() * num_classes + predictions.long().cpu()
     return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def zeroshot_hits(features: torch.Tensor, labels: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """[N] bool: whether each image's top-1 class is its label. Two classifiers' hits on the same images pair
+    up, so their difference can be given a paired interval (`miniclip.eval.attributes.paired_difference`)."""
+    logits = features @ classifier.to(features.device).t()
+    return (logits.argmax(dim=1) == labels.to(logits.device)).cpu()
 
 
 def zeroshot_metrics(features: torch.Tensor, labels: torch.Tensor, classifier: torch.Tensor,
