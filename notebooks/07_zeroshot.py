@@ -153,8 +153,10 @@ def scenes_task():
                **{t: (names, (t,)) for t in ("a photo of {}.", "a picture of {}.", "a landscape photo of {}.",
                                              "a blurry photo of {}.")},
                ensemble: (names, TEMPLATE_SETS["scenes"]),
-               "a photo of {}., caption words": (INTEL_SCENES_CAPTION_WORDS, ("a photo of {}.",)),
-               f"{ensemble}, caption words": (INTEL_SCENES_CAPTION_WORDS, TEMPLATE_SETS["scenes"])}
+               # each class named by its own word and the captions' words for the scene (see below)
+               "caption words, photo of {}.": (INTEL_SCENES_CAPTION_WORDS, ("a photo of {}.",)),
+               f"caption words, ensemble ({len(TEMPLATE_SETS['scenes'])})": (INTEL_SCENES_CAPTION_WORDS,
+                                                                             TEMPLATE_SETS["scenes"])}
     return model, F.normalize(features, dim=-1), labels, names, "Intel scenes test", "Flickr8k", prompts
 
 
