@@ -38,7 +38,7 @@ from miniclip.eval.attributes import attribute_report, format_report
 from miniclip.eval.classnames import default_template_set, prompts_for_classes
 from miniclip.eval.features import FeatureCache, test_set_features
 from miniclip.eval.probes import evaluate_retrieval, few_shot, linear_probe, stratified_split, zero_shot_accuracy
-from miniclip.eval.robustness import cifar_corruptions, shapes_style_shift
+from miniclip.eval.robustness import corruption_robustness, shapes_style_shift
 from miniclip.eval.zeroshot import (
     LANGUAGES,
     classifier_weights,
@@ -267,7 +267,7 @@ def run_robustness(args: argparse.Namespace) -> dict:
                       f"probe {s['probe_shifted']:.1%} (source {s['probe_clean']:.1%})")
     else:
         try:
-            result = cifar_corruptions(model, args.data, args.templates, cache, n_shifted=args.n_shifted,
+            result = corruption_robustness(model, args.data, args.templates, cache, n_shifted=args.n_shifted,
                                        normalize=normalize, batch_size=args.batch_size)
         except ValueError as e:  # the template set: unknown, or not made for these class names
             raise UsageError(f"{args.data}: {e}") from None

@@ -210,7 +210,7 @@ def summarise(rows: list[dict]) -> dict:
 # --------------------------------------------------------------------------------------------------------
 
 
-def cifar_corruptions(model, spec: str = "cifar10", template_set: str | None = None,
+def corruption_robustness(model, spec: str = "cifar10", template_set: str | None = None,
                       cache: FeatureCache | None = None, n_shifted: int = 1000, corruptions=None,
                       severities=(1, 2, 3), shots=(1, 2, 4, 8, 16), seed: int = 0, normalize: bool = True,
                       batch_size: int = 256) -> dict:
@@ -322,7 +322,7 @@ def shapes_style_shift(model, world, kinds=("colour", "shape"), source=SOURCE_ST
 
 
 __all__ = [
-    "CORRUPTIONS", "SOURCE_STYLES", "TARGET_STYLES", "contrast", "corrupt", "corruption_fn", "cifar_corruptions",
+    "CORRUPTIONS", "SOURCE_STYLES", "TARGET_STYLES", "contrast", "corrupt", "corruption_fn", "corruption_robustness",
     "effective_robustness", "gaussian_blur", "gaussian_noise", "jpeg", "probe_family", "psnr", "robustness_table",
     "shapes_style_features", "shapes_style_shift", "summarise",
 ]
