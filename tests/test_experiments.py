@@ -167,7 +167,8 @@ def test_every_experiment_of_every_profile_derives_valid_models(path):
         variants = settings.get("variants", {"": {}})
         for part in parts:
             for variant in variants.values():
-                overrides = {**part.get("overrides", {}), **(variant if part is settings.get("flickr8k") else {})}
+                own = part is settings.get("flickr8k") or part is settings  # the part its variants change
+                overrides = {**part.get("overrides", {}), **((variant or {}) if own else {})}
                 config = store.derived_config(part["base"], overrides)
                 assert path.stem in part["base"] or path.stem == "ci", (name, part["base"])
                 if config.data.dataset == "shapes":
@@ -306,6 +307,28 @@ def test_encoders_experiment(runs):
     assert ZS_KEYS <= set(result["shapes_vit"]["zeroshot"])
     for dataset in ("flickr8k", "shapes"):
         assert load_model(result["vit_checkpoints"][dataset]).config.is_vit
+
+
+def test_recipe_experiment_is_opt_in_and_scores_every_variant_and_seed(runs):
+    from miniclip.data.paths import MissingDataError
+    from miniclip.experiments.registry import OPTIONAL_EXPERIMENTS
+
+    assert "recipe" in OPTIONAL_EXPERIMENTS and "recipe" not in EXPERIMENTS  # `make experiments` leaves it out
+    try:
+        result = _run("recipe")
+    except MissingDataError as e:
+        pytest.skip(f"Flickr8k or the Intel scenes not under $MINICLIP_DATA: {e}")
+    assert list(result["variants"]) == ["book", "label smoothing 0.1"] and result["seeds"] == [0, 1]
+    for entry in result["variants"].values():
+        seeds = entry["per_seed"]
+        assert [s["seed"] for s in seeds] == [0, 1] and seeds[0]["checkpoint"] != seeds[1]["checkpoint"]
+        for key in ("text_to_image_R@10", "image_to_text_R@10", "scenes_photo_top1", "scenes_ensemble_top1",
+                    "scenes_caption_words_top1"):
+            values = [s["scores"][key] for s in seeds]
+            assert entry["mean"][key] == pytest.approx(sum(values) / 2)
+            assert tuple(entry["range"][key]) == (min(values), max(values))
+            assert all(0 <= v <= 1 for v in values)
+    assert result["variants"]["label smoothing 0.1"]["overrides"] == {"optim.label_smoothing": 0.1}
 
 
 def test_relations_experiment(runs):

@@ -23,6 +23,7 @@ from miniclip.config import load_config
 from miniclip.data.loaders import shapes_world_of_run
 from miniclip.data.paths import MissingDataError
 from miniclip.env import ROOT, profile
+from miniclip.experiments.registry import OPTIONAL_EXPERIMENTS
 from miniclip.experiments.runner import run_experiment
 from miniclip.experiments.store import experiment_settings, load_cached, results_path
 from miniclip.train.runs import run_dir, train_if_changed
@@ -246,9 +247,10 @@ def experiment(name: str) -> dict | None:
             return None
     if result is None:
         one = f"python -m miniclip experiments {name}" + ("" if profile() == "cpu" else f" --profile {profile()}")
+        how = (f"it is an opt-in experiment, which `{make('experiments')}` leaves out for its cost: run `{one}`"
+               if name in OPTIONAL_EXPERIMENTS else f"run `{make('experiments')}` (or just this one: `{one}`)")
         note(f"`{results_path(name, profile()).relative_to(ROOT)}` is missing, damaged, or was computed with other "
-             f"settings: run `{make('experiments')}` (or just this one: `{one}`). What depends on it below is left "
-             "empty until then.")
+             f"settings: {how}. What depends on it below is left empty until then.")
     return result
 
 

@@ -8,16 +8,16 @@ import json
 
 from miniclip.env import PROFILES
 from miniclip.errors import UsageError
-from miniclip.experiments.registry import EXPERIMENTS
+from miniclip.experiments.registry import ALL_EXPERIMENTS, EXPERIMENTS, OPTIONAL_EXPERIMENTS
 from miniclip.experiments.runner import run_experiment
 from miniclip.experiments.store import results_path
 
 
 def run(args: argparse.Namespace) -> int:
     names = args.names or list(EXPERIMENTS)
-    unknown = [n for n in names if n not in EXPERIMENTS]
+    unknown = [n for n in names if n not in ALL_EXPERIMENTS]
     if unknown:
-        raise UsageError(f"unknown experiment {unknown[0]!r} (choose from {', '.join(EXPERIMENTS)})")
+        raise UsageError(f"unknown experiment {unknown[0]!r} (choose from {', '.join(ALL_EXPERIMENTS)})")
     summary = {}
     for name in names:
         record = run_experiment(name, args.profile, force=args.force)
@@ -33,7 +33,8 @@ def add_experiment_commands(commands) -> None:
     parser = commands.add_parser("experiments", help="the paper's experiments at small scale, cached under "
                                  "runs/<profile>/experiments/")
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"which to run (default: all, in this order): {', '.join(EXPERIMENTS)}")
+                        help=f"which to run (default: all, in this order): {', '.join(EXPERIMENTS)}; "
+                        f"opt-in, by name only: {', '.join(OPTIONAL_EXPERIMENTS)}")
     parser.add_argument("--profile", choices=PROFILES, help="default: $MINICLIP_PROFILE or cpu")
     parser.add_argument("--force", action="store_true", help="rerun even when a cached result has these settings")
     parser.add_argument("--json", action="store_true", help="print a summary as JSON on the last line")

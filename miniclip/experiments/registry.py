@@ -12,6 +12,7 @@ first; results land in runs/<profile>/experiments/<name>.json.
 | planted | a word planted at rate p: the probe's association rises with p (slope) | planted.py |
 | noisy | a fraction of mismatched captions: held-out zero-shot | planted.py |
 | relations | true vs swapped relation captions, fine-tuned without and with swapped negatives | relations.py |
+| recipe | opt-in, not in `make experiments`: the real-photo recipe's levers, several seeds each | sweeps.py |
 
 Settings per profile are in configs/experiments/<profile>.yaml; models derive from the base training configs.
 """
@@ -28,3 +29,10 @@ EXPERIMENTS = {
     "objectives": objectives.run,
     "encoders": sweeps.run_encoders,
 }
+
+# Experiments that `make experiments` leaves out because they cost hours on a CPU; run them by name
+# (`python -m miniclip experiments recipe`). The book shows their results when they exist.
+OPTIONAL_EXPERIMENTS = {
+    "recipe": sweeps.run_recipe,
+}
+ALL_EXPERIMENTS = {**EXPERIMENTS, **OPTIONAL_EXPERIMENTS}

@@ -1,6 +1,7 @@
 """Running an experiment once: `run_experiment(name)` returns its cached result or computes and stores it.
 
-`make experiments` runs every experiment of `registry.EXPERIMENTS` in order (`python -m miniclip experiments`);
+`make experiments` runs every experiment of `registry.EXPERIMENTS` in order (`python -m miniclip experiments`;
+the opt-in `OPTIONAL_EXPERIMENTS` run only by name);
 the book reads the results through `miniclip.book.experiment`.
 """
 
@@ -12,7 +13,7 @@ import time
 
 from miniclip.env import profile as active_profile
 from miniclip.errors import UserError
-from miniclip.experiments.registry import EXPERIMENTS
+from miniclip.experiments.registry import ALL_EXPERIMENTS
 from miniclip.experiments.store import (
     experiment_settings,
     experiments_profile,
@@ -35,8 +36,8 @@ def run_experiment(name: str, profile: str | None = None, *, force: bool = False
                    verbose: bool = True) -> dict:
     """Run one experiment (or return its cached result) and return `{"result": …, "provenance": …}`."""
     profile = experiments_profile(profile or active_profile())
-    if name not in EXPERIMENTS:
-        raise UnknownExperiment(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+    if name not in ALL_EXPERIMENTS:
+        raise UnknownExperiment(f"unknown experiment {name!r}; choose from {', '.join(ALL_EXPERIMENTS)}")
     if settings is None:
         all_settings = experiment_settings(profile)
         if name not in all_settings:
@@ -52,7 +53,7 @@ def run_experiment(name: str, profile: str | None = None, *, force: bool = False
     if verbose:
         print(f"{name}: running ({profile} profile)", file=sys.stderr)
     t0, load_before = time.time(), list(os.getloadavg())
-    result = EXPERIMENTS[name](settings, profile)
+    result = ALL_EXPERIMENTS[name](settings, profile)
     record = {"experiment": name, "profile": profile, "result": plain(result),
               "provenance": provenance(settings, time.time() - t0, load_before)}
     write_sealed(path, record)

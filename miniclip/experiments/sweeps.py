@@ -7,6 +7,8 @@
 - `lr_batch`: a small grid of learning rates and batch sizes, each run at the same number of samples seen,
   reporting the final validation loss and Shapes zero-shot accuracy.
 - `throughput`: training steps per second and samples per second against batch size, fp32 and bf16.
+- `recipe` (opt-in, hours on a CPU): the real-photo recipe's levers, each one change to the book's Flickr8k
+  config, several seeds each, compared by Flickr8k test retrieval and Intel scenes zero-shot.
 """
 
 from __future__ import annotations
@@ -26,8 +28,16 @@ from miniclip.data.folders import open_test_set
 from miniclip.data.transforms import eval_transform
 from miniclip.env import matmul_peak, synchronize
 from miniclip.env import profile as active_profile
+from miniclip.eval.classnames import INTEL_SCENES_CAPTION_WORDS
+from miniclip.eval.classnames import class_names as translated_class_names
 from miniclip.eval.probes import evaluate_retrieval
-from miniclip.eval.zeroshot import TEMPLATE_SETS, evaluate_zeroshot
+from miniclip.eval.zeroshot import (
+    TEMPLATE_SETS,
+    classifier_weights,
+    evaluate_zeroshot,
+    image_features,
+    zeroshot_metrics,
+)
 from miniclip.experiments.shapes_eval import ShapesZeroShot, clip_scorer, shapes_world
 from miniclip.experiments.store import cached_part, derived_config, work_dir
 from miniclip.experiments.training import train_contrastive
@@ -124,6 +134,56 @@ def run_encoders(settings: dict, profile: str) -> dict:
     out["vit_checkpoints"] = {"flickr8k": str(vit_checkpoint("flickr8k", profile)),
                               "shapes": str(vit_checkpoint("shapes", profile))}
     return out
+
+
+# ----------------------------------------------------------------------------- the real-photo recipe
+
+
+def run_recipe(settings: dict, profile: str) -> dict:
+    """Settings: `base`, `overrides` (shared by every run), `variants` {name: overrides, the first one the
+    reference}, `seeds`, `retrieval_images` (null: all), `scenes_images` (null: all).
+
+    Each variant is the base config with its overrides, trained once per seed and scored by Flickr8k test
+    retrieval and by Intel scenes zero-shot with "a photo of {}.", with the eight scene templates, and with the
+    scene templates and the captions' words for each class (`INTEL_SCENES_CAPTION_WORDS`). Each variant's entry
+    holds every seed's scores and training time, their mean and their (lowest, highest)."""
+    out = {}
+    seeds = settings.get("seeds", [0])
+    for name, variant in settings["variants"].items():
+        per_seed = []
+        for seed in seeds:
+            overrides = {**settings.get("overrides", {}), **(variant or {}), "train.seed": seed}
+            run_name = f"{name}-seed{seed}"
+            config = derived_config(settings["base"], overrides, name=run_name, profile=profile)
+            run_dir = work_dir("recipe", profile) / run_name
+            entry = {"seed": seed, **train_kept(config, run_dir)}
+            model = load_model(run_dir / "final")
+            recalls = _retrieval(model, config.model.image_size, settings.get("retrieval_images"))
+            entry["scores"] = {**{k: v for k, v in recalls.items() if "_R@" in k},
+                               **_scenes(model, config.model.image_size, settings.get("scenes_images"))}
+            per_seed.append(entry)
+        keys = per_seed[0]["scores"]
+        out[name] = {"overrides": variant or {}, "per_seed": per_seed,
+                     "train_minutes": statistics.fmean(e["train_wall_s"] or 0 for e in per_seed) / 60,
+                     "mean": {k: statistics.fmean(e["scores"][k] for e in per_seed) for k in keys},
+                     "range": {k: (min(e["scores"][k] for e in per_seed), max(e["scores"][k] for e in per_seed))
+                               for k in keys}}
+    return {"variants": out, "seeds": seeds}
+
+
+def _scenes(model, image_size: int, n_images: int | None) -> dict:
+    """Intel scenes test zero-shot top-1 with one template, the scene ensemble, and the ensemble over each class's
+    caption words; `n_images` takes every k-th image (the copy is sorted by class)."""
+    test = open_test_set("intel-scenes", eval_transform(image_size))
+    if n_images is not None and n_images < len(test):
+        test = Subset(test, list(range(0, len(test), len(test) // n_images))[:n_images])
+    names = translated_class_names("intel-scenes")
+    prompt_sets = {"scenes_photo_top1": (names, ("a photo of {}.",)),
+                   "scenes_ensemble_top1": (names, TEMPLATE_SETS["scenes"]),
+                   "scenes_caption_words_top1": (INTEL_SCENES_CAPTION_WORDS, TEMPLATE_SETS["scenes"])}
+    features, labels = image_features(model, test)  # once, for the three classifiers
+    return {key: zeroshot_metrics(features, labels, classifier_weights(model, class_names, templates), names)["top1"]
+            for key, (class_names, templates) in prompt_sets.items()}
 
 
 def _seed_summary(per_seed: list[dict]) -> dict:
