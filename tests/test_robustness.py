@@ -165,3 +165,26 @@ def test_shapes_style_shift_on_a_tiny_model(tmp_path):
     assert cache.hits == 1 and features.shape == (16, 16)
     assert torch.equal(world.labels(scenes, "colour"),
                        world.labels(world.render(range(16), "test", n_objects=1, style="sketch"), "colour"))
+
+
+def test_corruption_robustness_on_a_tiny_intel_scenes_set_and_a_clear_error_when_too_many_are_asked(
+        tmp_path, monkeypatch):
+    from conftest import write_intel_scenes
+    from miniclip.config import load_config
+    from miniclip.eval.features import FeatureCache
+    from miniclip.eval.robustness import corruption_robustness
+    from miniclip.model import CLIP
+
+    write_intel_scenes(tmp_path / "data" / "intel-scenes" / "test", per_class=20)
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path / "data"))
+    torch.manual_seed(0)
+    model = CLIP(load_config("configs/ci.yaml").model).eval()
+    cache = FeatureCache(tmp_path / "cache")
+    # The probes' test part holds 30% of each class (6 of 20): 36 balanced images at most.
+    with pytest.raises(ValueError, match="--n-shifted 36 or less"):
+        corruption_robustness(model, "intel-scenes", cache=cache, n_shifted=60, shots=(1, 2))
+    result = corruption_robustness(model, "intel-scenes", cache=cache, n_shifted=36, shots=(1, 2),
+                                   corruptions=["contrast"], severities=(1, 3))
+    assert result["n_shifted"] == 36 and set(result["summary"]) == {"contrast@1", "contrast@3"}
+    for shift in result["summary"].values():
+        assert 0 <= shift["zero_shot_shifted"] <= 1 and 0 <= shift["probe_shifted"] <= 1

@@ -228,6 +228,11 @@ def corruption_robustness(model, spec: str = "cifar10", template_set: str | None
     features, labels, class_names = test_set_features(model, spec, cache, batch_size)
     train, val, test = stratified_split(labels.numpy())
     y = labels.numpy()
+    smallest = int(np.bincount(y[test]).min())  # the test part's smallest class bounds the balanced subset
+    if n_shifted // len(class_names) > smallest:
+        raise ValueError(f"n_shifted={n_shifted} asks for {n_shifted // len(class_names)} test images a class, but "
+                         f"the test part has {smallest} of its smallest class (use --n-shifted "
+                         f"{smallest * len(class_names)} or less)")
     subset = sample_few_shot(y, test, n_shifted // len(class_names), seed)
     x = prepare_features(features, normalize)
     family = probe_family(x, y, train, val, shots, seed)
