@@ -303,3 +303,14 @@ def test_probe_commands_read_the_intel_scenes_from_the_data_root(tmp_path, tiny_
     assert args.func(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n_shifted"] == 6 and result["cache_hits"] == 1 and result["summary"]
+
+
+def test_equivalent_shots_interpolates_in_log2_k():
+    from miniclip.eval.probes import equivalent_shots
+
+    ks, means = [1, 2, 4, 8, 16], [0.2, 0.3, 0.4, 0.5, 0.6]
+    assert equivalent_shots(ks, means, 0.1) == 0.0             # even one shot is above it
+    assert equivalent_shots(ks, means, 0.7) is None            # never reached
+    assert equivalent_shots(ks, means, 0.4) == pytest.approx(4.0)
+    # halfway between 0.4 (k=4) and 0.5 (k=8) lies halfway in log2 k: 2 ** 2.5
+    assert equivalent_shots(ks, means, 0.45) == pytest.approx(2 ** 2.5)

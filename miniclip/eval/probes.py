@@ -268,6 +268,18 @@ def zero_shot_accuracy(features, labels, class_weights: torch.Tensor) -> float:
     return (predicted == torch.as_tensor(labels).to(x.device)).float().mean().item()
 
 
+def equivalent_shots(ks, means, target: float) -> float | None:
+    """The k at which a few-shot curve (mean accuracy `means` at shots `ks`, increasing k) reaches `target`,
+    interpolated linearly in log2 k between the measured points, as the paper's Fig. 7 reads its "equivalent
+    shots" off the curve; None when the curve never reaches it, 0 when even the first probe is above it."""
+    if means[0] >= target:
+        return 0.0
+    for (k0, m0), (k1, m1) in zip(zip(ks, means), zip(ks[1:], means[1:])):
+        if m0 < target <= m1:
+            return float(2 ** (np.log2(k0) + (target - m0) / (m1 - m0) * (np.log2(k1) - np.log2(k0))))
+    return None
+
+
 def few_shot_probe(x: np.ndarray, y: np.ndarray, pool: np.ndarray, k: int, seed: int, max_iter: int = MAX_ITER):
     """One k-shot probe: `k` examples per class from `pool` drawn with `seed`, C from
     `few_shot_regularisation`, fitted on the sample. Returns `(classifier, C)`."""
