@@ -59,6 +59,11 @@ class OptimConfig:
     # Label smoothing of both cross-entropies: each row's target keeps 1 - e on its pair and spreads e over the
     # batch, so the loss stops rewarding ever-sharper matches of the few thousand pairs it has seen.
     label_smoothing: float = 0.0
+    # SLIP (Mu et al. 2022): a SimCLR loss on two augmented views of each image, added with this weight to the
+    # contrastive loss (0: off; SLIP uses 1). The image tower then runs on twice the images per step. Real photos
+    # only (Flickr8k or shards), and with grad_cache_chunks = 1.
+    ssl_weight: float = 0.0
+    ssl_temperature: float = 0.1
 
 
 @dataclass
@@ -119,6 +124,11 @@ class Config:
             ("optim.min_lr_ratio", 0 <= self.optim.min_lr_ratio <= 1, "must lie in [0, 1]"),
             ("optim.max_logit_scale", self.optim.max_logit_scale > 1, "must be > 1"),
             ("optim.label_smoothing", 0 <= self.optim.label_smoothing < 1, "must lie in [0, 1)"),
+            ("optim.ssl_weight", self.optim.ssl_weight >= 0, "must be >= 0 (0 turns the image SSL loss off)"),
+            ("optim.ssl_temperature", self.optim.ssl_temperature > 0, "must be positive"),
+            ("optim.ssl_weight", self.optim.ssl_weight == 0 or (self.data.dataset != "shapes"
+                                                                and self.optim.grad_cache_chunks == 1),
+             "needs real photos (data.dataset flickr8k or shards:...) and optim.grad_cache_chunks = 1"),
             ("train.ema_decay", 0 <= self.train.ema_decay < 1, "must lie in [0, 1) (0 turns the average off)"),
             ("train.precision", self.train.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
             ("train.device", self.train.device in ("auto", "cpu", "cuda") or self.train.device.startswith("cuda:"),

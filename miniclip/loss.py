@@ -36,6 +36,7 @@ __all__ = [
     "SIGLIP_INIT_LOGIT_SCALE",
     "ClipLoss",
     "SigLipLoss",
+    "SimClrLoss",
     "clip_logits",
 ]
 
@@ -206,3 +207,29 @@ class SigLipLoss(nn.Module):
         # logsigmoid is the stable form of log(1 / (1 + exp(-x))): it never forms
         # exp of a large positive number, which matters once scale·cos + bias ≈ ±20.
         return -F.logsigmoid(targets * logits).sum() / n
+
+
+class SimClrLoss(nn.Module):
+    """SimCLR's NT-Xent loss (Chen et al. 2020) on two views of each image: SLIP's image-only objective.
+
+    With `a`, `b` the L2-normalised `[N, D]` projections of two augmentations of the same `N` images, stack them
+    into `z = [a; b]` (`2N` rows). Each row's positive is its other view; the other `2N − 2` rows are its
+    negatives; a row is never compared with itself::
+
+        loss = -(1/2N) Σ_i log( exp(z_i · z_p(i) / τ) / Σ_{j ≠ i} exp(z_i · z_j / τ) )
+
+    where `p(i)` is `i + N` for the first half and `i − N` for the second, and `τ` the temperature (SLIP: 0.1).
+    Local to each process (no gather): the images' own views make the task, and `N` per rank suffices here.
+    """
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        n = a.shape[0]
+        z = torch.cat([a, b])
+        logits = z @ z.T / self.temperature
+        logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+        positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+        return F.cross_entropy(logits, positives)

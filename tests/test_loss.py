@@ -95,6 +95,29 @@ def test_clip_loss_gradients(n, d, scale):
         torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-5)
 
 
+def test_simclr_loss_matches_a_loop_over_rows_and_passes_gradients():
+    from miniclip.loss import SimClrLoss
+
+    a, b = _features(5, 8, seed=11)
+    a.requires_grad_()
+    tau = 0.2
+    z = torch.cat([a, b]).double()
+    n = 5
+    expected = 0.0
+    for i in range(2 * n):  # each row against every other row; its positive is its other view
+        positive = (i + n) % (2 * n)
+        others = [j for j in range(2 * n) if j != i]
+        scores = torch.stack([z[i] @ z[j] / tau for j in others])
+        expected += -(z[i] @ z[positive] / tau - torch.logsumexp(scores, 0)) / (2 * n)
+    got = SimClrLoss(tau)(a, b)
+    assert math.isclose(got.item(), expected.item(), rel_tol=1e-5)
+    got.backward()
+    assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+    # two identical views of well-separated images: the positive dominates, the loss is near its minimum
+    eye = torch.eye(4)
+    assert SimClrLoss(0.05)(eye, eye).item() < 1e-3
+
+
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.5])
 def test_label_smoothing_matches_the_smoothed_target_formula_and_passes_gradients(eps):
     # Each direction's target: 1 - eps on the pair, eps/N spread over the row's N candidates, so the loss is

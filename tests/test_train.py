@@ -361,3 +361,55 @@ def test_a_bad_weight_average_or_smoothing_is_a_config_error():
                                                                        "optim.label_smoothing")):
         with pytest.raises(Exception, match=key):
             ci_config(override)
+
+
+def test_the_image_ssl_loss_trains_its_head_on_two_views_and_resumes_bit_exactly(tmp_path):
+    from miniclip.data.shards import write_shards
+    from miniclip.data.transforms import TwoViews, train_transform
+
+    rng = np.random.default_rng(0)
+
+    def jpeg():
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(buffer, "JPEG")
+        return buffer.getvalue()
+
+    picture = Image.open(io.BytesIO(jpeg()))
+    views = TwoViews(train_transform(32))(picture)
+    assert views.shape == (2, 3, 32, 32) and not torch.equal(views[0], views[1])  # two draws of the crop
+
+    write_shards(((jpeg(), f"picture number {i}") for i in range(16)), tmp_path / "shards", shard_size=8)
+    overrides = [f"data.dataset=shards:{tmp_path / 'shards'}", "optim.batch_size=8", "optim.steps=4",
+                 "optim.warmup_steps=1", "optim.ssl_weight=0.5", "train.save_every=2", "train.val_every=100",
+                 "train.log_every=1", "train.device=cpu", "data.zeroshot=none"]
+    straight = Trainer(ci_config(*overrides), tmp_path / "straight", progress=False)
+    head_before = [p.detach().clone() for p in straight.ssl_head.parameters()]
+    seen = []
+    real_loss = straight._loss
+
+    def recording_loss(image_features, text_features, logit_scale, ssl=None):
+        seen.append((image_features.shape[0], text_features.shape[0], None if ssl is None else ssl.shape[0]))
+        return real_loss(image_features, text_features, logit_scale, ssl)
+
+    straight._loss = recording_loss
+    straight.run()
+    assert seen and all(images == 2 * texts == ssl for images, texts, ssl in seen)  # two views per caption
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, straight.ssl_head.parameters()))
+    logged = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    step = next(r for r in logged if "ssl_loss" in r)
+    assert step["loss"] == pytest.approx(step["clip_loss"] + 0.5 * step["ssl_loss"], rel=1e-5)
+    # A run stopped after its step-2 checkpoint resumes with the head it had and the optimizer's state for it.
+    first = Trainer(ci_config(*overrides), tmp_path / "resumed", progress=False)
+    first.run(max_steps=2)
+    resumed = Trainer(ci_config(*overrides), tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.step == 2
+    assert all(torch.equal(a, b) for a, b in zip(first.ssl_head.parameters(), resumed.ssl_head.parameters()))
+    head_state = [resumed.optimizer.state[p]["exp_avg"] for p in resumed.ssl_head.parameters()]
+    assert all(torch.equal(a, first.optimizer.state[p]["exp_avg"])
+               for a, p in zip(head_state, first.ssl_head.parameters()))
+    resumed.run()
+
+
+def test_the_image_ssl_loss_needs_real_photos():
+    with pytest.raises(Exception, match="optim.ssl_weight"):
+        ci_config("optim.ssl_weight=1.0")  # the ci config trains on Shapes

@@ -30,7 +30,7 @@ from miniclip.data.paths import data_root
 from miniclip.data.seeds import stable_seed
 from miniclip.data.shapes import ShapesConfig, ShapesDataset, ShapesWorld
 from miniclip.data.shards import ShardDataset
-from miniclip.data.transforms import eval_transform, train_transform
+from miniclip.data.transforms import TwoViews, eval_transform, train_transform
 
 Batch = tuple[torch.Tensor, list[str]]
 
@@ -132,15 +132,17 @@ def _collate(batch) -> Batch:
     return torch.stack([image for image, _ in batch]), [caption for _, caption in batch]
 
 
-def training_transform(data_cfg, image_size: int):
+def training_transform(data_cfg, image_size: int, views: int = 1):
     """What a real photo goes through in training: `data.crop_scale` crops and flips with `data.augment`, else
-    the evaluation transform."""
-    return train_transform(image_size, data_cfg.crop_scale) if data_cfg.augment else eval_transform(image_size)
+    the evaluation transform; with `views=2`, two independent draws of it stacked (`TwoViews`, for the image SSL
+    loss), of which the first is the one the contrastive loss sees."""
+    transform = train_transform(image_size, data_cfg.crop_scale) if data_cfg.augment else eval_transform(image_size)
+    return TwoViews(transform) if views == 2 else transform
 
 
 def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
-                     world_size: int, pin_memory: bool = False) -> Iterator[Batch]:
-    transform = training_transform(data_cfg, image_size)
+                     world_size: int, pin_memory: bool = False, views: int = 1) -> Iterator[Batch]:
+    transform = training_transform(data_cfg, image_size, views)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if rank else "default")  # the missing-files warning, once
         base = Flickr8k(split="train", transform=transform, seed=seed)
@@ -170,8 +172,8 @@ def shard_location(spec: str) -> str:
 
 
 def shard_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
-                  world_size: int, pin_memory: bool = False) -> Iterator[Batch]:
-    transform = training_transform(data_cfg, image_size)
+                  world_size: int, pin_memory: bool = False, views: int = 1) -> Iterator[Batch]:
+    transform = training_transform(data_cfg, image_size, views)
     dataset = ShardDataset(shard_location(data_cfg.dataset), transform=transform,
                            shuffle_buffer=data_cfg.shuffle_buffer, resampled=True, seed=stable_seed(seed, start_step))
     loader = DataLoader(dataset, batch_size=batch_size // world_size, collate_fn=_collate,
@@ -184,10 +186,12 @@ def train_batches(config, start_step: int = 0, rank: int = 0, world_size: int = 
                   pin_memory: bool = False) -> Iterator[Batch]:
     """This rank's (images, captions) batches for steps start_step, start_step + 1, … of `config`. With
     `pin_memory` (for a CUDA model) the images arrive in page-locked memory, so that copying them to the GPU
-    with `non_blocking=True` overlaps the step before."""
+    with `non_blocking=True` overlaps the step before. With the image SSL loss (`optim.ssl_weight` > 0) each
+    real photo comes as two views, `[B, 2, 3, H, W]`."""
     data, optim = config.data, config.optim
     args = (data, config.model.image_size, config.train.seed, optim.batch_size, start_step, rank, world_size,
             pin_memory)
     if data.dataset == "shapes":  # its curriculum may be a fraction of the run
         return shapes_batches(*args, steps=optim.steps)
-    return {"flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)(*args)
+    views = 2 if optim.ssl_weight > 0 else 1
+    return {"flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)(*args, views=views)

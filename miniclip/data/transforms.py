@@ -224,6 +224,17 @@ class ImageTransform(T.Compose):
         self.image_size, self.draft_size = image_size, draft_size
 
 
+class TwoViews(ImageTransform):
+    """The same random augmentation applied twice to one image: `[2, 3, H, W]`, two views of it, as a SimCLR
+    loss needs (the image SSL loss of `optim.ssl_weight`). Decoded once, at the wrapped transform's draft size."""
+
+    def __init__(self, transform: ImageTransform):
+        super().__init__(transform.transforms, transform.image_size, transform.draft_size)
+
+    def __call__(self, img) -> torch.Tensor:
+        return torch.stack([super().__call__(img), super().__call__(img)])
+
+
 class ToNormalizedTensor:
     """RGB PIL image -> float tensor [3, H, W], scaled to 0..1 and normalised with CLIP's mean and std.
 

@@ -41,11 +41,12 @@ from miniclip.distributed import cleanup_distributed, is_distributed, setup_dist
 from miniclip.env import git_commit, machine
 from miniclip.errors import WriteError
 from miniclip.eval.validator import Validator
-from miniclip.loss import ClipLoss
+from miniclip.loss import ClipLoss, SimClrLoss
 from miniclip.model import CLIP, trimmed_tokens
 from miniclip.tokenizer import tokenize
 from miniclip.train.ema import WeightAverage
 from miniclip.train.lock import RunLock
+from miniclip.train.ssl import ProjectionHead
 
 # What a run writes into its directory (and a fresh run in the same directory replaces), and the files a save
 # has between its two phases: staged ones, ours in temporary names, and safetensors' own (it writes through a
@@ -86,15 +87,19 @@ def learning_rate(step: int, optim) -> float:
 
 
 class Towers(nn.Module):
-    """Both encoders behind one forward, so DistributedDataParallel sees every parameter a step uses
-    (its gradient hooks only fire for outputs of the wrapped module's forward)."""
+    """Both encoders (and the image SSL head, when there is one) behind one forward, so DistributedDataParallel
+    sees every parameter a step uses (its gradient hooks only fire for outputs of the wrapped module's forward).
+    Returns image features, text features, the temperature's inverse, and the SSL projections of every image
+    (None without a head)."""
 
-    def __init__(self, model: CLIP):
+    def __init__(self, model: CLIP, ssl_head: nn.Module | None = None):
         super().__init__()
-        self.model = model
+        self.model, self.ssl_head = model, ssl_head
 
     def forward(self, images: torch.Tensor, text: torch.Tensor):
-        return self.model.encode_image(images), self.model.encode_text(text), self.model.logit_scale.exp()
+        image_features = self.model.encode_image(images)
+        ssl = self.ssl_head(image_features) if self.ssl_head is not None else None
+        return image_features, self.model.encode_text(text), self.model.logit_scale.exp(), ssl
 
 
 def _pick_device(name: str, dist_device: torch.device) -> torch.device:
@@ -172,7 +177,10 @@ class Trainer:
         if self.channels_last:
             self.model.visual.to(memory_format=torch.channels_last)
         self.ema = WeightAverage(self.model, t.ema_decay) if t.ema_decay > 0 else None
-        towers = self.ddp = Towers(self.model)
+        o = self.config.optim
+        self.ssl_head = ProjectionHead(self.config.model.embed_dim).to(self.device) if o.ssl_weight > 0 else None
+        self.views = 2 if self.ssl_head is not None else 1  # images per caption in a batch
+        towers = self.ddp = Towers(self.model, self.ssl_head)
         if is_distributed():
             ids = [self.device.index] if self.device.type == "cuda" else None
             towers = self.ddp = nn.parallel.DistributedDataParallel(towers, device_ids=ids)
@@ -189,12 +197,17 @@ class Trainer:
     def _build_optimizer(self):
         """AdamW over the decay / no-decay groups, the fp16 gradient scaler, autocast, and the loss."""
         o, precision = self.config.optim, self.precision
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas,
-                                           eps=o.eps)
+        groups = param_groups(self.model, o.weight_decay)
+        if self.ssl_head is not None:  # its matrices decayed, its biases not, like the model's
+            for group, head_group in zip(groups, param_groups(self.ssl_head, o.weight_decay)):
+                group["params"] += head_group["params"]
+        self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
         self.loss_fn = ClipLoss(label_smoothing=o.label_smoothing)
+        self.ssl_loss_fn = SimClrLoss(o.ssl_temperature)
+        self.loss_parts: dict[str, float] = {}  # the last step's contrastive and SSL losses, when both are used
 
     def _prepare_out_dir(self, resume: bool):
         """The validator and TensorBoard (which only the main rank keeps); then resume from `last.*`
@@ -227,11 +240,20 @@ class Trainer:
 
     # ------------------------------------------------------------------------- one step
 
-    def _loss(self, image_features, text_features, logit_scale) -> torch.Tensor:
+    def _loss(self, image_features, text_features, logit_scale, ssl=None) -> torch.Tensor:
         # The loss itself runs in fp32 whatever the autocast: a softmax over the batch at temperature 1/100
         # is where bf16's 8 bits of mantissa would show.
-        return self.loss_fn(F.normalize(image_features.float(), dim=-1), F.normalize(text_features.float(), dim=-1),
-                            logit_scale.float())
+        if ssl is None:
+            return self.loss_fn(F.normalize(image_features.float(), dim=-1),
+                                F.normalize(text_features.float(), dim=-1), logit_scale.float())
+        # Two views of each image, view-major (`_next_batch`): the contrastive loss sees the first.
+        n = ssl.shape[0] // 2
+        contrastive = self.loss_fn(F.normalize(image_features[:n].float(), dim=-1),
+                                   F.normalize(text_features.float(), dim=-1), logit_scale.float())
+        z = F.normalize(ssl.float(), dim=-1)
+        ssl_loss = self.ssl_loss_fn(z[:n], z[n:])
+        self.loss_parts = {"clip_loss": contrastive.detach(), "ssl_loss": ssl_loss.detach()}
+        return contrastive + self.config.optim.ssl_weight * ssl_loss
 
     def train_step(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Gradients of one batch's loss (in `.grad`); returns the loss. GradCache when chunks > 1.
@@ -256,7 +278,7 @@ class Trainer:
         3. Re-encode each chunk with a graph and push the cached feature gradients through it.
         The parameter gradients are those of the full batch; the price is a second forward pass."""
         with torch.no_grad(), self.autocast:
-            feats = [self.towers(i, t)[:2] for i, t in zip(image_chunks, token_chunks)]
+            feats = [self.towers(i, t)[:2] for i, t in zip(image_chunks, token_chunks)]  # (no SSL head here)
         image_features = torch.cat([f[0] for f in feats]).float().requires_grad_()
         text_features = torch.cat([f[1] for f in feats]).float().requires_grad_()
         loss = self._loss(image_features, text_features, self.model.logit_scale.exp())
@@ -269,7 +291,7 @@ class Trainer:
                 rows = slice(offset, offset + len(images))
                 offset += len(images)
                 with self.autocast:
-                    fi, ft, _ = self.towers(images, tokens)
+                    fi, ft = self.towers(images, tokens)[:2]
                 torch.autograd.backward([fi.float(), ft.float()],
                                         [image_features.grad[rows], text_features.grad[rows]])
         if is_distributed():
@@ -332,7 +354,7 @@ class Trainer:
                 loss = self.train_step(images, tokens)
                 took_step = self.optimizer_step(loss)
                 self.step += 1
-                self._window["samples"] += len(images) * self.dist.world_size
+                self._window["samples"] += len(images) // self.views * self.dist.world_size
                 bar.update(1)
                 self._check_divergence()
                 # periodic phases
@@ -401,6 +423,8 @@ class Trainer:
         """The next (images, tokens) on the model's device, images in the model's memory format. From pinned
         memory the copies are asynchronous: they overlap the GPU's work on the step before."""
         images, tokens = next(batches)
+        if images.dim() == 5:  # [B, 2, 3, H, W], two views for the SSL loss -> [2B, 3, H, W], view-major
+            images = torch.cat([images[:, 0], images[:, 1]])
         images = images.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -422,7 +446,8 @@ class Trainer:
                   "logit_scale": self.model.logit_scale.exp().item(),
                   "samples_per_s": self._window["samples"] / (now - self._window["start"]),
                   "skipped": not took_step, "bad_steps": self.bad_steps,
-                  "peak_memory_mb": _peak_memory_mb(self.device)}
+                  "peak_memory_mb": _peak_memory_mb(self.device),
+                  **{k: v.item() for k, v in self.loss_parts.items()}}
         self._log(record)
         self._window = {"start": now, "samples": 0}
         return record
@@ -459,6 +484,8 @@ class Trainer:
                  "rng": ckpt.rng_state(), "bad_steps": self.bad_steps}
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.ssl_head is not None:
+            state["ssl_head"] = {k: v.detach().clone() for k, v in self.ssl_head.state_dict().items()}
         return state
 
     def _save(self, tag: str):
@@ -489,6 +516,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.ssl_head is not None:
+            self.ssl_head.load_state_dict(state["ssl_head"])
         ckpt.set_rng_state(state["rng"])
         self.step, self.bad_steps = state["step"], state["bad_steps"]
         if self.is_main:
