@@ -104,7 +104,7 @@ glue("experiments_machine", ", ".join(sorted({machine_text(r["provenance"]["mach
 # as one change to `configs/cpu-flickr8k.yaml`, with two seeds, and scores every run on all of Flickr8k test
 # (R@10 both ways) and all of the Intel scenes test split (zero-shot with "a photo of {}.", with the eight scene
 # templates, and with the scene templates over each class's caption words). It is left out of `make experiments`
-# because it costs about four hours on 2 cores:
+# because it costs about five hours on 2 cores:
 #
 # ```bash
 # python -m miniclip experiments recipe
