@@ -331,3 +331,20 @@ def test_zeroshot_hits_mark_each_images_top1_and_agree_with_the_metrics():
     hits = zeroshot_hits(features, labels, classifier)
     assert hits.tolist() == [True, False, True, False]
     assert zeroshot_metrics(features, labels, classifier, ["a", "b", "c"])["top1"] == hits.float().mean().item()
+
+
+def test_cli_zeroshot_with_caption_word_names(ci_checkpoint, intel_scenes_roots, cifar_like_folder, capsys,
+                                              monkeypatch):
+    monkeypatch.setenv("MINICLIP_DATA", str(intel_scenes_roots["folder"]))
+    args = ["eval", "zeroshot", "--checkpoint", str(ci_checkpoint), "--data", "intel-scenes", "--json"]
+    assert main(args + ["--names", "caption-words"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["names"] == "caption-words" and result["n"] == intel_scenes_roots["count"]
+    assert result["classes"] == 6 and set(result["per_class"]) <= {"buildings", "forest", "glacier", "mountain",
+                                                                   "sea", "street"}
+    base = ["eval", "zeroshot", "--checkpoint", str(ci_checkpoint), "--names", "caption-words"]
+    for extra, message in ((["--data", "intel-scenes", "--lang", "fr"], "English only"),
+                           (["--data", f"imagefolder:{cifar_like_folder}"], "Intel scenes only"),
+                           (["--data", "shapes:8"], "for the Intel scenes")):
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
     python -m miniclip eval zeroshot --checkpoint CKPT
                                      --data imagefolder:PATH|cifar10|cifar100|intel-scenes|shapes[:N]
-                                     [--templates NAME] [--lang en|fr|de|en+fr+de] [--json]
+                                     [--templates NAME] [--lang en|fr|de|en+fr+de] [--names plain|caption-words]
+                                     [--json]
     python -m miniclip eval retrieval --checkpoint CKPT --data flickr8k[:PATH] [--split test] [--json]
     python -m miniclip eval probe|fewshot|robustness --checkpoint CKPT
                                      --data cifar10|cifar100|intel-scenes|imagefolder:PATH|shapes[:N]
@@ -35,7 +36,7 @@ from miniclip.data.transforms import ToNormalizedTensor, eval_transform
 from miniclip.errors import UsageError
 from miniclip.eval import pretrained
 from miniclip.eval.attributes import attribute_report, format_report
-from miniclip.eval.classnames import default_template_set, prompts_for_classes
+from miniclip.eval.classnames import caption_word_names, default_template_set, prompts_for_classes
 from miniclip.eval.features import FeatureCache, test_set_features
 from miniclip.eval.probes import evaluate_retrieval, few_shot, linear_probe, stratified_split, zero_shot_accuracy
 from miniclip.eval.robustness import corruption_robustness, shapes_style_shift
@@ -99,6 +100,9 @@ def run_zeroshot(args: argparse.Namespace) -> int:
         # Single objects of the held-out (colour, shape) pairs, classified among all 64 pairs, in the world the
         # checkpoint was trained on, named in that world's own caption grammar ("a photo of a red circle").
         template_set = args.templates or "shapes"
+        if args.names != "plain":
+            raise UsageError("--names caption-words is for the Intel scenes; Shapes classes use the captions' "
+                             "own grammar already")
         if not template_set.startswith("shapes"):
             raise UsageError(f"Shapes class names carry their article; use a shapes* template set, "
                              f"not {template_set!r}")
@@ -117,14 +121,23 @@ def run_zeroshot(args: argparse.Namespace) -> int:
         names, templates = {}, {}
         for lang in langs:
             names[lang], templates[lang] = _prompts(args.data, data.classes, template_set, lang)
+        if args.names == "caption-words":
+            if langs != ["en"]:
+                raise UsageError("--names caption-words is English only (drop --lang)")
+            try:
+                names["en"] = caption_word_names(data.classes)
+            except ValueError as e:
+                raise UsageError(f"{args.data}: {e}") from None
     # One language, or their fusion (the average of the languages' normalised class vectors).
     result = multilingual_zeroshot(model, data, names, templates, fusions=[tuple(langs)] if len(langs) > 1 else [],
                                    keys=keys)["+".join(langs)]
     confusion = result.pop("confusion")
     if result["classes"] <= JSON_CONFUSION_MAX_CLASSES:
         result["confusion"] = confusion
-    result.update(checkpoint=str(args.checkpoint), data=args.data, template_set=template_set, lang=args.lang)
-    print(f"zero-shot on {args.data} ({args.lang}, templates {template_set!r} x{result['templates']}): "
+    result.update(checkpoint=str(args.checkpoint), data=args.data, template_set=template_set, lang=args.lang,
+                  names=args.names)
+    print(f"zero-shot on {args.data} ({args.lang}, templates {template_set!r} x{result['templates']}, "
+          f"{args.names} names): "
           f"top-1 {result['top1']:.2%}, top-5 {result['top5']:.2%} "
           f"(n={result['n']}, {result['classes']} classes, chance {result['chance']:.2%})")
     if args.json:
@@ -172,6 +185,9 @@ def add_eval_commands(commands) -> None:
                                "otherwise")
     zeroshot.add_argument("--lang", default="en",
                           help="en, fr, de, or languages joined by '+' (en+fr+de) to fuse their classifiers")
+    zeroshot.add_argument("--names", default="plain", choices=("plain", "caption-words"),
+                          help="class names: plain, or caption-words (the Intel scenes only, English: each class "
+                               "also named by the words Flickr8k's captions use for it, all averaged)")
     zeroshot.set_defaults(func=run_zeroshot)
 
     retrieval = subcommands.add_parser("retrieval", help="image-text retrieval recall on Flickr8k")

@@ -236,6 +236,15 @@ def names_for_folders(folders: list[str], lang: str = "en") -> list[str] | None:
     return [class_names(dataset, lang)[index[name]] for name in _readable(folders)]
 
 
+def caption_word_names(folders: list[str]) -> list[tuple[str, ...]]:
+    """Each class's names in the Flickr8k captions' own words (`INTEL_SCENES_CAPTION_WORDS`), in the folders'
+    order; ValueError unless the folders are the Intel scenes' (the only set with such names, English only)."""
+    if known_test_set(folders) != "intel-scenes":
+        raise ValueError("caption-word names exist for the Intel scenes only")
+    by_folder = dict(zip(INTEL_SCENES_CLASSES, INTEL_SCENES_CAPTION_WORDS))
+    return [by_folder[name] for name in _readable(folders)]
+
+
 def default_template_set(folders: list[str]) -> str:
     """The template set a test set with these class folders is read with when none is asked for: `scenes` for
     the Intel scenes, whose names carry their article; `simple` ("a photo of a {}.") otherwise."""
