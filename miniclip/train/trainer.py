@@ -2,7 +2,8 @@
 
 One step: encode a batch of images and captions, compute the symmetric contrastive loss over the batch
 (gathered across data-parallel ranks), backpropagate, take an AdamW step at the scheduled learning rate,
-and clamp the temperature (then, if asked, move a moving average of the weights). Around it: bf16/fp16
+and clamp the temperature (then, if asked, move a moving average of the weights; and with `optim.ssl_weight`,
+add SLIP's image self-supervision to the loss, `miniclip.train.ssl`). Around it: bf16/fp16
 autocast, gradient checkpointing, GradCache for batches larger than memory, periodic validation and
 checkpoints, exact resume, clean stops on SIGINT/SIGTERM, and a guard against non-finite losses. Nothing a
 run saved is lost when it dies: checkpoints are committed in two phases (`miniclip.checkpoint`), a kill at
