@@ -10,7 +10,7 @@ import torch
 from miniclip import env
 from miniclip.experiments import objectives, planted, runner, store
 from miniclip.experiments.objectives import EOT, PAD, BagOfWords, CaptioningLM, CompactVocabulary, pad
-from miniclip.experiments.registry import EXPERIMENTS
+from miniclip.experiments.registry import ALL_EXPERIMENTS, EXPERIMENTS, OPTIONAL_EXPERIMENTS
 from miniclip.model import CLIPConfig
 
 TINY = CLIPConfig(embed_dim=32, image_size=32, vision_layers=1, vision_width=64, patch_size=16, text_width=64,
@@ -189,7 +189,7 @@ def test_cache_skips_a_run_with_the_same_settings(runs, monkeypatch):
         calls.append(settings)
         return {"value": settings["x"] * 2}
 
-    monkeypatch.setitem(EXPERIMENTS, "fake", fake)
+    monkeypatch.setitem(ALL_EXPERIMENTS, "fake", fake)
     first = runner.run_experiment("fake", "ci", settings={"x": 1}, verbose=False)
     again = runner.run_experiment("fake", "ci", settings={"x": 1}, verbose=False)
     assert len(calls) == 1 and not first["cached"] and again["cached"] and again["result"] == {"value": 2}
@@ -220,7 +220,7 @@ def test_parts_are_cached_by_key(runs):
 def test_cache_follows_the_base_config(runs, monkeypatch, tmp_path):
     """Editing a base training config makes the experiments built on it stale."""
     calls = []
-    monkeypatch.setitem(EXPERIMENTS, "fake", lambda settings, profile: calls.append(1) or {})
+    monkeypatch.setitem(ALL_EXPERIMENTS, "fake", lambda settings, profile: calls.append(1) or {})
     base = tmp_path / "base.yaml"
     base.write_text("optim: {lr: 1.0e-3}\n")
     settings = {"nested": {"base": str(base)}}
@@ -311,7 +311,6 @@ def test_encoders_experiment(runs):
 
 def test_recipe_experiment_is_opt_in_and_scores_every_variant_and_seed(runs):
     from miniclip.data.paths import MissingDataError
-    from miniclip.experiments.registry import OPTIONAL_EXPERIMENTS
 
     assert "recipe" in OPTIONAL_EXPERIMENTS and "recipe" not in EXPERIMENTS  # `make experiments` leaves it out
     try:

@@ -31,7 +31,7 @@ from miniclip.cli import main
 from miniclip.config import load_config
 from miniclip.eval.features import FeatureCache
 from miniclip.experiments import store
-from miniclip.experiments.registry import EXPERIMENTS
+from miniclip.experiments.registry import ALL_EXPERIMENTS
 from miniclip.experiments.runner import run_experiment
 from miniclip.model import CLIP
 from miniclip.train.lock import LOCK_NAME, RunLock, RunLocked
@@ -352,7 +352,7 @@ def test_a_damaged_feature_cache_is_reported_and_recomputed(tmp_path, capsys):
 def test_a_damaged_experiment_result_is_reported_and_recomputed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(env, "ROOT", tmp_path)  # runs_dir() is ROOT/runs/<profile>
     calls = []
-    monkeypatch.setitem(EXPERIMENTS, "fake", lambda settings, profile: calls.append(1) or {"accuracy": 0.5})
+    monkeypatch.setitem(ALL_EXPERIMENTS, "fake", lambda settings, profile: calls.append(1) or {"accuracy": 0.5})
     first = run_experiment("fake", "ci", settings={"x": 1}, verbose=False)
     path = store.results_path("fake", "ci")
     assert path.is_relative_to(tmp_path) and store.load_cached("fake", "ci") is not None
