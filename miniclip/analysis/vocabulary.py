@@ -23,4 +23,5 @@ def word_pattern(word: str) -> re.Pattern:
 def caption_word_counts(captions: Iterable[str], words: Iterable[str]) -> dict[str, int]:
     """For each word, the number of captions that use it at least once (`word_pattern`), in `words`' order."""
     captions = list(captions)
-    return {word: sum(1 for c in captions if word_pattern(word).search(c)) for word in words}
+    patterns = {word: word_pattern(word) for word in words}
+    return {word: sum(1 for c in captions if pattern.search(c)) for word, pattern in patterns.items()}

@@ -244,13 +244,13 @@ class Trainer:
     def _loss(self, image_features, text_features, logit_scale, ssl=None) -> torch.Tensor:
         # The loss itself runs in fp32 whatever the autocast: a softmax over the batch at temperature 1/100
         # is where bf16's 8 bits of mantissa would show.
-        if ssl is None:
-            return self.loss_fn(F.normalize(image_features.float(), dim=-1),
-                                F.normalize(text_features.float(), dim=-1), logit_scale.float())
-        # Two views of each image, view-major (`_next_batch`): the contrastive loss sees the first.
-        n = ssl.shape[0] // 2
+        # With the SSL loss there are two views of each image, view-major (`_next_batch`): the contrastive loss
+        # sees the first; without it the images and captions are as many and the slice takes them all.
+        n = text_features.shape[0]
         contrastive = self.loss_fn(F.normalize(image_features[:n].float(), dim=-1),
                                    F.normalize(text_features.float(), dim=-1), logit_scale.float())
+        if ssl is None:
+            return contrastive
         z = F.normalize(ssl.float(), dim=-1)
         ssl_loss = self.ssl_loss_fn(z[:n], z[n:])
         self.loss_parts = {"clip_loss": contrastive.detach(), "ssl_loss": ssl_loss.detach()}
