@@ -65,6 +65,11 @@ class OptimConfig:
     ssl_weight: float = 0.0
     ssl_temperature: float = 0.1
 
+    @property
+    def views(self) -> int:
+        """Augmented views of each image a batch carries: two with the SSL loss, else one."""
+        return 2 if self.ssl_weight > 0 else 1
+
 
 @dataclass
 class TrainConfig:

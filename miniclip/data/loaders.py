@@ -186,12 +186,11 @@ def train_batches(config, start_step: int = 0, rank: int = 0, world_size: int = 
                   pin_memory: bool = False) -> Iterator[Batch]:
     """This rank's (images, captions) batches for steps start_step, start_step + 1, … of `config`. With
     `pin_memory` (for a CUDA model) the images arrive in page-locked memory, so that copying them to the GPU
-    with `non_blocking=True` overlaps the step before. With the image SSL loss (`optim.ssl_weight` > 0) each
-    real photo comes as two views, `[B, 2, 3, H, W]`."""
+    with `non_blocking=True` overlaps the step before. With the image SSL loss (`optim.views` == 2) each real
+    photo comes as two views, `[B, 2, 3, H, W]`."""
     data, optim = config.data, config.optim
     args = (data, config.model.image_size, config.train.seed, optim.batch_size, start_step, rank, world_size,
             pin_memory)
     if data.dataset == "shapes":  # its curriculum may be a fraction of the run
         return shapes_batches(*args, steps=optim.steps)
-    views = 2 if optim.ssl_weight > 0 else 1
-    return {"flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)(*args, views=views)
+    return {"flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)(*args, views=optim.views)

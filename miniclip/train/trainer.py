@@ -28,6 +28,7 @@ import time
 import weakref
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -179,8 +180,8 @@ class Trainer:
             self.model.visual.to(memory_format=torch.channels_last)
         self.ema = WeightAverage(self.model, t.ema_decay) if t.ema_decay > 0 else None
         o = self.config.optim
-        self.ssl_head = ProjectionHead(self.config.model.embed_dim).to(self.device) if o.ssl_weight > 0 else None
-        self.views = 2 if self.ssl_head is not None else 1  # images per caption in a batch
+        self.views = o.views  # images per caption in a batch
+        self.ssl_head = ProjectionHead(self.config.model.embed_dim).to(self.device) if self.views == 2 else None
         towers = self.ddp = Towers(self.model, self.ssl_head)
         if is_distributed():
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -327,11 +328,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------- the run
 
-    def run(self, max_steps: int | None = None) -> dict:
+    def run(self, max_steps: int | None = None, after_step: Callable[[Trainer], None] | None = None) -> dict:
         """Train until `optim.steps` (or `max_steps` steps from here, used by tests to simulate a crash).
 
-        Each pass of the loop: stop checks, one train step, the optimizer step, then the periodic phases
-        (log, validate, save). Returns the run's status, its step and the count of skipped steps."""
+        Each pass of the loop: stop checks, one train step, the optimizer step, `after_step(self)` if given
+        (the recipe bench copies weights there), then the periodic phases (log, validate, save). Returns the
+        run's status, its step and the count of skipped steps."""
         c = self.config
         start_step, start_time = self.step, time.time()
         if self.is_main:
@@ -358,6 +360,8 @@ class Trainer:
                 self._window["samples"] += len(images) // self.views * self.dist.world_size
                 bar.update(1)
                 self._check_divergence()
+                if after_step is not None:
+                    after_step(self)
                 # periodic phases
                 last = self.step == c.optim.steps
                 if self.is_main and (self.step % c.train.log_every == 0 or last):
