@@ -76,7 +76,7 @@
 #
 # ### How ours are computed
 #
-# In the `cpu` profile: the book's Flickr8k model (a ModifiedResNet at 64 px, trained by `make train`) on the
+# In the `cpu` profile: the book's Flickr8k model (a ModifiedResNet at 96 px, trained by `make train`) on the
 # whole Intel scenes test split for zero-shot (chapter 7's prompt sets), on the whole CIFAR-10 test set for
 # zero-shot, linear and few-shot probes (image features cached by
 # `miniclip.eval.features`, the probe protocol of {doc}`08_representation`), on the whole Flickr8k test split for
