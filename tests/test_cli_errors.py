@@ -64,6 +64,9 @@ CASES = [
     ("bench", ["bench", "model", "--arch", "{garbage}.yaml"]),
     ("bench", ["bench", "model", "--batch-size", "0"]),
     ("bench", ["bench", "all", "--rounds", "0"]),
+    ("bench", ["bench", "recipe", "--budget-min", "0"]),
+    ("bench", ["bench", "recipe", "--budget-min", "soon"]),
+    ("bench", ["bench", "recipe", "--config", "{missing}.yaml"]),
     ("bench", ["bench", "memory", "--device", "tpu"]),
     *([("bench", ["bench", "memory", "--device", "cuda"])] if not torch.cuda.is_available() else []),
     *([("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "shapes:8", "--device", "cuda"])]

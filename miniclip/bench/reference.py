@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from miniclip.errors import UsageError
+from miniclip.model import CLIPConfig
+
 
 def require_open_clip():
     """The `open_clip` module, or an ImportError that says how to install it."""
@@ -35,6 +38,21 @@ def perturb_(model: nn.Module, scale: float = 0.02, seed: int = 0) -> nn.Module:
         else:
             t.add_(scale * noise)
     return model
+
+
+def open_clip_config(config: CLIPConfig) -> dict:
+    """One of our architectures as an open_clip model config (the JSON form `open_clip.add_model_config` reads,
+    whose `vision_cfg` and `text_cfg` are `CLIPVisionCfg` and `CLIPTextCfg` keyword arguments). open_clip's text
+    tower is CLIP's, so a BERT-style one is refused."""
+    if not (config.text_causal and config.text_pool == "eot"):
+        raise UsageError("open_clip's text tower is CLIP's (causal, read at the end-of-text token); this config "
+                         "has another (use model.text_causal true and model.text_pool eot)")
+    vision = {"image_size": config.image_size, "width": config.vision_width, "head_width": config.head_width,
+              "layers": config.vision_layers if config.is_vit else list(config.vision_layers),
+              "patch_size": config.patch_size}
+    text = {"context_length": config.context_length, "vocab_size": config.vocab_size, "width": config.text_width,
+            "heads": config.text_width // config.head_width, "layers": config.text_layers}
+    return {"embed_dim": config.embed_dim, "quick_gelu": config.quick_gelu, "vision_cfg": vision, "text_cfg": text}
 
 
 def open_clip_model(name: str, seed: int = 0) -> nn.Module:

@@ -23,7 +23,13 @@ from tqdm.auto import tqdm
 
 from miniclip.bench.flops import matmul_peaks, mfu, step_flops
 from miniclip.bench.memory import step_memory
-from miniclip.bench.reference import open_clip_model, perturb_, require_open_clip, small_vit_open_clip
+from miniclip.bench.reference import (
+    open_clip_config,
+    open_clip_model,
+    perturb_,
+    require_open_clip,
+    small_vit_open_clip,
+)
 from miniclip.bench.results import RESULTS_DIR, write_results
 from miniclip.config import load_config
 from miniclip.data.flickr8k import Flickr8k
@@ -53,15 +59,10 @@ def open_clip_from_config(config: CLIPConfig, seed: int = 0):
     """open_clip's CLIP with exactly the architecture of one of our configs, seeded and perturbed weights."""
     oc = require_open_clip()
     torch.manual_seed(seed)
-    layers = config.vision_layers if config.is_vit else tuple(config.vision_layers)
-    model = oc.model.CLIP(
-        embed_dim=config.embed_dim,
-        vision_cfg=oc.model.CLIPVisionCfg(layers=layers, width=config.vision_width, patch_size=config.patch_size,
-                                          image_size=config.image_size, head_width=config.head_width),
-        text_cfg=oc.model.CLIPTextCfg(context_length=config.context_length, vocab_size=config.vocab_size,
-                                      width=config.text_width, heads=config.text_width // config.head_width,
-                                      layers=config.text_layers),
-        quick_gelu=config.quick_gelu)
+    c = open_clip_config(config)
+    vision = {**c["vision_cfg"], "layers": c["vision_cfg"]["layers"] if config.is_vit else tuple(config.vision_layers)}
+    model = oc.model.CLIP(embed_dim=c["embed_dim"], vision_cfg=oc.model.CLIPVisionCfg(**vision),
+                          text_cfg=oc.model.CLIPTextCfg(**c["text_cfg"]), quick_gelu=c["quick_gelu"])
     return perturb_(model, seed=seed).eval()
 
 

@@ -16,6 +16,7 @@ from miniclip.bench.data_path import run_data_bench
 from miniclip.bench.evaluation import CPU_CHECKPOINT, CPU_RESNET_CONFIG, run_eval_bench
 from miniclip.bench.flops import matmul_peaks
 from miniclip.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
+from miniclip.bench.recipe import RecipeBenchConfig, run_recipe_bench
 from miniclip.bench.results import RESULTS_DIR, write_results
 from miniclip.bench.step import arch_name, run_model_bench
 from miniclip.env import machine
@@ -43,7 +44,7 @@ class SuiteConfig:
     eval_checkpoint: str | CLIPConfig = CPU_CHECKPOINT
     zeroshot_images: int = 1000
     retrieval_images: int | None = None
-    sections: tuple = ("model", "data", "eval")  # "build" too if asked: it runs every notebook
+    sections: tuple = ("model", "data", "eval")  # "build" (every notebook) and "recipe" (~1 h) only if asked
     peak_size: int = 2048  # the matmul peak's square size (at least 8192 on a GPU) and how long it runs
     peak_seconds: float = 2.0
 
@@ -97,6 +98,8 @@ def run_all(suite: SuiteConfig | None = None, out_dir: Path | None = RESULTS_DIR
                                                suite.device, out_dir))
     if "build" in suite.sections:
         section("build", lambda: run_build_bench(out_dir=out_dir))
+    if "recipe" in suite.sections:
+        section("recipe", lambda: run_recipe_bench(RecipeBenchConfig(out=Path(out_dir or RESULTS_DIR) / "recipe")))
     results["wall_s"] = time.perf_counter() - t_start
     results["summary"] = summary_rows(results)
     table = format_summary(results["summary"])
@@ -130,6 +133,10 @@ def summary_rows(results: dict) -> list[dict]:
         elif name == "build":
             for stage, s in sec["stages"].items():
                 add("build", stage, f"{s['seconds']:.0f} s", f"exit {s['returncode']}")
+        elif name == "recipe":
+            for label, r in sec["ratios"].items():
+                value = "not reached" if r["ratio"] is None else f"x{r['ratio']:.2f}"
+                add("recipe", f"time to quality, {label}", value, f"to mean R@10 {r['target']:.1%}")
         start = f"{sec['rss_at_start_mb']:.0f} MiB at its start" if sec.get("rss_at_start_mb") else ""
         gpu = f"; {sec['cuda_max_allocated_mb']:.0f} MiB on GPU" if "cuda_max_allocated_mb" in sec else ""
         add("memory", f"{name} peak RSS", f"{sec['peak_rss_mb']:.0f} MiB", start + gpu)

@@ -28,6 +28,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A number > 0 (minutes, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number (give more than 0)")
+    return value
+
+
 def int_value(text: str) -> int:
     try:
         return int(text)

@@ -1,4 +1,4 @@
-"""`python -m miniclip bench all|model|data|eval|memory|build|cost|gpu-check|speed-items`: speed against
+"""`python -m miniclip bench all|model|data|eval|memory|build|recipe|cost|gpu-check|speed-items`: speed against
 open_clip and this machine's peak."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from miniclip.bench.data_path import run_data_bench
 from miniclip.bench.evaluation import run_eval_bench
 from miniclip.bench.flops import experiment_runs, training_cost
 from miniclip.bench.gpu_check import run_gpu_check
+from miniclip.bench.recipe import RecipeBenchConfig, run_recipe_bench
 from miniclip.bench.speed_items import run_speed_items, speed_items_table
 from miniclip.bench.step import run_memory_bench, run_model_bench
 from miniclip.bench.suite import SuiteConfig, run_all
-from miniclip.cli.args import device, positive_int
+from miniclip.cli.args import device, positive_float, positive_int
 from miniclip.config import load_config
 from miniclip.errors import UsageError
 from miniclip.experiments.store import experiment_settings
@@ -34,10 +35,15 @@ def run(args: argparse.Namespace) -> int:
         config = (args.config or ["configs/gpu-shapes.yaml"])[0]
         result = run_speed_items(config, steps=args.steps, device=device)
         print("\n".join(speed_items_table(result)))
+    elif args.what == "recipe":
+        result = run_recipe_bench(recipe_settings(args))
+        print("\n".join(recipe_table(result)))
     elif args.what == "all":
         suite = SuiteConfig.for_device(device)
         if args.build or args.book:
             suite.sections += ("build",)
+        if args.recipe:
+            suite.sections += ("recipe",)
         overrides = {"precisions": args.precision, "batch_sizes": args.batch_size, "rounds": args.rounds}
         for key, value in overrides.items():
             if value is not None:
@@ -68,6 +74,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe_settings(args: argparse.Namespace) -> RecipeBenchConfig:
+    if device_of(args) != "cpu":
+        raise UsageError("bench recipe runs on the CPU only (open_clip_train is given --device cpu)")
+    bench = RecipeBenchConfig(budget_s=args.budget_min * 60, snapshots=args.snapshots,
+                              retrieval_images=args.retrieval_images, scenes_images=args.scenes_images)
+    if args.config:
+        bench.config = args.config[0]
+    return bench
+
+
+def recipe_table(result: dict) -> list[str]:
+    """Each contender's steps and final scores, then the time-to-quality ratios."""
+    lines = [f"{'contender':<28} {'steps':>6} {'train s':>8} {'t->i R@10':>10} {'i->t R@10':>10} {'scenes':>7}"]
+    for name, c in result["contenders"].items():
+        end = c["curve"][-1]
+        scenes = f"{end['scenes_ensemble_top1']:.1%}" if "scenes_ensemble_top1" in end else "-"
+        lines.append(f"{name:<28} {c['steps']:>6} {end['train_s']:>8.0f} {end['text_to_image_R@10']:>10.1%} "
+                     f"{end['image_to_text_R@10']:>10.1%} {scenes:>7}")
+    for label, r in result["ratios"].items():
+        value = "not reached" if r["ratio"] is None else f"x{r['ratio']:.2f}"
+        lines.append(f"{label}: {value} (to a mean R@10 of {r['target']:.1%})")
+    return lines
+
+
+def device_of(args: argparse.Namespace) -> str:
+    return str(args.device).split(":")[0]
+
+
 def print_costs(args: argparse.Namespace) -> int:
     """`bench cost`: FLOPs of training each config, and minutes at an assumed sustained rate."""
     if not args.config and not args.experiments:
@@ -92,12 +126,14 @@ def print_costs(args: argparse.Namespace) -> int:
 
 def add_bench_command(commands) -> None:
     bench = commands.add_parser("bench", help="benchmarks against open_clip and the machine's peak (runs/bench/)")
-    bench.add_argument("what", choices=["all", "model", "data", "eval", "memory", "build", "cost",
+    bench.add_argument("what", choices=["all", "model", "data", "eval", "memory", "build", "recipe", "cost",
                                           "gpu-check", "speed-items"],
                        help="all: the suite and one summary table (~15 min on 2 CPU cores); model: training step, "
                             "ours vs open_clip, with ablations and MFU; data: data-path throughput vs training; "
                             "eval: zero-shot and retrieval throughput; memory: peak memory of one step; "
-                            "build: pytest --nbval duration (and make book's with --book); cost: FLOPs of training "
+                            "build: pytest --nbval duration (and make book's with --book); recipe: time to a given "
+                            "Flickr8k quality, open_clip's own trainer against ours, same budget (~1 h on 2 cores; "
+                            "needs open_clip_train, the bench extra); cost: FLOPs of training "
                             "the --config files and the minutes they take at --tflops (an estimate, nothing runs); "
                             "gpu-check: what `make gpu-check` runs on a CUDA machine (runs/bench/gpu-check.json); "
                             "speed-items: training throughput of --config with each GPU speed item turned off in "
@@ -114,8 +150,16 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--no-compile", action="store_true", help="all: skip the torch.compile'd steps")
     bench.add_argument("--build", action="store_true", help="all: also time pytest --nbval notebooks")
     bench.add_argument("--book", action="store_true", help="build/all: also time make book (cpu profile; long)")
+    bench.add_argument("--recipe", action="store_true", help="all: also run bench recipe (about an hour)")
+    bench.add_argument("--budget-min", type=positive_float, default=15.0,
+                       help="recipe: training minutes per contender (default 15)")
+    bench.add_argument("--snapshots", type=positive_int, default=6,
+                       help="recipe: evaluations along each run (default 6: at 1/6, 2/6, ... of it)")
+    bench.add_argument("--retrieval-images", type=positive_int, help="recipe: Flickr8k test images scored (all)")
+    bench.add_argument("--scenes-images", type=positive_int, help="recipe: Intel scenes images scored (all)")
     bench.add_argument("--config", nargs="+", help="cost: training configs to cost; speed-items: the config to "
-                                                   "train (default configs/gpu-shapes.yaml)")
+                                                   "train (default configs/gpu-shapes.yaml); recipe: the recipe "
+                                                   "and architecture (default configs/cpu-flickr8k.yaml)")
     bench.add_argument("--steps", type=positive_int, default=60, help="speed-items: steps per run (default 60)")
     bench.add_argument("--experiments", metavar="PROFILE", help="cost: also the runs make experiments trains there")
     bench.add_argument("--tflops", type=float, default=10.0,

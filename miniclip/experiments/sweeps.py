@@ -68,7 +68,7 @@ def parameter_count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _retrieval(model, image_size: int, n_images: int | None) -> dict:
+def retrieval_scores(model, image_size: int, n_images: int | None) -> dict:
     """Flickr8k test retrieval; `n_images` keeps only the first images (and their captions) to save time."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the note about absent images, already given at training time
@@ -111,7 +111,7 @@ def run_encoders(settings: dict, profile: str) -> dict:
             run_dir = work_dir("encoders", profile) / run_name
             entry = {"seed": seed, **train_kept(config, run_dir)}
             model = load_model(run_dir / "final")
-            entry["retrieval"] = _retrieval(model, config.model.image_size, settings.get("retrieval_images"))
+            entry["retrieval"] = retrieval_scores(model, config.model.image_size, settings.get("retrieval_images"))
             entry["cifar10_zeroshot"] = _cifar10(model, config.model.image_size, settings.get("cifar_images"),
                                                  settings.get("templates", "simple"))
             per_seed.append(entry)
@@ -158,9 +158,9 @@ def run_recipe(settings: dict, profile: str) -> dict:
             run_dir = work_dir("recipe", profile) / run_name
             entry = {"seed": seed, **train_kept(config, run_dir)}
             model = load_model(run_dir / "final")
-            recalls = _retrieval(model, config.model.image_size, settings.get("retrieval_images"))
+            recalls = retrieval_scores(model, config.model.image_size, settings.get("retrieval_images"))
             entry["scores"] = {**{k: v for k, v in recalls.items() if "_R@" in k},
-                               **_scenes(model, config.model.image_size, settings.get("scenes_images"))}
+                               **scenes_scores(model, config.model.image_size, settings.get("scenes_images"))}
             per_seed.append(entry)
         keys = per_seed[0]["scores"]
         out[name] = {"overrides": variant or {}, "per_seed": per_seed,
@@ -171,7 +171,7 @@ def run_recipe(settings: dict, profile: str) -> dict:
     return {"variants": out, "seeds": seeds}
 
 
-def _scenes(model, image_size: int, n_images: int | None) -> dict:
+def scenes_scores(model, image_size: int, n_images: int | None) -> dict:
     """Intel scenes test zero-shot top-1 with one template, the scene ensemble, and the ensemble over each class's
     caption words; `n_images` takes every k-th image (the copy is sorted by class)."""
     test = open_test_set("intel-scenes", eval_transform(image_size))

@@ -1,0 +1,93 @@
+"""The recipe bench (`bench recipe`): its arithmetic by hand, and its plumbing end to end on a tiny model, both
+trainers for a few steps, checking that they saw the same images and captions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from miniclip.bench import recipe
+from miniclip.bench.recipe import RecipeBenchConfig, snapshot_steps, speed_ratio, time_to_reach
+from miniclip.bench.reference import open_clip_config
+from miniclip.data import loaders
+from miniclip.errors import UsageError
+from miniclip.model import CLIPConfig
+
+TINY = {"model.image_size": 32, "model.vision_width": 8, "model.embed_dim": 32, "model.text_width": 64,
+        "model.text_layers": 1, "optim.batch_size": 8, "data.val_size": 8, "data.num_workers": 0}
+
+
+def test_time_to_reach_interpolates_between_copies():
+    curve = [{"train_s": 10.0, "q": 0.2}, {"train_s": 20.0, "q": 0.4}, {"train_s": 30.0, "q": 0.5}]
+    assert time_to_reach(curve, 0.1, "q") == pytest.approx(5.0)    # from (0 s, 0) to the first copy
+    assert time_to_reach(curve, 0.3, "q") == pytest.approx(15.0)
+    assert time_to_reach(curve, 0.5, "q") == pytest.approx(30.0)
+    assert time_to_reach(curve, 0.6, "q") is None
+    slow = [{"train_s": 40.0, "q": 0.1}, {"train_s": 80.0, "q": 0.3}]
+    fast = [{"train_s": 10.0, "q": 0.2}, {"train_s": 20.0, "q": 0.4}]
+    r = speed_ratio(slow, fast, "q")
+    assert r["target"] == 0.3 and r["slow_s"] == 80.0 and r["fast_s"] == pytest.approx(15.0)
+    assert r["ratio"] == pytest.approx(80 / 15)
+    assert speed_ratio(fast, slow, "q")["ratio"] is None  # the slow run never reaches 0.4
+
+
+def test_snapshot_steps_end_at_the_last_step():
+    assert snapshot_steps(600, 6) == [100, 200, 300, 400, 500, 600]
+    assert snapshot_steps(4, 6) == [1, 2, 3, 4]  # fewer steps than copies: every step once
+
+
+def test_open_clip_config_refuses_a_bert_style_text_tower():
+    with pytest.raises(UsageError, match="text tower"):
+        open_clip_config(CLIPConfig(text_causal=False, text_pool="mean"))
+    c = open_clip_config(CLIPConfig(vision_layers=(1, 1, 1, 1), vision_width=32, text_width=128, text_layers=2))
+    assert c["vision_cfg"]["layers"] == [1, 1, 1, 1] and c["text_cfg"]["heads"] == 2
+
+
+@pytest.mark.slow
+def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch):
+    pytest.importorskip("open_clip_train.main", reason="open_clip_train (the bench extra) is not installed")
+    from miniclip.data.paths import MissingDataError
+
+    ours_seen = []
+    original = loaders.SeededPairs.__getitem__
+
+    def recording(self, key):
+        image, caption = original(self, key)
+        ours_seen.append((self.base.image_ids[key[1]], caption))
+        return image, caption
+
+    monkeypatch.setattr(loaders.SeededPairs, "__getitem__", recording)
+    bench = RecipeBenchConfig(overrides=TINY, snapshots=2, steps={"open_clip": 4, "miniclip": 4},
+                              contenders=("open_clip", "miniclip"), open_clip_workers=0, retrieval_images=16,
+                              scenes_images=12, record_seen=True, out=tmp_path / "recipe")
+    try:
+        result = recipe.run_recipe_bench(bench)
+    except MissingDataError as e:
+        pytest.skip(f"Flickr8k is not under $MINICLIP_DATA: {e}")
+
+    # The same 32 (image, caption) pairs, each trainer in its own order.
+    folder = tmp_path / "recipe" / "open_clip"
+    with open(folder / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    theirs = [(Path(rows[int(i)]["filepath"]).name, rows[int(i)]["title"])
+              for i in (folder / "seen.txt").read_text().split()]
+    assert len(ours_seen) == len(theirs) == 4 * 8
+    assert Counter(ours_seen) == Counter(theirs)
+
+    saved = json.loads(Path(result["path"]).read_text())
+    assert set(saved["contenders"]) == {"open_clip", "miniclip"}
+    for name, c in saved["contenders"].items():
+        assert c["steps"] == 4 and [p["step"] for p in c["curve"]] == [2, 4]
+        assert 0 < c["curve"][0]["train_s"] < c["curve"][1]["train_s"]
+        for point in c["curve"]:
+            assert 0 <= point["text_to_image_R@10"] <= 1 and 0 <= point["image_to_text_R@10"] <= 1
+            assert point["R@10_mean"] == pytest.approx((point["text_to_image_R@10"]
+                                                        + point["image_to_text_R@10"]) / 2)
+            assert ("scenes_ensemble_top1" in point) == saved["scenes"]
+    ratio = saved["ratios"]["open_clip -> miniclip"]
+    assert ratio["target"] == saved["contenders"]["open_clip"]["curve"][-1]["R@10_mean"]
+    assert ratio["ratio"] is None or ratio["ratio"] > 0
