@@ -253,8 +253,8 @@ glue("zs_synonyms", " and ".join(f"\"{name}\" {top1[name]:.1%} ({signed_interval
 # ("blurry", "low resolution") add unfamiliar text rather than useful variation, and the single rows above show
 # which of them cost accuracy on their own.
 #
-# The wording that matters most here is the class name itself. Flickr8k's photographers' captions say "ocean" and
-# "beach" far more often than "sea", and "snow" instead of "glacier" (the word counts are in the next section).
+# The class name is wording too. Flickr8k's photographers' captions say "ocean" and "beach" far more often
+# than "sea", and "snow" instead of "glacier" (the word counts are in the next section).
 # Naming each class by its own word *and* the words the captions use for the same scene
 # (`INTEL_SCENES_CAPTION_WORDS`, chosen once from the caption counts, not from these results), averaged like
 # templates, gives {glue}`zs_synonyms`. The ImageNet class names used with CLIP are hand-edited in the same
@@ -370,7 +370,10 @@ if hard is not None:
 # {glue}`hc_ensemble` with the 18-template ensemble (chance 10%). The rarest CIFAR-10 prompt words occur in
 # this many training captions: {glue}`hc_rare`; the scene words in {glue}`hc_scenes`. The table sets each class's
 # recall beside its count. A class word that a few captions used has a text embedding that training barely
-# moved from where initialisation put it, so its class vector points nowhere in particular. Frequent words are
+# moved from where initialisation put it, so its class vector points nowhere in particular: such a class is
+# either almost never predicted or, when its vector happens to lie near the average image, predicted far too
+# often, which buys recall at the price of precision (the confusion matrix's columns above show which class
+# draws the scenes' predictions). Frequent words are
 # necessary, not sufficient: {glue}`hc_common`. CIFAR-10's 32-pixel objects, far from the photos Flickr8k's
 # captions describe, defeat the image side even where the word is well known. The scenes are where this model's
 # vocabulary and images meet the benchmark's, which is why the book measures zero-shot transfer there.
