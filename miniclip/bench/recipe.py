@@ -258,6 +258,10 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+def _say(message: str) -> None:
+    print(f"bench recipe: {message}", file=sys.stderr, flush=True)
+
+
 def calibrate(bench: RecipeBenchConfig, config: Config, work: Path) -> dict[str, float]:
     """Seconds per step of each trainer in short runs, open_clip's and ours alternated."""
     n = bench.calibration_steps
@@ -284,18 +288,23 @@ def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:
     out = Path(bench.out)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="calibrate-", dir=_mkdir(out)) as work:
+        if not bench.steps:
+            _say(f"calibrating: {bench.calibration_steps} steps of each trainer")
         step_s = {} if bench.steps else calibrate(bench, config, Path(work))
     steps = dict(bench.steps) or {name: max(bench.snapshots, int(bench.budget_s / s)) for name, s in step_s.items()}
     contenders = {}
     for name in bench.contenders:
         folder = out / name.replace(", ", "-").replace(" ", "_")
         marks = snapshot_steps(steps[name], bench.snapshots)
+        timing = f" at {step_s[name]:.2f} s a step" if name in step_s else ""
+        _say(f"{name}: training {steps[name]} steps{timing} into {folder}")
         load_before = _load()
         if name == OPEN_CLIP:
             records = run_open_clip(config, steps[name], folder, marks, bench.open_clip_workers, bench.record_seen)
         else:
             records = run_ours(ours_config(bench, config, steps[name], name == OURS_OC), folder, marks)
         load_after = _load()
+        _say(f"{name}: trained in {records[-1]['train_s']:.0f} s; scoring {len(records)} copies")
         curve = [{"step": r["step"], "fraction": r["step"] / steps[name], "train_s": r["train_s"],
                   **score(folder / r["file"], config, bench.retrieval_images, bench.scenes_images)}
                  for r in records]
