@@ -88,6 +88,15 @@ def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch
             assert point["R@10_mean"] == pytest.approx((point["text_to_image_R@10"]
                                                         + point["image_to_text_R@10"]) / 2)
             assert ("scenes_ensemble_top1" in point) == saved["scenes"]
+    assert set(saved["equal_time"]) == {"train_s", "open_clip", "miniclip"}
     ratio = saved["ratios"]["open_clip -> miniclip"]
     assert ratio["target"] == saved["contenders"]["open_clip"]["curve"][-1]["R@10_mean"]
     assert ratio["ratio"] is None or ratio["ratio"] > 0
+
+
+def test_quality_at_reads_a_curve_at_any_time():
+    curve = [{"train_s": 10.0, "q": 0.2}, {"train_s": 20.0, "q": 0.4}]
+    assert recipe.quality_at(curve, 5.0, "q") == pytest.approx(0.1)   # from (0 s, 0) to the first copy
+    assert recipe.quality_at(curve, 15.0, "q") == pytest.approx(0.3)
+    assert recipe.quality_at(curve, 20.0, "q") == pytest.approx(0.4)
+    assert recipe.quality_at(curve, 99.0, "q") == pytest.approx(0.4)  # held after the last copy
