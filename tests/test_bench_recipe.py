@@ -100,3 +100,11 @@ def test_quality_at_reads_a_curve_at_any_time():
     assert recipe.quality_at(curve, 15.0, "q") == pytest.approx(0.3)
     assert recipe.quality_at(curve, 20.0, "q") == pytest.approx(0.4)
     assert recipe.quality_at(curve, 99.0, "q") == pytest.approx(0.4)  # held after the last copy
+
+
+def test_a_missing_open_clip_train_is_one_error_line(monkeypatch):
+    find_spec = recipe.importlib.util.find_spec
+    monkeypatch.setattr(recipe.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "open_clip_train" else find_spec(name, *a))
+    with pytest.raises(UsageError, match=r"needs open_clip_train .*pip install -e '\.\[bench\]'"):
+        recipe.run_recipe_bench(RecipeBenchConfig(steps={"miniclip": 1}))

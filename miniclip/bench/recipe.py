@@ -29,6 +29,7 @@ two R@10) divided by the time B needs to reach that same quality, read off B's c
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -38,7 +39,6 @@ import sys
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,11 +47,13 @@ from safetensors.torch import load_file, save_file
 
 from miniclip.bench.reference import open_clip_config, require_open_clip
 from miniclip.bench.results import RESULTS_DIR, write_results
-from miniclip.config import Config, load_config
+from miniclip.config import Config
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.loaders import StepBatchSampler
 from miniclip.data.paths import MissingDataError
 from miniclip.env import machine
+from miniclip.errors import UsageError
+from miniclip.experiments.store import derived_config
 from miniclip.experiments.sweeps import retrieval_scores, scenes_scores
 from miniclip.model import build_model
 from miniclip.train.trainer import Trainer
@@ -61,6 +63,10 @@ MODEL_NAME = "miniclip-bench"
 # (open_clip.transform's RandomResizedCrop scale) and its loss has no label smoothing.
 OPEN_CLIP_RECIPE = {"data.crop_scale": [0.9, 1.0], "optim.label_smoothing": 0.0}
 OURS, OURS_OC, OPEN_CLIP = "miniclip", "miniclip, open_clip recipe", "open_clip"
+# The ratios reported, (label, slower contender, faster contender): the whole gain, then its two parts.
+RATIOS = (("open_clip -> miniclip", OPEN_CLIP, OURS),
+          ("faster step: open_clip -> miniclip, open_clip recipe", OPEN_CLIP, OURS_OC),
+          ("better recipe: miniclip, open_clip recipe -> miniclip", OURS_OC, OURS))
 
 
 @dataclass
@@ -84,19 +90,23 @@ class RecipeBenchConfig:
 # ----------------------------------------------------------------------------- the same data for both
 
 
-def trained_pairs(config: Config, steps: int) -> list[tuple[str, str]]:
-    """The (image id, caption) pairs our trainer draws in its first `steps` steps, in order (one process)."""
-    with _quiet():
-        base = Flickr8k(split="train", seed=config.train.seed)
+def training_set(config: Config) -> Flickr8k:
+    """Flickr8k train as our trainer opens it (its seed chooses each epoch's captions), without the note about
+    absent images that training already gives."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Flickr8k(split="train", seed=config.train.seed)
+
+
+def trained_pairs(base: Flickr8k, config: Config, steps: int) -> list[tuple[str, str]]:
+    """The (image id, caption) pairs our trainer draws from `base` in its first `steps` steps, in order."""
     sampler = iter(StepBatchSampler(len(base), config.optim.batch_size, config.train.seed, 0, 0, 1))
     return [(base.image_ids[i], base.caption_for(i, epoch)) for _ in range(steps) for epoch, i in next(sampler)]
 
 
-def write_training_csv(pairs: list[tuple[str, str]], path: Path, image_dir: Path) -> Path:
-    """open_clip's training CSV (tab-separated `filepath`, `title`), the images copied byte for byte into
-    `image_dir` (they may sit in a zip, which open_clip cannot read)."""
-    with _quiet():
-        base = Flickr8k(split="train")
+def write_training_csv(base: Flickr8k, pairs: list[tuple[str, str]], path: Path, image_dir: Path) -> Path:
+    """open_clip's training CSV (tab-separated `filepath`, `title`), the images copied byte for byte from `base`
+    into `image_dir` (they may sit in a zip, which open_clip cannot read)."""
     files = dict(zip(base.image_ids, base.files))
     image_dir.mkdir(parents=True, exist_ok=True)
     for image_id in {i for i, _ in pairs}:
@@ -122,7 +132,8 @@ def run_open_clip(config: Config, steps: int, out: Path, marks: list[int], worke
                   record_seen: bool = False, save_weights: bool = True) -> list[dict]:
     """open_clip_train on the CSV of our first `steps` steps, one epoch; returns its snapshot records."""
     out.mkdir(parents=True, exist_ok=True)
-    csv_path = write_training_csv(trained_pairs(config, steps), out / "train.csv", out.parent / "images")
+    base = training_set(config)
+    csv_path = write_training_csv(base, trained_pairs(base, config, steps), out / "train.csv", out.parent / "images")
     o = config.optim
     argv = ["--train-data", str(csv_path), "--dataset-type", "csv", "--csv-img-key", "filepath",
             "--csv-caption-key", "title", "--model", MODEL_NAME, "--device", "cpu", "--precision", "fp32",
@@ -148,8 +159,9 @@ def run_open_clip(config: Config, steps: int, out: Path, marks: list[int], worke
 
 
 def with_overrides(path: str, overrides: dict) -> Config:
-    """The config at `path` with `section.key: value` overrides, checked like `train --set`."""
-    return load_config(path, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    """The config at `path` (relative to the working directory, as the command line gives it) with `section.key:
+    value` overrides, checked like `train --set`."""
+    return derived_config(str(Path(path).resolve()), overrides)
 
 
 def ours_config(bench: RecipeBenchConfig, config: Config, steps: int, open_clip_recipe: bool) -> Config:
@@ -255,6 +267,11 @@ def quality_at(curve: list[dict], seconds: float, key: str = "R@10_mean") -> flo
     return previous_q
 
 
+def ratio_text(ratio: dict) -> str:
+    """A `speed_ratio` result in a few characters: "x1.42" or "not reached"."""
+    return "not reached" if ratio["ratio"] is None else f"x{ratio['ratio']:.2f}"
+
+
 def speed_ratio(slow: list[dict], fast: list[dict], key: str = "R@10_mean") -> dict:
     """How much sooner `fast` reaches the final quality of `slow`: time(slow) / time(fast)."""
     target = slow[-1][key]
@@ -266,12 +283,16 @@ def speed_ratio(slow: list[dict], fast: list[dict], key: str = "R@10_mean") -> d
 # ----------------------------------------------------------------------------- the whole bench
 
 
-def _load() -> float:
-    return os.getloadavg()[0]
-
-
 def _say(message: str) -> None:
     print(f"bench recipe: {message}", file=sys.stderr, flush=True)
+
+
+def require_open_clip_train() -> None:
+    """A one-line error, before anything runs, when open_clip's trainer or what it imports is missing."""
+    missing = [m for m in ("open_clip_train", "pandas", "webdataset") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"bench recipe runs open_clip's own trainer, which needs {', '.join(missing)} (install "
+                         "them with pip install -e '.[bench]')")
 
 
 def calibrate(bench: RecipeBenchConfig, config: Config, work: Path) -> dict[str, float]:
@@ -294,12 +315,13 @@ def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:
     """Calibrate, train each contender for the budget with copies of its weights, score every copy, and
     write `recipe.json` (curves, ratios, the machine and its load) to `bench.out`."""
     bench = bench or RecipeBenchConfig()
-    require_open_clip()
+    require_open_clip_train()
     config = with_overrides(bench.config, bench.overrides)
     open_clip_config(config.model)  # refuses a text tower open_clip does not have, before anything runs
     out = Path(bench.out)
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix="calibrate-", dir=_mkdir(out)) as work:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="calibrate-", dir=out) as work:
         if not bench.steps:
             _say(f"calibrating: {bench.calibration_steps} steps of each trainer")
         step_s = {} if bench.steps else calibrate(bench, config, Path(work))
@@ -310,27 +332,20 @@ def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:
         marks = snapshot_steps(steps[name], bench.snapshots)
         timing = f" at {step_s[name]:.2f} s a step" if name in step_s else ""
         _say(f"{name}: training {steps[name]} steps{timing} into {folder}")
-        load_before = _load()
+        load_before = os.getloadavg()[0]
         if name == OPEN_CLIP:
             records = run_open_clip(config, steps[name], folder, marks, bench.open_clip_workers, bench.record_seen)
         else:
             records = run_ours(ours_config(bench, config, steps[name], name == OURS_OC), folder, marks)
-        load_after = _load()
+        load_after = os.getloadavg()[0]
         _say(f"{name}: trained in {records[-1]['train_s']:.0f} s; scoring {len(records)} copies")
         curve = [{"step": r["step"], "fraction": r["step"] / steps[name], "train_s": r["train_s"],
                   **score(folder / r["file"], config, bench.retrieval_images, bench.scenes_images)}
                  for r in records]
         contenders[name] = {"steps": steps[name], "calibrated_step_s": step_s.get(name),
                             "load_before": load_before, "load_after": load_after, "curve": curve}
-    ratios = {}
-    if OPEN_CLIP in contenders and OURS in contenders:
-        ratios["open_clip -> miniclip"] = speed_ratio(contenders[OPEN_CLIP]["curve"], contenders[OURS]["curve"])
-    if OPEN_CLIP in contenders and OURS_OC in contenders:
-        ratios["faster step: open_clip -> miniclip, open_clip recipe"] = speed_ratio(
-            contenders[OPEN_CLIP]["curve"], contenders[OURS_OC]["curve"])
-    if OURS_OC in contenders and OURS in contenders:
-        ratios["better recipe: miniclip, open_clip recipe -> miniclip"] = speed_ratio(
-            contenders[OURS_OC]["curve"], contenders[OURS]["curve"])
+    ratios = {label: speed_ratio(contenders[slow]["curve"], contenders[fast]["curve"])
+              for label, slow, fast in RATIOS if slow in contenders and fast in contenders}
     # Calibration only approximates each trainer's step time, so the runs' lengths differ somewhat; every
     # contender's quality at the shortest run's end is the like-for-like reading.
     common = min(c["curve"][-1]["train_s"] for c in contenders.values())
@@ -345,16 +360,3 @@ def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:
 
 def _open_clip_version() -> str:
     return getattr(require_open_clip(), "__version__", "unknown")
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@contextmanager
-def _quiet():
-    """Flickr8k warns about absent images once per opening; the bench opens it several times."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield

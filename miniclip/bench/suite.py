@@ -16,7 +16,7 @@ from miniclip.bench.data_path import run_data_bench
 from miniclip.bench.evaluation import CPU_CHECKPOINT, CPU_RESNET_CONFIG, run_eval_bench
 from miniclip.bench.flops import matmul_peaks
 from miniclip.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
-from miniclip.bench.recipe import RecipeBenchConfig, run_recipe_bench
+from miniclip.bench.recipe import RecipeBenchConfig, ratio_text, run_recipe_bench
 from miniclip.bench.results import RESULTS_DIR, write_results
 from miniclip.bench.step import arch_name, run_model_bench
 from miniclip.env import machine
@@ -135,8 +135,7 @@ def summary_rows(results: dict) -> list[dict]:
                 add("build", stage, f"{s['seconds']:.0f} s", f"exit {s['returncode']}")
         elif name == "recipe":
             for label, r in sec["ratios"].items():
-                value = "not reached" if r["ratio"] is None else f"x{r['ratio']:.2f}"
-                add("recipe", f"time to quality, {label}", value, f"to mean R@10 {r['target']:.1%}")
+                add("recipe", f"time to quality, {label}", ratio_text(r), f"to mean R@10 {r['target']:.1%}")
         start = f"{sec['rss_at_start_mb']:.0f} MiB at its start" if sec.get("rss_at_start_mb") else ""
         gpu = f"; {sec['cuda_max_allocated_mb']:.0f} MiB on GPU" if "cuda_max_allocated_mb" in sec else ""
         add("memory", f"{name} peak RSS", f"{sec['peak_rss_mb']:.0f} MiB", start + gpu)

@@ -11,7 +11,7 @@ from miniclip.bench.data_path import run_data_bench
 from miniclip.bench.evaluation import run_eval_bench
 from miniclip.bench.flops import experiment_runs, training_cost
 from miniclip.bench.gpu_check import run_gpu_check
-from miniclip.bench.recipe import RecipeBenchConfig, run_recipe_bench
+from miniclip.bench.recipe import RecipeBenchConfig, ratio_text, run_recipe_bench
 from miniclip.bench.speed_items import run_speed_items, speed_items_table
 from miniclip.bench.step import run_memory_bench, run_model_bench
 from miniclip.bench.suite import SuiteConfig, run_all
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def recipe_settings(args: argparse.Namespace) -> RecipeBenchConfig:
-    if device_of(args) != "cpu":
+    if not str(args.device).startswith("cpu"):
         raise UsageError("bench recipe runs on the CPU only (open_clip_train is given --device cpu)")
     bench = RecipeBenchConfig(budget_s=args.budget_min * 60, snapshots=args.snapshots,
                               retrieval_images=args.retrieval_images, scenes_images=args.scenes_images)
@@ -93,13 +93,8 @@ def recipe_table(result: dict) -> list[str]:
         lines.append(f"{name:<28} {c['steps']:>6} {end['train_s']:>8.0f} {end['text_to_image_R@10']:>10.1%} "
                      f"{end['image_to_text_R@10']:>10.1%} {scenes:>7}")
     for label, r in result["ratios"].items():
-        value = "not reached" if r["ratio"] is None else f"x{r['ratio']:.2f}"
-        lines.append(f"{label}: {value} (to a mean R@10 of {r['target']:.1%})")
+        lines.append(f"{label}: {ratio_text(r)} (to a mean R@10 of {r['target']:.1%})")
     return lines
-
-
-def device_of(args: argparse.Namespace) -> str:
-    return str(args.device).split(":")[0]
 
 
 def print_costs(args: argparse.Namespace) -> int:
