@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import pytest
 import torch
@@ -145,3 +146,15 @@ def test_bad_input_is_one_error_line(command, argv, files, capsys, monkeypatch, 
     left = [p for p in fresh.rglob("*") if p.is_file()] if fresh.exists() else []
     assert not left, f"{argv} left files in its output folder: {left}"  # no half-written shard, no partial file
     print(json.dumps({"argv": argv, "code": code, "error": error_lines[0]}))
+
+
+def test_a_missing_optional_dependency_is_one_error_line(files, capsys, monkeypatch, tmp_path):
+    """img2dataset is imported only by `data web-subset`; without it (as on a machine without the data extra)
+    the command says what to install, in one line, rather than a traceback."""
+    monkeypatch.setitem(sys.modules, "img2dataset", None)  # `import img2dataset` now raises ModuleNotFoundError
+    code = main(["data", "web-subset", "--urls", files["not_http"] + ".tsv", "--num-samples", "4",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == ["error: this command needs img2dataset, an optional dependency that is not "
+                                        "installed (pip install -e '.[data]')"]

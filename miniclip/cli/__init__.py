@@ -38,14 +38,28 @@ def run(argv: list[str] | None = None) -> int:
     return args.func(args) or 0
 
 
+# Optional dependencies, imported only by the commands that need them, and the extra that installs each.
+OPTIONAL_MODULES = {"img2dataset": "data", "webdataset": "data", "pandas": "data", "pyarrow": "data",
+                    "open_clip": "test", "open_clip_train": "bench", "tensorboard": "test", "matplotlib": "book",
+                    "umap": "book"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """The entry point: `run`, with the one error boundary. A `UserError` (a bad config, a missing checkpoint
-    or dataset, unavailable weights, a malformed URL list, arguments that make no sense) becomes one line on
-    stderr, `error: <what> (<how to fix>)`, and exit status 2; anything else is a bug and keeps its traceback."""
+    or dataset, unavailable weights, a malformed URL list, arguments that make no sense) or a missing optional
+    dependency becomes one line on stderr, `error: <what> (<how to fix>)`, and exit status 2; anything else is
+    a bug and keeps its traceback."""
     try:
         return run(argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        module = (e.name or "").split(".")[0]
+        if module not in OPTIONAL_MODULES:
+            raise
+        print(f"error: this command needs {module}, an optional dependency that is not installed "
+              f"(pip install -e '.[{OPTIONAL_MODULES[module]}]')", file=sys.stderr)
         return 2
 
 

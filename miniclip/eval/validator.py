@@ -130,8 +130,9 @@ class Validator:
         if len(images):
             img, txt = encode_images(model, images), encode_texts(model, captions)
             loss_fn, bs, losses = ClipLoss(gather=False), min(self.config.optim.batch_size, len(images)), []
+            scale = model.logit_scale.exp().float().to(img.device)  # features are on the CPU, the model may not be
             for i in range(0, len(images) - bs + 1, bs):  # equal batches: the loss depends on batch size
-                losses.append(loss_fn(img[i:i + bs], txt[i:i + bs], model.logit_scale.exp().float()).item())
+                losses.append(loss_fn(img[i:i + bs], txt[i:i + bs], scale).item())
             metrics["val_loss"] = sum(losses) / len(losses)
         zs = self._zeroshot_set()
         if zs:
