@@ -24,7 +24,7 @@ RUNS_gpu-1m := runs/gpu runs/gpu-1m
 BOOK_OUT := $(if $(filter cpu,$(PROFILE)),,--path-output _build/$(PROFILE))
 BOOK_BUILD := $(if $(filter cpu,$(PROFILE)),_build,_build/$(PROFILE)/_build)
 
-.PHONY: book-profile gpu-check install lint test test-unit test-notebooks book book-ci publish train bench bench-data clean experiments
+.PHONY: book-profile print-models gpu-check install lint test test-unit test-notebooks book book-ci publish train bench bench-data clean experiments
 
 install: $(VENV)/.installed
 
@@ -103,6 +103,10 @@ bench: install
 ## model, ViT-B/32's bf16 step against open_clip's, and a 50-step gpu-1m rehearsal; runs/bench/gpu-check.json.
 gpu-check: install
 	$(PY) -m miniclip bench gpu-check
+
+## make print-models: the model configs `make train` trains for PROFILE (read by `bench build --book`).
+print-models: book-profile
+	@echo $(MODELS_$(PROFILE))
 
 bench-data: install
 	$(PY) -m miniclip bench data

@@ -126,7 +126,8 @@ def add_bench_command(commands) -> None:
                        help="all: the suite and one summary table (~15 min on 2 CPU cores); model: training step, "
                             "ours vs open_clip, with ablations and MFU; data: data-path throughput vs training; "
                             "eval: zero-shot and retrieval throughput; memory: peak memory of one step; "
-                            "build: pytest --nbval duration (and make book's with --book); recipe: time to a given "
+                            "build: pytest --nbval duration (and, with --book, each stage of make book: models, "
+                            "experiments, chapters); recipe: time to a given "
                             "Flickr8k quality, open_clip's own trainer against ours, same budget (~1 h on 2 cores; "
                             "needs open_clip_train, the bench extra); cost: FLOPs of training "
                             "the --config files and the minutes they take at --tflops (an estimate, nothing runs); "
@@ -144,7 +145,8 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--compile", action="store_true", help="model: also time torch.compile'd steps")
     bench.add_argument("--no-compile", action="store_true", help="all: skip the torch.compile'd steps")
     bench.add_argument("--build", action="store_true", help="all: also time pytest --nbval notebooks")
-    bench.add_argument("--book", action="store_true", help="build/all: also time make book (cpu profile; long)")
+    bench.add_argument("--book", action="store_true",
+                       help="build/all: also time make book, stage by stage (cpu profile; as long as make book)")
     bench.add_argument("--recipe", action="store_true", help="all: also run bench recipe (about an hour)")
     bench.add_argument("--budget-min", type=positive_float, default=15.0,
                        help="recipe: training minutes per contender (default 15)")
