@@ -19,7 +19,7 @@ PACKAGE = Path(miniclip.__file__).resolve().parent
 # Imports inside functions are allowed only for these: optional extras, or heavy libraries only some paths need.
 OPTIONAL_HEAVY = {"matplotlib", "myst_nb", "IPython", "open_clip", "open_clip_train", "tensorboard",
                   "torch.utils.tensorboard", "img2dataset", "webdataset", "umap", "selenium", "pandas", "pyarrow",
-                  "huggingface_hub"}
+                  "huggingface_hub", "jupyter_cache"}
 # Same-layer pairs that must not import each other: experiments use analyses, never the reverse; the book and the
 # command line are two front ends of the same package.
 FORBIDDEN = {("analysis", "experiments"), ("book", "cli"), ("cli", "book")}

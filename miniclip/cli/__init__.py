@@ -41,7 +41,7 @@ def run(argv: list[str] | None = None) -> int:
 # Optional dependencies, imported only by the commands that need them, and the extra that installs each.
 OPTIONAL_MODULES = {"img2dataset": "data", "webdataset": "data", "pandas": "data", "pyarrow": "data",
                     "open_clip": "test", "open_clip_train": "bench", "tensorboard": "test", "matplotlib": "book",
-                    "umap": "book"}
+                    "umap": "book", "jupyter_cache": "book"}
 
 
 def main(argv: list[str] | None = None) -> int:
