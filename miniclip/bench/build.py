@@ -24,6 +24,8 @@ from miniclip.env import ROOT, machine
 from miniclip.experiments.registry import EXPERIMENTS
 
 BOOK_CACHE = ROOT / "_build" / ".jupyter_cache"  # the cpu book's (Makefile: BOOK_BUILD)
+REBUILD = "book rebuilt, nothing changed"
+NOT_BOOK_STAGES = ("nbval", REBUILD)  # timed beside `make book`, not part of what it costs
 
 
 def _load() -> str:
@@ -34,14 +36,14 @@ def timed(command: list[str], log: Path | None = None, env: dict | None = None) 
     """Run `command` (with `env` added) from the repository root; its seconds, exit code and the load average
     after it. Its output goes to `log` (for long stages: readable while they run), else is kept as a tail."""
     t0 = time.perf_counter()
+    env = {**os.environ, **(env or {})}
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as out:
-            proc = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out,
-                                  stderr=subprocess.STDOUT)
+            proc = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         tail = log.read_text(errors="replace")[-2000:]
     else:
-        proc = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         tail = proc.stdout[-2000:] + proc.stderr[-1000:]
     return {"command": " ".join(command), "seconds": time.perf_counter() - t0, "returncode": proc.returncode,
             "load_after": _load(), "tail": tail}
@@ -75,7 +77,7 @@ def book_stages(python: str = sys.executable, profile: str = "cpu") -> list[tupl
     for name in EXPERIMENTS:
         stages.append((f"experiment {name}", [python, "-m", "miniclip", "experiments", name, "--profile", profile]))
     stages.append(("book (chapters executed)", ["make", "book", f"PROFILE={profile}"]))
-    stages.append(("book rebuilt, nothing changed", ["make", "book", f"PROFILE={profile}"]))
+    stages.append((REBUILD, ["make", "book", f"PROFILE={profile}"]))
     return stages
 
 
@@ -97,7 +99,7 @@ def run_build_bench(book: bool = False, out_dir: Path | None = RESULTS_DIR) -> d
                 stage["chapters"] = chapter_seconds(BOOK_CACHE, started)
             print(f"  {stage['seconds']:.0f} s, exit {stage['returncode']}", file=sys.stderr, flush=True)
         results["book_total_seconds"] = sum(s["seconds"] for n, s in results["stages"].items()
-                                            if n not in ("nbval", "book rebuilt, nothing changed"))
+                                            if n not in NOT_BOOK_STAGES)
     print(stage_table(results))
     if out_dir is not None:
         results["path"] = str(write_results(results, out_dir, "build.json"))
@@ -109,7 +111,7 @@ def stage_table(results: dict) -> str:
     total = results.get("book_total_seconds")
     lines = [f"{'stage':<40} {'minutes':>8} {'share':>6}  exit  load after"]
     for name, s in results["stages"].items():
-        share = f"{s['seconds'] / total:6.0%}" if total and name != "nbval" and "nothing" not in name else ""
+        share = f"{s['seconds'] / total:6.0%}" if total and name not in NOT_BOOK_STAGES else ""
         lines.append(f"{name:<40} {s['seconds'] / 60:8.1f} {share:>6}  {s['returncode']:>4}  {s['load_after']}")
         for chapter, seconds in sorted(s.get("chapters", {}).items(), key=lambda kv: -kv[1]):
             lines.append(f"  {chapter:<38} {seconds / 60:8.1f}")
