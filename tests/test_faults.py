@@ -89,8 +89,9 @@ def _logged_step(run: Path) -> int:
 def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path):
     """Ten SIGKILLs, five at chosen renames inside saves and five from outside at random moments; each time
     the run is resumed with `--resume`. The final weights and optimizer state equal an uninterrupted run's."""
-    # On the CPU: bit-identical is a property of deterministic kernels. With CUDA, cuDNN's autotuner and atomic
-    # adds in backward kernels make two uninterrupted runs differ in the last bits already (seen on an H200).
+    # On the CPU: bit-identical needs deterministic kernels. With CUDA present (an H200, 2026-12-04) this test
+    # failed; the likely cause, not isolated there, is that cuDNN's autotuner and atomic adds in backward kernels
+    # are not deterministic from one process to the next.
     overrides = ("optim.steps=40", "optim.warmup_steps=5", "train.save_every=1", "train.device=cpu")
     ctx = _forkserver()
     straight = ctx.Process(target=_child, args=(train_argv(tmp_path / "straight", *overrides), None, None))
