@@ -19,6 +19,11 @@ class UsageError(UserError, ValueError):
     """Command-line arguments that parse but make no sense together (an unknown name, an impossible value)."""
 
 
+class MissingDependency(UserError, ImportError):
+    """An optional package a feature needs is not installed; the message names the package and the extra (or
+    pip command) that installs it."""
+
+
 class WriteError(UserError, OSError):
     """What a run produces could not be written (a full disk, a read-only folder); what it saved before is
     intact."""

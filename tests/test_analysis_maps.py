@@ -13,6 +13,7 @@ import torch.nn.functional as F  # noqa: E402
 from miniclip.analysis.embeddings import EmbeddingMap, ambiguous_pairs, first_word, joint_embedding_map, project_2d  # noqa: E402
 from miniclip.analysis.similarity import image_class_similarity, image_text_similarity  # noqa: E402
 from miniclip.book import viz  # noqa: E402
+from miniclip.errors import MissingDependency  # noqa: E402
 from miniclip.eval.features import encode_dataset_images  # noqa: E402
 from miniclip.eval.zeroshot import SIMPLE_TEMPLATES  # noqa: E402
 
@@ -107,6 +108,9 @@ def test_joint_map_with_umap_passes_cosine_metric_seed_and_a_neighbour_count_tha
                                    "n_jobs": 1}
     with pytest.raises(ValueError, match="one entry per"):
         joint_embedding_map(images, texts, image_labels=list("ab"), method="umap")
+    monkeypatch.setitem(__import__("sys").modules, "umap", None)  # umap-learn not installed
+    with pytest.raises(MissingDependency, match="pip install umap-learn"):
+        project_2d(images, method="umap")
 
 
 def test_joint_map_and_every_plot_build_labelled_figures(model):

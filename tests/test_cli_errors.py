@@ -32,6 +32,10 @@ CASES = [
     ("train", ["train", "--config", "configs/ci.yaml", "--set", "optim.steps=-1"]),
     ("train", ["train", "--config", "configs/ci.yaml", "--set", "nope.key=1"]),
     ("train", ["train", "--config", "configs/ci.yaml", "--out", "{text}.json"]),
+    ("train", ["train", "--config", "configs/ci.yaml", "--out", "{fresh}", "--set", "train.device=cpu",
+               "--set", "train.precision=fp16"]),
+    *([("train", ["train", "--config", "configs/ci.yaml", "--out", "{fresh}", "--set", "train.device=cuda"])]
+      if not torch.cuda.is_available() else []),
     *[("eval zeroshot", ["eval", "zeroshot", "--checkpoint", c, "--data", "shapes:8"]) for c in BAD_CHECKPOINTS],
     ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "nope"]),
     ("eval zeroshot", ["eval", "zeroshot", "--checkpoint", "{good}", "--data", "imagefolder:{missing}"]),
@@ -158,3 +162,25 @@ def test_a_missing_optional_dependency_is_one_error_line(files, capsys, monkeypa
     assert code == 2
     assert err.strip().splitlines() == ["error: this command needs img2dataset, an optional dependency that is not "
                                         "installed (pip install -e '.[data]')"]
+
+
+def test_a_missing_reference_is_one_error_line(capsys, monkeypatch):
+    """`bench model` compares with open_clip (the test extra); without it the command says so in one line, before
+    it spends minutes measuring matmul peaks."""
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # `import open_clip` now raises ModuleNotFoundError
+    code = main(["bench", "model", "--rounds", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == ["error: this needs open_clip, the reference implementation, which is not "
+                                        "installed (pip install -e '.[test]')"]
+
+
+def test_tensorboard_without_its_package_is_one_error_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parent.parent)  # configs/ci.yaml resolves
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    code = main(["train", "--config", "configs/ci.yaml", "--out", str(tmp_path / "run"), "--set",
+                 "train.tensorboard=true"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1] == ("error: train.tensorboard=true needs the tensorboard package, which is not "
+                                            "installed (pip install tensorboard, or set train.tensorboard=false)")

@@ -20,6 +20,7 @@ import torch
 from sklearn.manifold import TSNE
 from torch.utils.data import Subset
 
+from miniclip.errors import MissingDependency
 from miniclip.eval.features import encode_dataset_images
 from miniclip.eval.zeroshot import encode_texts
 
@@ -59,7 +60,8 @@ def project_2d(features: np.ndarray | torch.Tensor, method: str = "tsne", seed: 
         try:
             import umap  # optional (the book extra): only UMAP maps need it
         except ImportError as e:
-            raise ImportError("UMAP maps need umap-learn: pip install umap-learn (or use method='tsne')") from e
+            raise MissingDependency("UMAP maps need umap-learn, which is not installed (pip install umap-learn, "
+                                    "or use method='tsne')") from e
         kwargs.setdefault("n_neighbors", min(15, n - 1))
         # A fixed random_state makes UMAP deterministic, which a book needs; it also makes it single-threaded
         # (said explicitly, so umap-learn does not warn about it). The first call JIT-compiles (numba): slow once.

@@ -52,7 +52,7 @@ from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.loaders import StepBatchSampler
 from miniclip.data.paths import MissingDataError
 from miniclip.env import machine
-from miniclip.errors import UsageError
+from miniclip.errors import MissingDependency
 from miniclip.experiments.store import derived_config
 from miniclip.experiments.sweeps import retrieval_scores, scenes_scores
 from miniclip.model import build_model
@@ -291,8 +291,8 @@ def require_open_clip_train() -> None:
     """A one-line error, before anything runs, when open_clip's trainer or what it imports is missing."""
     missing = [m for m in ("open_clip_train", "pandas", "webdataset") if importlib.util.find_spec(m) is None]
     if missing:
-        raise UsageError(f"bench recipe runs open_clip's own trainer, which needs {', '.join(missing)} (install "
-                         "them with pip install -e '.[bench]')")
+        raise MissingDependency(f"bench recipe runs open_clip's own trainer, which needs {', '.join(missing)} "
+                                "(install them with pip install -e '.[bench]')")
 
 
 def calibrate(bench: RecipeBenchConfig, config: Config, work: Path) -> dict[str, float]:

@@ -11,17 +11,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from miniclip.errors import UsageError
+from miniclip.errors import MissingDependency, UsageError
 from miniclip.model import CLIPConfig
 
 
 def require_open_clip():
-    """The `open_clip` module, or an ImportError that says how to install it."""
+    """The `open_clip` module, or a `MissingDependency` that says how to install it."""
     try:
         # open_clip is optional (the `test` extra), so it is imported only when a reference is asked for.
         import open_clip
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("this needs open_clip, the reference implementation: pip install -e '.[test]'") from e
+        raise MissingDependency("this needs open_clip, the reference implementation, which is not installed "
+                                "(pip install -e '.[test]')") from e
     return open_clip
 
 

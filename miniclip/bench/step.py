@@ -265,6 +265,7 @@ def run_model_bench(precisions=("fp32", "bf16"), batch_sizes=(64, 128), arch: st
     """The step benchmark over precisions and batch sizes. `compile`: False (eager), True (compiled only) or
     "both". bf16 is skipped, with the reason recorded, where its matmul is slower than fp32's (CPUs without
     bf16 units); `peaks` reuses matmul peaks measured earlier in the same run."""
+    require_open_clip()  # the reference every step is compared with: fail now, not after the matmul peaks
     results = {"environment": machine(), "runs": [], "skipped": []}
     results["matmul_gflops"] = peaks or matmul_peaks(precisions, device)
     modes = {False: [False], True: [True], "both": [False, True]}[compile]

@@ -41,7 +41,7 @@ from miniclip.data.loaders import train_batches
 from miniclip.data.prefetch import Prefetcher
 from miniclip.distributed import cleanup_distributed, is_distributed, setup_distributed
 from miniclip.env import git_commit, machine
-from miniclip.errors import WriteError
+from miniclip.errors import MissingDependency, WriteError
 from miniclip.eval.validator import Validator
 from miniclip.loss import ClipLoss, SimClrLoss
 from miniclip.model import CLIP, trimmed_tokens
@@ -108,7 +108,7 @@ def _pick_device(name: str, dist_device: torch.device) -> torch.device:
     if name == "auto":
         return dist_device
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name} but CUDA is not available; use train.device=cpu")
+        raise ConfigError(f"train.device={name} but CUDA is not available (use train.device=cpu or auto)")
     return torch.device(name)
 
 
@@ -151,7 +151,7 @@ class Trainer:
         self.device = _pick_device(config.train.device, self.dist.device)
         self.precision = resolve_precision(config.train.precision, self.device)
         if self.precision == "fp16" and self.device.type != "cuda":
-            raise RuntimeError("train.precision=fp16 needs CUDA (its GradScaler); use bf16 on CPU")
+            raise ConfigError("train.precision=fp16 needs CUDA, for its GradScaler (use fp32 or bf16 on a CPU)")
         if self.device.type == "cuda":
             _fast_cuda_kernels(self.precision, config.train.cudnn_benchmark, config.train.tf32)
         self._build_model()
@@ -222,8 +222,8 @@ class Trainer:
             try:  # an optional dependency
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:
-                raise RuntimeError("train.tensorboard=true needs the tensorboard package: "
-                                   "pip install tensorboard") from e
+                raise MissingDependency("train.tensorboard=true needs the tensorboard package, which is not "
+                                        "installed (pip install tensorboard, or set train.tensorboard=false)") from e
             self.tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
         if self.is_main:
             if resume:
