@@ -166,7 +166,10 @@ glue("bench_worst_speedup", min(speedups) if speedups else float("nan"), "×{:.2
 # ```
 
 # %%
+# This machine's own run when there is one, else the quiet run committed with the repository.
 recipe_saved = ROOT / "runs" / "bench" / "recipe" / "recipe.json"
+if not recipe_saved.exists():
+    recipe_saved = ROOT / "bench" / "recipe-cpu.json"
 RATIO_NAMES = ("recipe_total", "recipe_step", "recipe_recipe", "recipe_equal_time", "recipe_step_times")
 if profile() == "ci" or not recipe_saved.exists():
     reason = ("the ci profile does not run it (the tests run its plumbing)" if profile() == "ci"
@@ -200,8 +203,10 @@ else:
                                               "faster step: open_clip -> miniclip, open_clip recipe",
                                               "better recipe: miniclip, open_clip recipe -> miniclip")):
         glue(glue_name, ratio_text(label))
-    glue("recipe_source", f"`runs/bench/recipe/recipe.json`, {recipe_result['wall_s'] / 60:.0f} minutes in all "
-                          f"with a budget of {recipe_result['bench']['budget_s'] / 60:.0f} minutes each")
+    finished = f", finished {recipe_result['finished'][:16].replace('T', ' ')} UTC" if "finished" in recipe_result else ""
+    glue("recipe_source", f"`{recipe_saved.relative_to(ROOT)}`{finished}: {recipe_result['wall_s'] / 60:.0f} minutes "
+                          f"in all, with a training budget of {recipe_result['bench']['budget_s'] / 60:.0f} minutes "
+                          "per contender")
     runs = recipe_result["contenders"]
     common = min(c["curve"][-1]["train_s"] for c in runs.values())
     glue("recipe_equal_time", f"after {common / 60:.1f} minutes of training (the shortest run), "

@@ -14,7 +14,7 @@ from miniclip.bench import recipe
 from miniclip.bench.recipe import RecipeBenchConfig, snapshot_steps, speed_ratio, time_to_reach
 from miniclip.bench.reference import open_clip_config
 from miniclip.data import loaders
-from miniclip.errors import UsageError
+from miniclip.errors import MissingDependency, UsageError
 from miniclip.model import CLIPConfig
 
 TINY = {"model.image_size": 32, "model.vision_width": 8, "model.embed_dim": 32, "model.text_width": 64,
@@ -106,5 +106,5 @@ def test_a_missing_open_clip_train_is_one_error_line(monkeypatch):
     find_spec = recipe.importlib.util.find_spec
     monkeypatch.setattr(recipe.importlib.util, "find_spec",
                         lambda name, *a: None if name == "open_clip_train" else find_spec(name, *a))
-    with pytest.raises(UsageError, match=r"needs open_clip_train .*pip install -e '\.\[bench\]'"):
+    with pytest.raises(MissingDependency, match=r"needs open_clip_train .*pip install -e '\.\[bench\]'"):
         recipe.run_recipe_bench(RecipeBenchConfig(steps={"miniclip": 1}))

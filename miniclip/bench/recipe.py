@@ -40,6 +40,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -51,7 +52,7 @@ from miniclip.config import Config
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.loaders import StepBatchSampler
 from miniclip.data.paths import MissingDataError
-from miniclip.env import machine
+from miniclip.env import git_commit, machine
 from miniclip.errors import MissingDependency
 from miniclip.experiments.store import derived_config
 from miniclip.experiments.sweeps import retrieval_scores, scenes_scores
@@ -353,7 +354,8 @@ def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:
     scenes = any("scenes_photo_top1" in p for c in contenders.values() for p in c["curve"])
     result = {"bench": {**asdict(bench), "out": str(bench.out)}, "config": config.to_dict(), "machine": machine(),
               "torch": torch.__version__, "open_clip": _open_clip_version(), "scenes": scenes,
-              "contenders": contenders, "ratios": ratios, "equal_time": equal_time, "wall_s": time.time() - t0}
+              "contenders": contenders, "ratios": ratios, "equal_time": equal_time, "wall_s": time.time() - t0,
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit()}
     result["path"] = str(write_results(result, out, "recipe.json"))
     return result
 
