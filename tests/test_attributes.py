@@ -89,10 +89,10 @@ def test_the_report_covers_every_attribute_with_its_chance(tiny_shapes_checkpoin
     report = json.loads(capsys.readouterr().out.splitlines()[-1])
     chances = {"colour": 1 / 8, "shape": 1 / 8, "size": 1 / 2, "shape_given_colour": 1 / 8, "seen_pairs": 1 / 64,
                "heldout_pairs": 1 / 64, "count": 1 / 4, "relation": 1 / 2, "probe_colour": 1 / 8,
-               "probe_shape": 1 / 8, "probe_size": 1 / 2}
+               "probe_shape": 1 / 8, "probe_size": 1 / 2, "probe_count": 1 / 4}
     for task, chance in chances.items():
         assert report[task]["chance"] == chance and 0 <= report[task]["lo"] <= report[task]["hi"] <= 1, task
-    assert report["colour"]["n"] == 32 and report["count"]["n"] == 32
+    assert report["colour"]["n"] == 32 and report["count"]["n"] == 32 and report["probe_count"]["n"] == 32
 
 
 def test_a_model_that_knows_shape_scores_it(monkeypatch):

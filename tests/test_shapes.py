@@ -295,6 +295,17 @@ def test_grammar_changes_only_the_caption_kinds_it_names():
     # Colours left out: captions then name shapes (and sizes) only.
     no_colour = ShapesWorld(ShapesConfig(image_size=32, grammar={"p_colour": 0.0})).captions(sc)
     assert not any(c in caption.split() for caption in no_colour for c in COLOURS)
+    # "total" says only how many objects there are, as a zero-shot count prompt does, in every language.
+    totals = ShapesWorld(ShapesConfig(image_size=32, grammar={"kinds": {k: {"total": 1} for k in
+                                                                       ("single", "group", "mixed")},
+                                                             "frames": ["photo"], "p_style_frame": 0.0}))
+    batch = totals.render(range(40))
+    numbers = ("one shape", "two shapes", "three shapes", "four shapes")
+    assert batch.captions == [f"a photo of {numbers[m['count'] - 1]}" for m in batch.meta]
+    assert {m["caption_kind"] for m in batch.meta} == {"total"} and len({m["count"] for m in batch.meta}) > 1
+    for lang in ("en", "fr", "de"):
+        count_prompts = totals.class_prompts("count", lang)
+        assert set(totals.captions(totals.scenes(range(40)), lang)) <= set(count_prompts), lang
     for bad in ({"kinds": {"single": {"relation": 1}}}, {"kinds": {"many": {"describe": 1}}}, {"p_size": 2},
                 {"frames": ["style"]}, {"kinds": {"mixed": {"describe": 0}}}):
         with pytest.raises(ValueError):

@@ -89,7 +89,9 @@ class Caption:
 # "relation" relates two objects; "count" leads with the number of objects ("three shapes: …"). Scenes of
 # n identical objects ("group" scenes) are the ones that teach counting: they are always described with
 # their count ("three small red stars"). Every kind names the shape of at least one object, and its colour
-# unless the grammar leaves colours out.
+# unless the grammar leaves colours out, except "total", which says only how many objects there are ("a photo
+# of three shapes", the way a zero-shot count prompt reads) and which the world's own weights never choose: a
+# grammar asks for it.
 KIND_WEIGHTS = {
     "single": {"describe": 0.45, "position": 0.4, "count": 0.15},
     "group": {"describe": 1.0},
@@ -97,7 +99,7 @@ KIND_WEIGHTS = {
 }
 P_SIZE = 0.75  # captions name sizes this often; the rest leave them out, as people often do
 P_STYLE_FRAME = 0.3  # this often the frame names the style; otherwise one of NEUTRAL_FRAMES
-KINDS = ("describe", "position", "relation", "count")
+KINDS = ("describe", "position", "relation", "count", "total")
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def plan_caption(objects: list[SceneObject], style: str, rng, grammar: Grammar =
     caption always mentions the first object. Objects are exchangeable, so the captions' distribution is
     the same; used by the Shapes world's shape twins, which change the first object.
 
-    Returns the `Caption` and its kind ("describe", "position", "relation" or "count").
+    Returns the `Caption` and its kind ("describe", "position", "relation", "count" or "total").
     """
     n = len(objects)
     same_look = len({(o.shape, o.colour, o.size) for o in objects}) == 1
@@ -195,6 +197,8 @@ def plan_caption(objects: list[SceneObject], style: str, rng, grammar: Grammar =
     total = None
     if kind == "position":
         things = tuple(thing(o, position=POSITIONS[o.cell]) for o in order)
+    elif kind == "total":
+        things = (Thing(n, numeral=True),)
     elif kind == "relation":
         if name_first:
             a, b = objects[0], rng.choice(objects[1:])

@@ -11,8 +11,9 @@ attributes, so each can be tested alone, with its own chance level:
 - **relations**: two-object pictures, the true caption ("a red circle left of a blue square") against the
   same words with the objects swapped ("a blue square left of a red circle"). A text tower that reads
   captions as bags of words cannot tell them apart (chance 50%);
-- **linear probes** of colour, shape and size on the image features (logistic regression, C swept on a
-  validation set): what the image side holds, whether or not the text side can name it.
+- **linear probes** of colour, shape and size on the image features of single objects, and of the count on
+  those of the counting pictures (logistic regression, C swept on a validation set): what the image side
+  holds, whether or not the text side can name it.
 
 Every accuracy comes with its chance level and a 95% Wilson interval over the test pictures.
 """
@@ -142,11 +143,15 @@ def attribute_report(model, world: ShapesWorld, n: int = 512, probe_n: int = 100
                                                         world.labels(held, "colour_shape")), 1 / len(pairs))
 
     k_max = world.config.max_objects
-    counts = [world.render(range(k * n, k * n + max(1, n // k_max)), split="test", n_objects=k)
-              for k in range(1, k_max + 1)]
-    count_prompts = prompts("count")
-    hits = [zero_shot_hits(image_features(b), count_prompts, world.labels(b, "count")) for b in counts]
-    report["count"] = scored(torch.cat(hits), 1 / k_max)
+
+    def counted(offset: int, total: int):
+        """`total` test pictures, as many of each count 1..k_max: (image features, count labels)."""
+        batches = [world.render(range(offset + k * total, offset + k * total + max(1, total // k_max)),
+                                split="test", n_objects=k) for k in range(1, k_max + 1)]
+        return torch.cat([image_features(b) for b in batches]), torch.cat([world.labels(b, "count") for b in batches])
+
+    count_x, count_y = counted(0, n)
+    report["count"] = scored(zero_shot_hits(count_x, prompts("count"), count_y), 1 / k_max)
 
     if relations and k_max >= 2:
         report["relation"] = scored(relation_test(model, world, n, frame, lang), 0.5)
@@ -160,6 +165,11 @@ def attribute_report(model, world: ShapesWorld, n: int = 512, probe_n: int = 100
             predicted = torch.from_numpy(np.asarray(classifier.predict(tx)))
             n_classes = len(world.class_names(kind))
             report[f"probe_{kind}"] = scored(predicted == world.labels(single, kind), 1 / n_classes)
+        # Counting too: whether the image side holds the count, whatever the prompts make of it.
+        (fit_x, fit_y), (val_x, val_y) = counted(PROBE_OFFSET, probe_n), counted(2 * PROBE_OFFSET, probe_n // 2)
+        classifier, _, _ = train_probe(prepare_features(fit_x), fit_y.numpy(), prepare_features(val_x), val_y.numpy())
+        predicted = torch.from_numpy(np.asarray(classifier.predict(prepare_features(count_x))))
+        report["probe_count"] = scored(predicted == count_y, 1 / k_max)
     return report
 
 
