@@ -290,8 +290,10 @@ def curriculum_text(shapes_options: dict) -> str:
     def what(phase: dict) -> str:
         if phase.get("max_objects") == 1:
             return "single objects whose captions mostly name only the shape"
-        if phase.get("group_prob") == 1:
-            return "one to four identical objects, whose captions say how many"
+        kinds = {k for weights in (phase.get("grammar") or {}).get("kinds", {}).values() for k, w in weights.items() if w}
+        if kinds and kinds <= {"describe", "count", "total"}:  # no positions or relations: a counting phase
+            objects = "identical objects" if phase.get("group_prob") == 1 else "objects, many of them identical"
+            return f"one to four {objects}, whose captions say how many"
         return "the full world, with counts stated more often"
 
     words = [f"{'the first' if i == 0 else 'the next'} {p['fraction']:.0%} of them {what(p)}"
