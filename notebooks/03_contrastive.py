@@ -290,7 +290,8 @@ def curriculum_text(shapes_options: dict) -> str:
     def what(phase: dict) -> str:
         if phase.get("max_objects") == 1:
             return "single objects whose captions mostly name only the shape"
-        kinds = {k for weights in (phase.get("grammar") or {}).get("kinds", {}).values() for k, w in weights.items() if w}
+        weights = (phase.get("grammar") or {}).get("kinds", {}).values()
+        kinds = {k for per_scene in weights for k, w in per_scene.items() if w}
         if kinds and kinds <= {"describe", "count", "total"}:  # no positions or relations: a counting phase
             objects = "identical objects" if phase.get("group_prob") == 1 else "objects, many of them identical"
             return f"one to four {objects}, whose captions say how many"

@@ -203,7 +203,8 @@ else:
                                               "faster step: open_clip -> miniclip, open_clip recipe",
                                               "better recipe: miniclip, open_clip recipe -> miniclip")):
         glue(glue_name, ratio_text(label))
-    finished = f", finished {recipe_result['finished'][:16].replace('T', ' ')} UTC" if "finished" in recipe_result else ""
+    finished = recipe_result.get("finished")
+    finished = f", finished {finished[:16].replace('T', ' ')} UTC" if finished else ""
     glue("recipe_source", f"`{recipe_saved.relative_to(ROOT)}`{finished}: {recipe_result['wall_s'] / 60:.0f} minutes "
                           f"in all, with a training budget of {recipe_result['bench']['budget_s'] / 60:.0f} minutes "
                           "per contender")
