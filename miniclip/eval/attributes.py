@@ -161,16 +161,21 @@ def attribute_report(model, world: ShapesWorld, n: int = 512, probe_n: int = 100
         val = world.render(range(2 * PROBE_OFFSET, 2 * PROBE_OFFSET + probe_n // 2), split="test", n_objects=1)
         fx, vx, tx = (prepare_features(f) for f in (image_features(fit), image_features(val), x))
         for kind in ("colour", "shape", "size"):
-            classifier, _, _ = train_probe(fx, world.labels(fit, kind).numpy(), vx, world.labels(val, kind).numpy())
-            predicted = torch.from_numpy(np.asarray(classifier.predict(tx)))
-            n_classes = len(world.class_names(kind))
-            report[f"probe_{kind}"] = scored(predicted == world.labels(single, kind), 1 / n_classes)
+            hits = probe_hits(fx, world.labels(fit, kind), vx, world.labels(val, kind), tx, world.labels(single, kind))
+            report[f"probe_{kind}"] = scored(hits, 1 / len(world.class_names(kind)))
         # Counting too: whether the image side holds the count, whatever the prompts make of it.
         (fit_x, fit_y), (val_x, val_y) = counted(PROBE_OFFSET, probe_n), counted(2 * PROBE_OFFSET, probe_n // 2)
-        classifier, _, _ = train_probe(prepare_features(fit_x), fit_y.numpy(), prepare_features(val_x), val_y.numpy())
-        predicted = torch.from_numpy(np.asarray(classifier.predict(prepare_features(count_x))))
-        report["probe_count"] = scored(predicted == count_y, 1 / k_max)
+        fx, vx, tx = (prepare_features(f) for f in (fit_x, val_x, count_x))
+        report["probe_count"] = scored(probe_hits(fx, fit_y, vx, val_y, tx, count_y), 1 / k_max)
     return report
+
+
+def probe_hits(fit_x: np.ndarray, fit_y: torch.Tensor, val_x: np.ndarray, val_y: torch.Tensor, test_x: np.ndarray,
+               test_y: torch.Tensor) -> torch.Tensor:
+    """Per test item: does a logistic probe, fitted on `fit_x` with C chosen on `val_x` (features from
+    `prepare_features`), predict its label?"""
+    classifier, _, _ = train_probe(fit_x, fit_y.numpy(), val_x, val_y.numpy())
+    return torch.from_numpy(np.asarray(classifier.predict(test_x))) == test_y
 
 
 def format_report(report: dict) -> str:
