@@ -90,7 +90,7 @@ command = "python -m miniclip bench all --device cuda" if GPU_BOOK else "make be
 if profile() != "ci" and saved.exists():
     results = json.loads(saved.read_text())
     glue("bench_source", f"`runs/bench/{saved.name}`, written by `{command}` in {results['wall_s'] / 60:.1f} "
-                         "minutes")
+                         "minutes", markdown=True)
 else:
     if profile() != "ci":
         note(f"`runs/bench/{saved.name}` is missing: run `{command}`{'' if GPU_BOOK else ' (about 15 minutes)'}. "
@@ -207,7 +207,7 @@ else:
     finished = f", finished {finished[:16].replace('T', ' ')} UTC" if finished else ""
     glue("recipe_source", f"`{recipe_saved.relative_to(ROOT)}`{finished}: {recipe_result['wall_s'] / 60:.0f} minutes "
                           f"in all, with a training budget of {recipe_result['bench']['budget_s'] / 60:.0f} minutes "
-                          "per contender")
+                          "per contender", markdown=True)
     runs = recipe_result["contenders"]
     common = min(c["curve"][-1]["train_s"] for c in runs.values())
     glue("recipe_equal_time", f"after {common / 60:.1f} minutes of training (the shortest run), "

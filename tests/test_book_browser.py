@@ -5,8 +5,8 @@ For each HTML page of the built book, served from 127.0.0.1, this asserts:
 - nothing was requested from another host (the book must read offline: no CDN for math, fonts or search);
 - no execution error reached the page (a traceback in a cell output);
 - where the page has math, MathJax rendered it (one `mjx-container` per math element, no `mjx-merror`);
-- no MyST markup reached the reader unrendered: no role (`{glue}`, `{cite:p}`, `{doc}`, ...) and no code fence in
-  the page's visible text, outside code listings (code may quote markup; prose never should);
+- no MyST markup reached the reader unrendered: no role (`{glue}`, `{cite:p}`, `{doc}`, ...), no code fence and no
+  backticked `code` in the page's visible text, outside code listings (code may quote markup; prose never should);
 - every code block fits the code column at the 1280 px window: no `pre` (cell inputs and outputs,
   `literalinclude` listings) and no table scrolls sideways. A failure names the page and the first line that
   does not fit (book/_static/custom.css sizes the column; the package's code is written to 120 columns).
@@ -152,7 +152,8 @@ function unrendered() {
   for (const pre of document.querySelectorAll("pre")) text = text.split(pre.innerText).join("\n");
   const roles = ["glue", "glue:text", "glue:figure", "glue:md", "glue:math", "cite", "cite:p", "cite:t",
                  "cite:ps", "cite:ts", "ref", "doc", "numref", "eq", "math", "term", "download", "abbr"];
-  const pattern = new RegExp("\\{(" + roles.join("|") + ")\\}|```", "g");
+  // ... or Markdown code (`name`) pasted as plain text: rendered code shows no backticks.
+  const pattern = new RegExp("\\{(" + roles.join("|") + ")\\}|```|`[^`\\n]+`", "g");
   const found = [];
   for (const m of text.matchAll(pattern)) {
     found.push(text.slice(Math.max(0, m.index - 40), m.index + 60).replace(/\s+/g, " "));

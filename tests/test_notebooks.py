@@ -168,6 +168,22 @@ def test_glue_formats_in_code(monkeypatch):
     assert glued["accuracy"] == "12.3%"  # pasted without quotes or extra digits
 
 
+def test_glue_pastes_markdown_only_when_asked(monkeypatch):
+    import myst_nb
+    from IPython.core.formatters import DisplayFormatter
+
+    from miniclip import book
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.update({name: value}))
+    book.glue("source", "`runs/x.json`, 3 minutes", markdown=True)
+    book.glue("plain", "a_b*c")
+    mimes = {name: DisplayFormatter().format(value)[0] for name, value in glued.items()}
+    # myst-nb's {glue} role takes text/markdown over text/plain when both exist: the backticks become code
+    assert mimes["source"] == {"text/plain": "`runs/x.json`, 3 minutes", "text/markdown": "`runs/x.json`, 3 minutes"}
+    assert mimes["plain"] == {"text/plain": "a_b*c"}  # numbers and names are never parsed as Markdown
+
+
 def test_markdown_table_formats_aligns_and_escapes():
     from IPython.display import Markdown
 

@@ -123,14 +123,23 @@ class _Pasted:
         return self.text
 
 
-def glue(name: str, value, fmt: str = "{}") -> None:
+class _PastedMarkdown(_Pasted):
+    """Text that is Markdown (`code`, *emphasis*, links): `{glue}` prefers this representation, so it renders."""
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
+def glue(name: str, value, fmt: str = "{}", markdown: bool = False) -> None:
     """Glue `fmt.format(value)` under `name`, for a `{glue}` role naming it in the prose.
 
-    The formatting lives in the code next to the computation, so the prose never types a number.
+    The formatting lives in the code next to the computation, so the prose never types a number. With
+    `markdown=True` the text is pasted as inline Markdown (backticks become code), else as plain text.
     """
     from myst_nb import glue as nb_glue  # the book's builder: imported only when a page is being made
 
-    nb_glue(name, _Pasted(fmt.format(value)), display=False)
+    pasted = (_PastedMarkdown if markdown else _Pasted)(fmt.format(value))
+    nb_glue(name, pasted, display=False)
 
 
 def machine_text(machine: dict) -> str:
