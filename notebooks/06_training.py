@@ -245,7 +245,7 @@ show(fig, "06_training_curves")
 #
 # ```{literalinclude} ../configs/cpu-shapes.yaml
 # :language: yaml
-# :start-at: "  shapes:"
+# :start-after: "  dataset: shapes"
 # :end-before: "  val_size:"
 # ```
 #
