@@ -110,6 +110,7 @@ def test_tiny_suite_writes_json_and_one_summary_table(tmp_path, capsys):
     results = run_all(suite, out_dir=tmp_path)
     saved = json.loads((tmp_path / "all-cpu.json").read_text())
     assert saved["summary"] == results["summary"]
+    assert saved["finished"].endswith("+00:00") and "commit" in saved  # when, and from what code
     assert set(saved["sections"]) == {"model custom", "data", "eval"}
     for name, section in saved["sections"].items():
         assert "error" not in section, (name, section.get("error"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,7 @@ from miniclip.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
 from miniclip.bench.recipe import RecipeBenchConfig, ratio_text, run_recipe_bench
 from miniclip.bench.results import RESULTS_DIR, write_results
 from miniclip.bench.step import arch_name, run_model_bench
-from miniclip.env import machine
+from miniclip.env import git_commit, machine
 from miniclip.model import CLIPConfig
 
 
@@ -101,6 +102,8 @@ def run_all(suite: SuiteConfig | None = None, out_dir: Path | None = RESULTS_DIR
     if "recipe" in suite.sections:
         section("recipe", lambda: run_recipe_bench(RecipeBenchConfig(out=Path(out_dir or RESULTS_DIR) / "recipe")))
     results["wall_s"] = time.perf_counter() - t_start
+    # When and from what code, so that a committed copy (bench/all-cpu.json) says what it measured.
+    results["finished"], results["commit"] = datetime.now(timezone.utc).isoformat(timespec="seconds"), git_commit()
     results["summary"] = summary_rows(results)
     table = format_summary(results["summary"])
     print("\n" + table)
