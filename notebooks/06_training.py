@@ -289,10 +289,12 @@ for task in ("colour", "shape", "shape_given_colour", "heldout_pairs", "count", 
 #
 # ### Mixed precision on a CPU
 #
-# The paper trained in mixed precision. On the CPU the book was built on, bfloat16 matrix products have no
-# hardware support and run far slower than float32, so the book's models are trained in float32;
-# `python -m miniclip bench model` measures the difference. On a GPU, `train.precision: bf16` turns autocast
-# on and keeps the loss in float32.
+# The paper trained in mixed precision. The book's cpu models are trained in float32 (`train.precision: fp32`)
+# because they must run on any reader's CPU, and on CPUs without bfloat16 matrix units (most laptops' AVX2
+# processors) bfloat16 products run far slower than float32. Where the processor has such units, bf16 autocast
+# can be faster: the figure below measures both on the processor that built this page, and
+# `python -m miniclip bench model` does the same for a training step. On a GPU, `train.precision: bf16` turns
+# autocast on and keeps the loss in float32.
 
 # %%
 from miniclip.book import experiment, not_computed
