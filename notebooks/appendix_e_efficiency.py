@@ -92,11 +92,18 @@ command = "python -m miniclip bench all --device cuda" if GPU_BOOK else "make be
 # This machine's own run when there is one, else (on a CPU) the quiet run committed with the repository.
 if not saved.exists() and not GPU_BOOK:
     saved = ROOT / "bench" / "all-cpu.json"
+
+
+def finished_text(result: dict) -> str:
+    """The words ', finished <date> <time> UTC' from a bench result's `finished` stamp; '' when it has none."""
+    stamp = result.get("finished")
+    return f", finished {stamp[:16].replace('T', ' ')} UTC" if stamp else ""
+
+
 if profile() != "ci" and saved.exists():
     results = json.loads(saved.read_text())
-    finished = f", finished {results['finished'][:16].replace('T', ' ')} UTC" if results.get("finished") else ""
     glue("bench_source", f"`{saved.relative_to(ROOT)}`, written by `{command}` in {results['wall_s'] / 60:.1f} "
-                         f"minutes{finished}", markdown=True)
+                         f"minutes{finished_text(results)}", markdown=True)
 else:
     if profile() != "ci":
         note(f"`runs/bench/{saved.name}` is missing: run `{command}`{'' if GPU_BOOK else ' (about 15 minutes)'}. "
@@ -209,9 +216,8 @@ else:
                                               "faster step: open_clip -> miniclip, open_clip recipe",
                                               "better recipe: miniclip, open_clip recipe -> miniclip")):
         glue(glue_name, ratio_text(label))
-    finished = recipe_result.get("finished")
-    finished = f", finished {finished[:16].replace('T', ' ')} UTC" if finished else ""
-    glue("recipe_source", f"`{recipe_saved.relative_to(ROOT)}`{finished}: {recipe_result['wall_s'] / 60:.0f} minutes "
+    glue("recipe_source", f"`{recipe_saved.relative_to(ROOT)}`{finished_text(recipe_result)}: "
+                          f"{recipe_result['wall_s'] / 60:.0f} minutes "
                           f"in all, with a training budget of {recipe_result['bench']['budget_s'] / 60:.0f} minutes "
                           "per contender", markdown=True)
     runs = recipe_result["contenders"]

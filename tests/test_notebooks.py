@@ -128,16 +128,16 @@ def test_literalincludes_point_at_real_code():
         for match in include.finditer(text):
             target = (source.parent / match.group(1)).resolve()
             assert target.exists(), f"{source.name}: {match.group(1)} does not exist"
+            code = target.read_text()
             # Sphinx cuts at the first line holding a marker: one that also occurs elsewhere (say, in a comment
             # above the code) silently shows the wrong lines.
             for option, marker in re.findall(r":(start-at|start-after|end-at|end-before): (.+)", match.group(2)):
                 marker = marker.strip()
                 marker = marker[1:-1] if len(marker) > 1 and marker[0] == marker[-1] and marker[0] in "\"'" else marker
-                lines = [n for n, line in enumerate(target.read_text().splitlines(), 1) if marker in line]
+                lines = [n for n, line in enumerate(code.splitlines(), 1) if marker in line]
                 assert len(lines) == 1, f"{source.name}: :{option}: {marker!r} is on lines {lines} of {match.group(1)}"
             for obj in re.findall(r":pyobject: (\S+)", match.group(2)):
                 *outer, name = obj.split(".")
-                code = target.read_text()
                 assert re.search(rf"^\s*(?:def|class) {re.escape(name)}\b", code, re.MULTILINE), \
                     f"{source.name}: {obj} not found in {match.group(1)}"
                 for cls in outer:
