@@ -37,6 +37,7 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True  # random-resized-crop + flip on real photos
     crop_scale: tuple[float, float] = (0.5, 1.0)  # the area fraction a training crop keeps (real photos)
+    train_images: int = 0  # Flickr8k: train on the first N training images only (0: all), for data scaling
     val_size: int = 512  # held-out pairs for the validation loss
     zeroshot: str = "auto"  # periodic zero-shot check: auto | none | shapes | cifar10 | intel-scenes
     zeroshot_size: int = 500
@@ -143,6 +144,9 @@ class Config:
              "must be shapes, flickr8k or shards:<pattern>"),
             ("data.zeroshot", self.data.zeroshot in ZEROSHOT_CHECKS, f"must be one of {', '.join(ZEROSHOT_CHECKS)}"),
             ("data.num_workers", self.data.num_workers >= 0, "must be >= 0"),
+            ("data.train_images", self.data.train_images == 0 or (self.data.train_images >= self.optim.batch_size
+                                                                 and self.data.dataset == "flickr8k"),
+             "must be 0 (every image) or, with data.dataset flickr8k, at least optim.batch_size"),
             ("data.crop_scale", 0 < self.data.crop_scale[0] <= self.data.crop_scale[1] <= 1,
              "must be [low, high] with 0 < low <= high <= 1"),
             ("model.image_size", not self.model.is_vit or self.model.image_size % self.model.patch_size == 0,
@@ -269,6 +273,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path} holds no config (a YAML mapping of sections, as in configs/ci.yaml)")
     raw = apply_overrides(raw, overrides or [])
     return _build(Config, raw, "").validate()
+
+
+def config_from_json(saved: dict) -> Config:
+    """The config a checkpoint's JSON records, with any key added since then at its default (so a run saved
+    before a new option existed still matches a config that leaves the option at that default)."""
+    return _build(Config, saved, "")
 
 
 def dump_config(config: Config) -> str:

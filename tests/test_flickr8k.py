@@ -249,3 +249,37 @@ def test_training_crops_use_the_configs_crop_scale(tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         images, captions = next(loaders.train_batches(config))
     assert scales == [(0.3, 0.9)] and images.shape == (4, 3, 32, 32) and len(captions) == 4
+
+
+def test_train_images_trains_on_the_first_n_training_images_only(tmp_path, monkeypatch):
+    from miniclip.config import ConfigError, load_config
+    from miniclip.data import loaders
+
+    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        everything = Flickr8k(split="train")
+        first = Flickr8k(split="train").keep_first(4)
+        config = load_config(None, ["data.dataset=flickr8k", "data.train_images=4", "model.image_size=32",
+                                    "model.patch_size=16", "optim.batch_size=4", "optim.warmup_steps=0"])
+        batches = loaders.train_batches(config)
+        seen = {c for _ in range(6) for c in next(batches)[1]}  # six epochs of one batch each
+    assert len(everything) > 4 and first.image_ids == everything.image_ids[:4] and len(first) == 4
+    assert seen <= {c for captions in first.captions for c in captions}
+    assert len(seen) > 4  # a different caption of the same image in different epochs
+    config.data.train_images = len(everything) + 1
+    with pytest.raises(ConfigError, match=f"Flickr8k train has {len(everything)} images"):
+        next(loaders.train_batches(config))
+
+
+@pytest.mark.parametrize("overrides, why", [
+    (["data.train_images=64"], "data.train_images .* with data.dataset flickr8k"),  # Shapes has no fixed set
+    (["data.dataset=flickr8k", "data.train_images=8", "optim.batch_size=16"], "at least optim.batch_size"),
+    (["data.dataset=flickr8k", "data.train_images=-1"], "must be 0"),
+])
+def test_a_bad_train_images_is_a_one_line_config_error(overrides, why):
+    from miniclip.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=why):
+        load_config(None, overrides)

@@ -124,6 +124,21 @@ def test_resume_refuses_a_changed_config(tmp_path):
         Trainer(ci_config("optim.steps=3", "optim.warmup_steps=1"), tmp_path, resume=True, progress=False)
 
 
+def test_a_run_saved_before_an_option_existed_is_still_up_to_date(tmp_path):
+    from miniclip.train.runs import train_if_changed
+
+    config = ci_config("optim.steps=2", "optim.warmup_steps=1")
+    assert train_if_changed(config, tmp_path, progress=False)["status"] != "up to date"
+    meta_path = tmp_path / "final.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["data"]["train_images"]  # as a checkpoint written before data.train_images was added
+    meta_path.write_text(json.dumps(meta))
+    assert train_if_changed(config, tmp_path, progress=False)["status"] == "up to date"
+    meta["config"]["data"]["no_such_option"] = 1  # a key this version does not know: trained again
+    meta_path.write_text(json.dumps(meta))
+    assert train_if_changed(config, tmp_path, progress=False)["status"] != "up to date"
+
+
 def test_non_finite_losses_are_skipped_counted_and_stop_the_run(tmp_path):
     trainer = Trainer(ci_config("optim.steps=10", "train.max_bad_steps=3"), tmp_path, progress=False)
     real_loss = trainer._loss

@@ -40,13 +40,6 @@ def _eval_model(checkpoint: str | Path | CLIPConfig, device: str) -> tuple[CLIP,
     return CLIP(load_config(CPU_RESNET_CONFIG).model).to(device).eval(), f"random weights ({CPU_RESNET_CONFIG})"
 
 
-def _first_images(dataset, n: int):
-    """Keep only the first n images (and their captions) of a Flickr8k dataset, for a shorter measurement."""
-    dataset.image_ids, dataset.files, dataset.captions = (dataset.image_ids[:n], dataset.files[:n],
-                                                          dataset.captions[:n])
-    return dataset
-
-
 def run_eval_bench(checkpoint: str | Path | CLIPConfig = CPU_CHECKPOINT, zeroshot_images: int = 1000,
                    retrieval_images: int | None = None, device: str = "cpu",
                    out_dir: Path | None = RESULTS_DIR) -> dict:
@@ -80,7 +73,7 @@ def run_eval_bench(checkpoint: str | Path | CLIPConfig = CPU_CHECKPOINT, zerosho
             warnings.simplefilter("ignore")
             dataset = Flickr8k(split="test", transform=eval_transform(size), train=False)
         if retrieval_images:
-            _first_images(dataset, retrieval_images)
+            dataset.keep_first(retrieval_images)
         t0 = time.perf_counter()
         rr = evaluate_retrieval(model, dataset)
         seconds = time.perf_counter() - t0

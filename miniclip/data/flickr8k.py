@@ -277,6 +277,12 @@ class Flickr8k(Dataset):
             for caption in captions:
                 yield image_id, caption, data
 
+    def keep_first(self, n: int) -> "Flickr8k":
+        """Keep only the first `n` images of the split (and their captions), in the split list's order, so that
+        smaller sets are nested: a shorter evaluation, or a data-scaling trial (`data.train_images`)."""
+        self.image_ids, self.files, self.captions = self.image_ids[:n], self.files[:n], self.captions[:n]
+        return self
+
     def __len__(self) -> int:
         return len(self.image_ids)
 

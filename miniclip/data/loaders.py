@@ -146,17 +146,16 @@ def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, star
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if rank else "default")  # the missing-files warning, once
         base = Flickr8k(split="train", transform=transform, seed=seed)
+    if data_cfg.train_images > len(base):
+        raise ConfigError(f"data.train_images = {data_cfg.train_images} but Flickr8k train has {len(base):,} "
+                          "images (give at most that many, or 0 for all of them)")
+    if data_cfg.train_images:
+        base.keep_first(data_cfg.train_images)
     sampler = StepBatchSampler(len(base), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(SeededPairs(base, seed), batch_sampler=sampler, collate_fn=_collate,
                         num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
                         pin_memory=pin_memory, generator=_loader_generator(seed, start_step, rank))
     yield from loader
-
-
-def flickr8k_steps_per_epoch(batch_size: int) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return len(Flickr8k(split="train")) // batch_size
 
 
 # ----------------------------------------------------------------------------- webdataset shards

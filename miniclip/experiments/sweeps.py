@@ -74,8 +74,7 @@ def retrieval_scores(model, image_size: int, n_images: int | None) -> dict:
         warnings.simplefilter("ignore")  # the note about absent images, already given at training time
         test = Flickr8k(split="test", transform=eval_transform(image_size), train=False)
     if n_images is not None:
-        test.image_ids, test.files, test.captions = test.image_ids[:n_images], test.files[:n_images], \
-            test.captions[:n_images]
+        test.keep_first(n_images)
     return evaluate_retrieval(model, test)
 
 

@@ -2,8 +2,8 @@
 
 The command line (`train --if-changed`), `make train`, the experiments and the book all go through
 `train_if_changed`, so "up to date" means one thing everywhere: the run's `final` checkpoint records exactly
-this config. A run whose `last` checkpoint records it (one that was stopped) is resumed; anything else is
-trained from scratch.
+this config (an option added since it was saved counts at its default). A run whose `last` checkpoint records
+it (one that was stopped) is resumed; anything else is trained from scratch.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from miniclip.checkpoint import CheckpointError, verify_checkpoint
-from miniclip.config import Config
+from miniclip.config import Config, ConfigError, config_from_json
 from miniclip.env import runs_dir
 from miniclip.train.trainer import Trainer
 
@@ -26,10 +26,10 @@ def trained_with(checkpoint: Path, config: Config) -> bool:
     """Whether the checkpoint `checkpoint` (a path without suffix, e.g. `<run>/final`) records exactly `config`
     and is whole (a damaged one is not up to date: it is trained again)."""
     try:
-        saved = verify_checkpoint(checkpoint)["config"]
-    except CheckpointError:
+        saved = config_from_json(verify_checkpoint(checkpoint)["config"])
+    except (CheckpointError, ConfigError):  # damaged, or saved with a key this version no longer has
         return False
-    return saved == config.to_json()
+    return saved.to_json() == config.to_json()
 
 
 def train_if_changed(config: Config, out: str | Path | None = None, *, progress: bool = True) -> dict:
