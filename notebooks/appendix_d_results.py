@@ -54,7 +54,7 @@
 # | Fig. 23 | how style words in a prompt shift its embedding | partly: {doc}`14_limitations`, `14_prompt_sensitivity` and {doc}`07_zeroshot`, `07_domain_prompts` measure what rewording and style words do to accuracy; there is no plot of the embedding displacement itself |
 # | Fig. 24 | zero-shot accuracy per prompt type, as bars | {doc}`07_zeroshot`, `07_prompt_phrasing` |
 # | Fig. 25 | training and validation loss curves | {doc}`06_training`, `06_training_curves` (top left) |
-# | Fig. 26 | GPU throughput against batch size, FP16 and FP32 | {doc}`appendix_e_efficiency`, `appendix_e_throughput`, and {doc}`06_training`, `06_throughput`: on this CPU, fp32 only (it has no bfloat16 matrix units); the GPU suite exists but was not run for this build |
+# | Fig. 26 | GPU throughput against batch size, FP16 and FP32 | {doc}`appendix_e_efficiency`, `appendix_e_throughput`, and {doc}`06_training`, `06_throughput`: on a CPU, fp32, and bf16 autocast where the processor has bfloat16 units; the GPU suite exists but was not run for this build |
 # | Fig. 27 | distributed training: several devices synchronising over a collective | {doc}`06_training`, `06_data_parallel` (each process's features all-gathered so every process scores the global batch; the gradient path of `miniclip.distributed`) |
 # | Fig. 29 | captions and the images they retrieve | {doc}`09_retrieval`, `09_text_to_image` and `09_image_to_text` |
 # | Fig. 30 | a t-SNE of the reproduction's image and text embeddings | {doc}`11_embeddings`, `11_shapes_tsne_modality` |
@@ -383,7 +383,9 @@ glue("d_gap_verdict",
 # A 1M-pair model at about 4% and a 400M-pair model at about 63–76% bracket what data buys. Our model saw
 # {glue}`d_seen` pairs, at low resolution, on a CPU, so zero-shot accuracy near chance on object benchmarks
 # such as CIFAR-10 is the expected outcome, not a bug; the Intel scenes, which its captions describe, are the
-# exception the table shows. {glue}`d_gap_verdict`
+# exception the table shows. {glue}`d_gap_verdict` The same curve can be walked at our own scale:
+# {doc}`appendix_c_experiments` trains this model on half and a quarter of its images, and for twice its steps,
+# and reads what each doubling of data or compute buys in retrieval recall.
 #
 # **Data that does not cover the test.** A zero-shot classifier can only name what the training captions
 # talked about. How often do Flickr8k's training captions use each class name of the test set (as a whole word,
