@@ -129,13 +129,15 @@ def test_a_run_saved_before_an_option_existed_is_still_up_to_date(tmp_path):
 
     config = ci_config("optim.steps=2", "optim.warmup_steps=1")
     assert train_if_changed(config, tmp_path, progress=False)["status"] != "up to date"
-    meta_path = tmp_path / "final.json"
-    meta = json.loads(meta_path.read_text())
-    del meta["config"]["data"]["train_images"]  # as a checkpoint written before data.train_images was added
-    meta_path.write_text(json.dumps(meta))
+    for tag in ("final", "last"):  # as checkpoints written before data.train_images was added
+        meta = json.loads((tmp_path / f"{tag}.json").read_text())
+        del meta["config"]["data"]["train_images"]
+        (tmp_path / f"{tag}.json").write_text(json.dumps(meta))
     assert train_if_changed(config, tmp_path, progress=False)["status"] == "up to date"
-    meta["config"]["data"]["no_such_option"] = 1  # a key this version does not know: trained again
-    meta_path.write_text(json.dumps(meta))
+    assert Trainer(config, tmp_path, resume=True, progress=False).step == 2  # and resumable
+    meta = json.loads((tmp_path / "final.json").read_text())
+    meta["config"]["data"]["no_such_option"] = 1  # a key this version does not know: not up to date
+    (tmp_path / "final.json").write_text(json.dumps(meta))
     assert train_if_changed(config, tmp_path, progress=False)["status"] != "up to date"
 
 

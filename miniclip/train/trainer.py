@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from miniclip import checkpoint as ckpt
-from miniclip.config import Config, ConfigError, dump_config
+from miniclip.config import Config, ConfigError, config_from_json, dump_config
 from miniclip.data.loaders import train_batches
 from miniclip.data.prefetch import Prefetcher
 from miniclip.distributed import cleanup_distributed, is_distributed, setup_distributed
@@ -511,8 +511,12 @@ class Trainer:
     def _restore(self, path: Path):
         meta = ckpt.read_metadata(path)
         ours = self.config.to_json()
-        if meta["config"] != ours:
-            changed = sorted(k for k in ours if meta["config"].get(k) != ours[k])
+        try:  # a key added since the checkpoint was saved counts at its default, as in `runs.trained_with`
+            saved = config_from_json(meta["config"]).to_json()
+        except ConfigError:  # a key this version does not know: its section is reported as changed
+            saved = meta["config"]
+        if saved != ours:
+            changed = sorted(k for k in ours if saved.get(k) != ours[k])
             raise ckpt.CheckpointError(f"cannot resume from {path}: the config changed (sections: {changed})")
         weights = ckpt.load_model(path, self.device)
         self.model.load_state_dict(weights.state_dict())
