@@ -146,14 +146,14 @@ else:
 # %% [markdown]
 # {glue}`recipe_computed`
 #
-# The last three rows ask what holds the model back. If it were short of compute, twice the steps on the same
-# images would pay; if it is short of data, training the same steps on half and on a quarter of the images
-# (nested subsets: `data.train_images` keeps the first N of the training list) shows what each halving costs,
-# and so, read the other way, roughly what each doubling of the images would buy. In the trials below (one seed
-# each, two for the longer run) both pay, by similar amounts of retrieval recall. The longer run's validation
-# loss barely moves in its second half, yet its retrieval keeps improving: the flat loss that suggested the model
-# was done with its 6,000 images was not the whole story. Those slopes are the price of the targets this model
-# misses.
+# The experiment's last three variants (`1,200 steps`, `3,000 images`, `1,500 images`) ask what holds the model
+# back. If it were short of compute, twice the steps on the same images would pay; if it is short of data,
+# training the same steps on half and on a quarter of the images (nested subsets: `data.train_images` keeps the
+# first N of the training list) shows what each halving costs, and so, read the other way, roughly what each
+# doubling of the images would buy. In the trials below (one seed each, two for the longer run) both pay, by
+# similar amounts of retrieval recall. The longer run's validation loss barely moves in its second half, yet its
+# retrieval keeps improving: the flat loss that suggested the model was done with its 6,000 images was not the
+# whole story. Those slopes are the price of the targets this model misses.
 #
 # The one-seed trials that chose the current recipe, and the compute and data trials, each with the command
 # that reruns it, are kept in the comments of the model's config:
