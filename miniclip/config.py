@@ -275,10 +275,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return _build(Config, raw, "").validate()
 
 
-def config_from_json(saved: dict) -> Config:
-    """The config a checkpoint's JSON records, with any key added since then at its default (so a run saved
-    before a new option existed still matches a config that leaves the option at that default)."""
-    return _build(Config, saved, "")
+def changed_sections(saved: dict, config: Config) -> list[str]:
+    """The sections in which `config` differs from the config a checkpoint's JSON records (`saved`). A key added
+    since it was saved counts at its default, so a run saved before a new option existed still matches a config
+    that leaves the option there; a key this version does not know counts as a change of its section."""
+    ours = config.to_json()
+    try:
+        saved = _build(Config, saved, "").to_json()
+    except ConfigError:
+        pass  # compared as saved: the section holding the unknown key differs
+    return sorted(k for k in ours.keys() | saved.keys() if saved.get(k) != ours.get(k))
 
 
 def dump_config(config: Config) -> str:

@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,7 +49,7 @@ from miniclip.bench.reference import open_clip_config, require_open_clip
 from miniclip.bench.results import RESULTS_DIR, write_results
 from miniclip.config import Config
 from miniclip.data.flickr8k import Flickr8k
-from miniclip.data.loaders import StepBatchSampler
+from miniclip.data.loaders import StepBatchSampler, flickr8k_training_set
 from miniclip.data.paths import MissingDataError
 from miniclip.env import git_commit, machine
 from miniclip.errors import MissingDependency
@@ -92,11 +91,9 @@ class RecipeBenchConfig:
 
 
 def training_set(config: Config) -> Flickr8k:
-    """Flickr8k train as our trainer opens it (its seed chooses each epoch's captions), without the note about
-    absent images that training already gives."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Flickr8k(split="train", seed=config.train.seed)
+    """Flickr8k train as our trainer opens it (its seed chooses each epoch's captions, `data.train_images` its
+    images), without the note about absent images that training already gives."""
+    return flickr8k_training_set(config.data, config.train.seed, warn=False)
 
 
 def trained_pairs(base: Flickr8k, config: Config, steps: int) -> list[tuple[str, str]]:

@@ -140,17 +140,21 @@ def training_transform(data_cfg, image_size: int, views: int = 1):
     return TwoViews(transform) if views == 2 else transform
 
 
-def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
-                     world_size: int, pin_memory: bool = False, views: int = 1) -> Iterator[Batch]:
-    transform = training_transform(data_cfg, image_size, views)
+def flickr8k_training_set(data_cfg, seed: int, transform=None, warn: bool = True) -> Flickr8k:
+    """Flickr8k train as training draws from it: every image, or the first `data.train_images`. With `warn`, the
+    note about absent images is given (once per run: rank 0 only)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore" if rank else "default")  # the missing-files warning, once
+        warnings.simplefilter("default" if warn else "ignore")
         base = Flickr8k(split="train", transform=transform, seed=seed)
     if data_cfg.train_images > len(base):
         raise ConfigError(f"data.train_images = {data_cfg.train_images} but Flickr8k train has {len(base):,} "
                           "images (give at most that many, or 0 for all of them)")
-    if data_cfg.train_images:
-        base.keep_first(data_cfg.train_images)
+    return base.keep_first(data_cfg.train_images) if data_cfg.train_images else base
+
+
+def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
+                     world_size: int, pin_memory: bool = False, views: int = 1) -> Iterator[Batch]:
+    base = flickr8k_training_set(data_cfg, seed, training_transform(data_cfg, image_size, views), warn=rank == 0)
     sampler = StepBatchSampler(len(base), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(SeededPairs(base, seed), batch_sampler=sampler, collate_fn=_collate,
                         num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from miniclip.checkpoint import CheckpointError, verify_checkpoint
-from miniclip.config import Config, ConfigError, config_from_json
+from miniclip.config import Config, changed_sections
 from miniclip.env import runs_dir
 from miniclip.train.trainer import Trainer
 
@@ -26,10 +26,10 @@ def trained_with(checkpoint: Path, config: Config) -> bool:
     """Whether the checkpoint `checkpoint` (a path without suffix, e.g. `<run>/final`) records exactly `config`
     and is whole (a damaged one is not up to date: it is trained again)."""
     try:
-        saved = config_from_json(verify_checkpoint(checkpoint)["config"])
-    except (CheckpointError, ConfigError):  # damaged, or saved with a key this version no longer has
+        saved = verify_checkpoint(checkpoint)["config"]
+    except CheckpointError:
         return False
-    return saved.to_json() == config.to_json()
+    return not changed_sections(saved, config)
 
 
 def train_if_changed(config: Config, out: str | Path | None = None, *, progress: bool = True) -> dict:

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from miniclip import checkpoint as ckpt
-from miniclip.config import Config, ConfigError, config_from_json, dump_config
+from miniclip.config import Config, ConfigError, changed_sections, dump_config
 from miniclip.data.loaders import train_batches
 from miniclip.data.prefetch import Prefetcher
 from miniclip.distributed import cleanup_distributed, is_distributed, setup_distributed
@@ -510,13 +510,8 @@ class Trainer:
 
     def _restore(self, path: Path):
         meta = ckpt.read_metadata(path)
-        ours = self.config.to_json()
-        try:  # a key added since the checkpoint was saved counts at its default, as in `runs.trained_with`
-            saved = config_from_json(meta["config"]).to_json()
-        except ConfigError:  # a key this version does not know: its section is reported as changed
-            saved = meta["config"]
-        if saved != ours:
-            changed = sorted(k for k in ours if saved.get(k) != ours[k])
+        changed = changed_sections(meta["config"], self.config)  # as `runs.trained_with` compares them
+        if changed:
             raise ckpt.CheckpointError(f"cannot resume from {path}: the config changed (sections: {changed})")
         weights = ckpt.load_model(path, self.device)
         self.model.load_state_dict(weights.state_dict())
