@@ -384,7 +384,7 @@ glue("d_gap_verdict",
 # {glue}`d_seen` pairs, at low resolution, on a CPU, so zero-shot accuracy near chance on object benchmarks
 # such as CIFAR-10 is the expected outcome, not a bug; the Intel scenes, which its captions describe, are the
 # exception the table shows. {glue}`d_gap_verdict` The same curve can be walked at our own scale:
-# {doc}`appendix_c_experiments` trains this model on half and a quarter of its images, and for twice its steps,
+# {doc}`appendix_c_experiments` trains this model on half and a quarter of its images, and for half its steps,
 # and reads what each doubling of data or compute buys in retrieval recall.
 #
 # **Data that does not cover the test.** A zero-shot classifier can only name what the training captions
