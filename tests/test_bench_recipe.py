@@ -92,6 +92,7 @@ def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch
     ratio = saved["ratios"]["open_clip -> miniclip"]
     assert ratio["target"] == saved["contenders"]["open_clip"]["curve"][-1]["R@10_mean"]
     assert ratio["ratio"] is None or ratio["ratio"] > 0
+    assert saved["finished"].endswith("+00:00") and "commit" in saved  # when, and from what code
 
 
 def test_quality_at_reads_a_curve_at_any_time():

@@ -39,19 +39,18 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from miniclip.bench.reference import open_clip_config, require_open_clip
-from miniclip.bench.results import RESULTS_DIR, write_results
+from miniclip.bench.results import RESULTS_DIR, finished_stamp, write_results
 from miniclip.config import Config
 from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.loaders import StepBatchSampler, flickr8k_training_set
 from miniclip.data.paths import MissingDataError
-from miniclip.env import git_commit, machine
+from miniclip.env import machine
 from miniclip.errors import MissingDependency
 from miniclip.experiments.store import derived_config
 from miniclip.experiments.sweeps import retrieval_scores, scenes_scores
@@ -352,7 +351,7 @@ def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:
     result = {"bench": {**asdict(bench), "out": str(bench.out)}, "config": config.to_dict(), "machine": machine(),
               "torch": torch.__version__, "open_clip": _open_clip_version(), "scenes": scenes,
               "contenders": contenders, "ratios": ratios, "equal_time": equal_time, "wall_s": time.time() - t0,
-              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit()}
+              **finished_stamp()}
     result["path"] = str(write_results(result, out, "recipe.json"))
     return result
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
+
+from miniclip.env import git_commit
 
 RESULTS_DIR = Path("runs/bench")
 
@@ -15,3 +18,9 @@ def write_results(results: dict, out_dir: Path, name: str) -> Path:
     path = out_dir / name
     path.write_text(json.dumps(results, indent=2, default=str))
     return path
+
+
+def finished_stamp() -> dict:
+    """When a benchmark finished (UTC) and from what code, so that a committed copy of its JSON says what it
+    measured."""
+    return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit()}

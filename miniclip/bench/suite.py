@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -18,9 +17,9 @@ from miniclip.bench.evaluation import CPU_CHECKPOINT, CPU_RESNET_CONFIG, run_eva
 from miniclip.bench.flops import matmul_peaks
 from miniclip.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
 from miniclip.bench.recipe import RecipeBenchConfig, ratio_text, run_recipe_bench
-from miniclip.bench.results import RESULTS_DIR, write_results
+from miniclip.bench.results import RESULTS_DIR, finished_stamp, write_results
 from miniclip.bench.step import arch_name, run_model_bench
-from miniclip.env import git_commit, machine
+from miniclip.env import machine
 from miniclip.model import CLIPConfig
 
 
@@ -102,8 +101,7 @@ def run_all(suite: SuiteConfig | None = None, out_dir: Path | None = RESULTS_DIR
     if "recipe" in suite.sections:
         section("recipe", lambda: run_recipe_bench(RecipeBenchConfig(out=Path(out_dir or RESULTS_DIR) / "recipe")))
     results["wall_s"] = time.perf_counter() - t_start
-    # When and from what code, so that a committed copy (bench/all-cpu.json) says what it measured.
-    results["finished"], results["commit"] = datetime.now(timezone.utc).isoformat(timespec="seconds"), git_commit()
+    results.update(finished_stamp())
     results["summary"] = summary_rows(results)
     table = format_summary(results["summary"])
     print("\n" + table)
