@@ -129,6 +129,8 @@ class Config:
             ("optim.warmup_steps", 0 <= self.optim.warmup_steps <= self.optim.steps, "must lie in [0, optim.steps]"),
             ("optim.min_lr_ratio", 0 <= self.optim.min_lr_ratio <= 1, "must lie in [0, 1]"),
             ("optim.max_logit_scale", self.optim.max_logit_scale > 1, "must be > 1"),
+            ("model.logit_scale_init", 1 <= self.model.logit_scale_init <= self.optim.max_logit_scale,
+             "must lie in [1, optim.max_logit_scale] (it is 1/temperature; CLIP starts at 1/0.07 = 14.3)"),
             ("optim.label_smoothing", 0 <= self.optim.label_smoothing < 1, "must lie in [0, 1)"),
             ("optim.ssl_weight", self.optim.ssl_weight >= 0, "must be >= 0 (0 turns the image SSL loss off)"),
             ("optim.ssl_temperature", self.optim.ssl_temperature > 0, "must be positive"),

@@ -42,6 +42,10 @@ class CLIPConfig:
     text_causal: bool = True
     text_pool: str = "eot"  # eot | first | mean
     quick_gelu: bool = True  # OpenAI's models use x * sigmoid(1.702 x); open_clip's non-"quickgelu" use GELU
+    # The temperature's starting point, as the scale 1/T that multiplies the cosine similarities: CLIP starts at
+    # 1/0.07 and learns it. A short run barely moves it (Adam moves its log by at most the learning rate a step),
+    # so there the start is close to a fixed choice.
+    logit_scale_init: float = 1 / 0.07
 
     @property
     def is_vit(self) -> bool:
@@ -307,8 +311,8 @@ class CLIP(nn.Module):
                                        causal=c.text_causal)
         self.ln_final = LayerNorm(c.text_width)
         self.text_projection = nn.Parameter(torch.empty(c.text_width, c.embed_dim))
-        # The temperature is learned as a log-scale, starting at 1/0.07 (§2.5).
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # The temperature is learned as a log-scale, starting at 1/0.07 (§2.5) unless the config says otherwise.
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(c.logit_scale_init)))
         # Run the text tower only up to the batch's longest caption (see encode_text). A switch only so
         # that `python -m miniclip bench` can measure what it saves; it never changes the features.
         self.trim_text = True

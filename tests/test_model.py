@@ -1,5 +1,6 @@
 """Our CLIP against open_clip's, on shared random weights: same features, same state-dict layout."""
 
+import dataclasses
 import math
 
 import open_clip
@@ -106,6 +107,8 @@ def test_forward_returns_symmetric_logits_and_initial_temperature():
     assert math.isclose(model.logit_scale.exp().item(), 1 / 0.07, rel_tol=1e-6)
     per_image, per_text = model(torch.randn(3, 3, 32, 32), open_clip.tokenize(CAPTIONS[:2]))
     assert per_image.shape == (3, 2) and torch.equal(per_text, per_image.t())
+    hotter = CLIP(dataclasses.replace(model.config, logit_scale_init=30.0))  # another start, still learned
+    assert math.isclose(hotter.logit_scale.exp().item(), 30.0, rel_tol=1e-6) and hotter.logit_scale.requires_grad
 
 
 def test_text_padding_beyond_the_longest_eot_is_never_computed():
