@@ -174,12 +174,13 @@ class VisionTransformer(nn.Module):
         # OpenAI leaves the ViT's blocks at PyTorch's defaults; we give it the text tower's scaled init.
         self.transformer.init_weights()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
+        """[B, output_dim] features; with `project=False` the class token's [B, width] before `proj`."""
         x = self.conv1(x).flatten(2).transpose(1, 2)  # [B, grid*grid, width]
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        x = self.transformer(self.ln_pre(x))
-        return self.ln_post(x[:, 0]) @ self.proj
+        x = self.ln_post(self.transformer(self.ln_pre(x))[:, 0])
+        return x @ self.proj if project else x
 
 
 class Bottleneck(nn.Module):
@@ -218,15 +219,16 @@ class AttentionPool2d(nn.Module):
         self.v_proj, self.c_proj = nn.Linear(embed_dim, embed_dim), nn.Linear(embed_dim, output_dim)
         self.heads = heads
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
+        """[B, output_dim]; with `project=False` the pooled [B, C] before the output map `c_proj`."""
         x = x.flatten(2).transpose(1, 2)  # [B, HW, C]
         x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1) + self.positional_embedding.to(x.dtype)
         B, L, C = x.shape
         heads = lambda t: t.view(B, -1, self.heads, C // self.heads).transpose(1, 2)  # noqa: E731
         # Only the mean token's output is used, so only it needs a query.
         q, k, v = heads(self.q_proj(x[:, :1])), heads(self.k_proj(x)), heads(self.v_proj(x))
-        y = F.scaled_dot_product_attention(q, k, v)
-        return self.c_proj(y.transpose(1, 2).reshape(B, C))
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, C)
+        return self.c_proj(y) if project else y
 
 
 class ModifiedResNet(nn.Module):
@@ -253,12 +255,12 @@ class ModifiedResNet(nn.Module):
         layers += [Bottleneck(self._inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
         x = x.to(self.conv1.weight.dtype)
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
             x = F.relu(bn(conv(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.avgpool(x)))))
-        return self.attnpool(x)
+        return self.attnpool(x, project)
 
     def init_weights(self):
         std = self.attnpool.c_proj.in_features**-0.5
@@ -330,9 +332,11 @@ class CLIP(nn.Module):
         if self.config.is_vit:
             self.visual.transformer.grad_checkpointing = enable
 
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        """Unnormalised image features [B, embed_dim]."""
-        return self.visual(image)
+    def encode_image(self, image: torch.Tensor, project: bool = True) -> torch.Tensor:
+        """Unnormalised image features [B, embed_dim]. `project=False`: the image tower's representation before
+        its last linear map into the joint space (the ViT's class token after `ln_post`; the ResNet's attention
+        pool before `c_proj`), which is where the paper's linear probes read its ViTs."""
+        return self.visual(image, project)
 
     def text_positions(self, text: torch.Tensor) -> int:
         """How many positions `encode_text` runs the text tower over for this batch of tokens.

@@ -111,6 +111,23 @@ def test_forward_returns_symmetric_logits_and_initial_temperature():
     assert math.isclose(hotter.logit_scale.exp().item(), 30.0, rel_tol=1e-6) and hotter.logit_scale.requires_grad
 
 
+@pytest.mark.parametrize("vision_layers,width", [(2, 64), ((1, 1, 1, 1), 8)])
+def test_the_image_representation_before_the_projection_is_what_the_last_linear_map_reads(vision_layers, width):
+    torch.manual_seed(0)
+    model = CLIP(CLIPConfig(embed_dim=32, image_size=64, vision_layers=vision_layers, vision_width=width,
+                            patch_size=16, text_width=64, text_layers=1)).eval()
+    images = torch.randn(3, 3, 64, 64)
+    before = model.encode_image(images, project=False)
+    v = model.visual
+    if model.config.is_vit:  # the class token after ln_post, [B, width]
+        assert before.shape == (3, width)
+        projected = before @ v.proj
+    else:  # the attention pool's output before c_proj, [B, 32 * width]
+        assert before.shape == (3, 32 * width)
+        projected = v.attnpool.c_proj(before)
+    assert torch.allclose(projected, model.encode_image(images), atol=1e-6)
+
+
 def test_text_padding_beyond_the_longest_eot_is_never_computed():
     """Running only up to the longest EOT (rounded up to 8) gives the features of the full 77 positions."""
     torch.manual_seed(0)

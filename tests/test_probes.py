@@ -161,6 +161,10 @@ def test_feature_cache_hits_on_the_same_key_and_misses_on_another(tmp_path, tiny
     assert model_fingerprint(other) != model_fingerprint(tiny_model)
     cached_image_features(other, load, key, cache)
     assert cache.misses == 3
+    # The representation before the projection has entries of its own: wider, and never the joint-space ones.
+    before, _ = cached_image_features(tiny_model, load, key, cache, batch_size=4, project=False)
+    assert cache.misses == 4 and before.shape == (6, TINY.vision_width)
+    assert torch.allclose(before @ tiny_model.visual.proj, first, atol=1e-5)
 
 
 def test_encode_pixels_matches_the_eval_transform(tiny_model):

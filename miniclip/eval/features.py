@@ -127,8 +127,9 @@ def load_pixels(dataset, batch_size: int = 512, num_workers: int = 0) -> tuple[t
 
 @torch.no_grad()
 def encode_pixels(model, pixels: torch.Tensor, batch_size: int = 256, corruption: Corruption | None = None,
-                  desc: str = "encoding images") -> torch.Tensor:
-    """Unnormalised image features [N, D] (float32, on the CPU) of uint8 or [0, 1] float pixels [N, 3, H, W].
+                  desc: str = "encoding images", project: bool = True) -> torch.Tensor:
+    """Unnormalised image features [N, D] (float32, on the CPU) of uint8 or [0, 1] float pixels [N, 3, H, W];
+    with `project=False` the representation before the projection into the joint space (`CLIP.encode_image`).
 
     Each batch is scaled to [0, 1], corrupted if `corruption` is given, normalised with CLIP's statistics and
     encoded on the model's device."""
@@ -139,7 +140,7 @@ def encode_pixels(model, pixels: torch.Tensor, batch_size: int = 256, corruption
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if corruption is not None:
             x = corruption(x, start)
-        out.append(model.encode_image(normalize(x.to(device))).float().cpu())
+        out.append(model.encode_image(normalize(x.to(device)), project).float().cpu())
     return torch.cat(out)
 
 
@@ -205,30 +206,34 @@ class FeatureCache:
 
 def cached_image_features(model, pixels_fn: Callable[[], tuple[torch.Tensor, torch.Tensor]], key: dict,
                           cache: FeatureCache | None = None, corruption: Corruption | None = None,
-                          batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+                          batch_size: int = 256, project: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """`(features, labels)` for the images `pixels_fn()` returns, from the cache when `key` (plus the
-    model's fingerprint) was seen before. `pixels_fn` is only called on a miss, so cached runs decode
-    nothing."""
+    model's fingerprint, and which representation) was seen before. `pixels_fn` is only called on a miss, so
+    cached runs decode nothing."""
     cache = cache or FeatureCache()
     full_key = {"model": model_fingerprint(model), **key}
+    if not project:  # a key of its own; the joint-space features keep the keys they always had
+        full_key["representation"] = "before projection"
 
     def compute():
         pixels, labels = pixels_fn()
         desc = f"encoding {key.get('name', 'images')}"
-        return {"features": encode_pixels(model, pixels, batch_size, corruption, desc), "labels": labels}
+        return {"features": encode_pixels(model, pixels, batch_size, corruption, desc, project), "labels": labels}
 
     out = cache.get_or_compute(full_key, compute)
     return out["features"], out["labels"]
 
 
-def test_set_features(model, spec: str = "cifar10", cache: FeatureCache | None = None,
-                      batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def test_set_features(model, spec: str = "cifar10", cache: FeatureCache | None = None, batch_size: int = 256,
+                      project: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Unnormalised features, labels and readable class names of a labelled test set
-    (`open_test_set` spec: `cifar10`, `intel-scenes`, `imagefolder:PATH` …), cached."""
+    (`open_test_set` spec: `cifar10`, `intel-scenes`, `imagefolder:PATH` …), cached; `project=False`: the
+    representation before the projection into the joint space."""
     dataset = open_test_set(spec, pixel_transform(model.config.image_size))
     key = {"name": spec.partition(":")[0], "dataset": spec, "files": dataset_fingerprint(dataset),
            "transform": transform_key(dataset.transform)}
-    features, labels = cached_image_features(model, lambda: load_pixels(dataset), key, cache, batch_size=batch_size)
+    features, labels = cached_image_features(model, lambda: load_pixels(dataset), key, cache, batch_size=batch_size,
+                                             project=project)
     return features, labels, list(dataset.class_names)
 
 

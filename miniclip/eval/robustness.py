@@ -271,9 +271,9 @@ TARGET_STYLES = ("sketch", "noisy")
 
 
 def shapes_style_features(model, world, style: str, split: str, n: int, cache: FeatureCache | None = None,
-                          batch_size: int = 256) -> tuple[torch.Tensor, object]:
-    """Features of `n` single-object scenes of `split` drawn in `style` (cached), and their scenes (for
-    labels of any kind: `world.labels(scenes, kind)`)."""
+                          batch_size: int = 256, project: bool = True) -> tuple[torch.Tensor, object]:
+    """Features of `n` single-object scenes of `split` drawn in `style` (cached; `project=False`: before the
+    projection into the joint space), and their scenes (for labels of any kind: `world.labels(scenes, kind)`)."""
     scenes = world.scenes(range(n), split, n_objects=1, style=style)
     key = {"name": f"shapes-{style}-{split}", "world": world.config.to_dict(), "split": split, "n": n,
            "style": style, "n_objects": 1}
@@ -281,7 +281,7 @@ def shapes_style_features(model, world, style: str, split: str, n: int, cache: F
     def pixels():
         return world.render(range(n), split, n_objects=1, style=style).images, torch.zeros(n, dtype=torch.long)
 
-    features, _ = cached_image_features(model, pixels, key, cache, batch_size=batch_size)
+    features, _ = cached_image_features(model, pixels, key, cache, batch_size=batch_size, project=project)
     return features, scenes
 
 
