@@ -14,6 +14,8 @@ with `C=0.316`. We probe `encode_image` outputs (the joint embedding, the same v
 **L2-normalise them by default** (`normalize=True`): a global scale of the features is absorbed by the C
 sweep anyway, normalising puts the probe on the same cosine geometry as zero-shot, and it gives a fixed `C` a
 meaning where there is nothing to validate on (one-shot). `normalize=False` reproduces the README's choice.
+The representation before the projection (`encode_image(x, project=False)`, cached by `test_set_features(...,
+project=False)`) is probed beside it in chapter 8.
 
 **Splits.** Only CIFAR-10's *test* set (10,000 images) is available locally, so `stratified_split` cuts
 it, per class and with a fixed seed, into probe-train / validation / test parts (by default 50 / 20 / 30%:
