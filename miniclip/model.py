@@ -180,7 +180,11 @@ class VisionTransformer(nn.Module):
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
         x = self.ln_post(self.transformer(self.ln_pre(x))[:, 0])
-        return x @ self.proj if project else x
+        return self.project(x) if project else x
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The last linear map: the class token's [B, width] into the joint space [B, output_dim]."""
+        return x @ self.proj
 
 
 class Bottleneck(nn.Module):
@@ -228,7 +232,11 @@ class AttentionPool2d(nn.Module):
         # Only the mean token's output is used, so only it needs a query.
         q, k, v = heads(self.q_proj(x[:, :1])), heads(self.k_proj(x)), heads(self.v_proj(x))
         y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, C)
-        return self.c_proj(y) if project else y
+        return self.project(y) if project else y
+
+    def project(self, y: torch.Tensor) -> torch.Tensor:
+        """The last linear map: the pooled [B, C] into the joint space [B, output_dim]."""
+        return self.c_proj(y)
 
 
 class ModifiedResNet(nn.Module):
@@ -261,6 +269,10 @@ class ModifiedResNet(nn.Module):
             x = F.relu(bn(conv(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.avgpool(x)))))
         return self.attnpool(x, project)
+
+    def project(self, y: torch.Tensor) -> torch.Tensor:
+        """The last linear map, the attention pool's `c_proj`: [B, 32 * width] into the joint space."""
+        return self.attnpool.project(y)
 
     def init_weights(self):
         std = self.attnpool.c_proj.in_features**-0.5
@@ -337,6 +349,11 @@ class CLIP(nn.Module):
         its last linear map into the joint space (the ViT's class token after `ln_post`; the ResNet's attention
         pool before `c_proj`), which is where the paper's linear probes read its ViTs."""
         return self.visual(image, project)
+
+    def project_image(self, representation: torch.Tensor) -> torch.Tensor:
+        """`encode_image(x, project=False)` mapped into the joint space: equal to `encode_image(x)`, so one pass
+        through the image tower gives both representations."""
+        return self.visual.project(representation)
 
     def text_positions(self, text: torch.Tensor) -> int:
         """How many positions `encode_text` runs the text tower over for this batch of tokens.

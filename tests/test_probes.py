@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from miniclip.data.transforms import normalize
 from miniclip.eval.features import FeatureCache, cached_image_features, encode_pixels, model_fingerprint
 from miniclip.eval.probes import (
+    cached_linear_probe,
     few_shot,
     linear_probe,
     mean_interval,
@@ -82,6 +84,18 @@ def test_binary_search_finds_the_peak_and_evaluates_few_points():
     assert len(calls) == len(set(calls)) < 20  # 7 starting points + 2 per halving, not all 97
 
 
+def test_binary_search_in_threads_evaluates_the_same_points_as_one_after_another():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def score(i):
+        return -abs(i - 53) + (i % 3 == 0)  # ridged, so the path of the search matters
+
+    serial = parametric_binary_search(score, 0, 96, 16)
+    with ThreadPoolExecutor(3) as pool:
+        threaded = parametric_binary_search(score, 0, 96, 16, pool.map)
+    assert threaded == serial and serial[0] in serial[1]
+
+
 def test_linear_probe_matches_scikit_learns_own_fit_and_score():
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
@@ -104,6 +118,20 @@ def test_linear_probe_matches_scikit_learns_own_fit_and_score():
         reference = LogisticRegression(C=result["C"], max_iter=1000).fit(x[tv], y[tv]).score(x[test], y[test])
     assert result["test_accuracy"] == pytest.approx(reference)
     assert result["test_accuracy"] > 0.6  # well above chance (0.25) on separable blobs
+
+
+def test_a_cached_probe_gives_the_probes_numbers_and_recomputes_for_another_split(tmp_path):
+    features, labels = blobs()
+    split = stratified_split(labels.numpy(), seed=0)
+    cache = FeatureCache(tmp_path)
+    direct = linear_probe(features, labels, split, log10_range=(-6, 6))
+    direct.pop("classifier")
+    first = cached_linear_probe(features, labels, split, cache=cache)
+    again = cached_linear_probe(features, labels, split, cache=cache)
+    assert first == direct and again == direct and (cache.hits, cache.misses) == (1, 1)
+    cached_linear_probe(features, labels, stratified_split(labels.numpy(), seed=1), cache=cache)
+    cached_linear_probe(features, labels, split, normalize=False, cache=cache)
+    assert (cache.hits, cache.misses) == (1, 3)
 
 
 def test_few_shot_reports_each_seed_and_a_t_interval():
@@ -161,10 +189,31 @@ def test_feature_cache_hits_on_the_same_key_and_misses_on_another(tmp_path, tiny
     assert model_fingerprint(other) != model_fingerprint(tiny_model)
     cached_image_features(other, load, key, cache)
     assert cache.misses == 3
-    # The representation before the projection has entries of its own: wider, and never the joint-space ones.
+    # The representation before the projection has entries of its own, wider, written by the same miss that
+    # encoded the joint-space features: asking for it afterwards is a hit and decodes nothing.
     before, _ = cached_image_features(tiny_model, load, key, cache, batch_size=4, project=False)
-    assert cache.misses == 4 and before.shape == (6, TINY.vision_width)
+    assert (cache.hits, cache.misses, len(calls)) == (2, 3, 3) and before.shape == (6, TINY.vision_width)
     assert torch.allclose(before @ tiny_model.visual.proj, first, atol=1e-5)
+
+
+def test_one_pass_gives_both_representations_equal_to_direct_calls(tmp_path, tiny_model):
+    pixels = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    calls = []
+
+    def load():
+        calls.append(1)
+        return pixels, torch.arange(6)
+
+    cache = FeatureCache(tmp_path)
+    key = {"name": "toy", "dataset": "six random images", "transform": "none"}
+    before, _ = cached_image_features(tiny_model, load, key, cache, batch_size=4, project=False)
+    joint, _ = cached_image_features(tiny_model, load, key, cache, batch_size=4)
+    assert (cache.hits, cache.misses, len(calls)) == (1, 1, 1)
+    with torch.no_grad():  # the same operations on the same batches as encode_image: equal to the last bit
+        x = normalize(pixels[:4].float() / 255.0)
+        assert torch.equal(joint[:4], tiny_model.encode_image(x))
+        assert torch.equal(before[:4], tiny_model.encode_image(x, project=False))
+        assert torch.equal(tiny_model.project_image(before), joint)
 
 
 def test_encode_pixels_matches_the_eval_transform(tiny_model):
@@ -295,7 +344,8 @@ def test_probe_commands_read_the_intel_scenes_from_the_data_root(tmp_path, tiny_
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["classes"] == 6 and result["n_train"] + result["n_val"] + result["n_test"] == 30
     assert 0 <= result["zero_shot_accuracy"] <= 1 and result["cache_misses"] == 1
-    assert [p.name.split("-")[:2] for p in (tmp_path / "cache").iterdir()] == [["intel", "scenes"]]
+    # One pass cached both representations of the Intel scenes (the joint features and those before the projection).
+    assert [p.name.split("-")[:2] for p in (tmp_path / "cache").iterdir()] == [["intel", "scenes"]] * 2
 
     args = parser.parse_args(["fewshot", *common, "--shots", "1", "2", "--seeds", "2"])
     assert args.func(args) == 0

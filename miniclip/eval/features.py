@@ -16,7 +16,10 @@ tensors, so a cache file says what it holds and a damaged one (truncated, edited
 reported on one line and recomputed, never used.
 
 Features are stored *unnormalised* (`encode_image`'s output, as the reference returns it); callers
-L2-normalise where they need to (zero-shot always, probes by choice).
+L2-normalise where they need to (zero-shot always, probes by choice). Each encoding pass stores two files:
+the joint-space features, and the image tower's representation before its last linear map (`project=False`),
+which the paper's probes read; the second is a by-product of the first (`CLIP.project_image`), so whichever
+a chapter asks for first, the other costs no second pass over the images.
 
 Images travel as uint8 pixels at the model's resolution (after resize and centre crop), and are turned into
 the model's input per batch: `[0, 1]` floats, then an optional corruption, then CLIP's normalisation. That
@@ -126,22 +129,33 @@ def load_pixels(dataset, batch_size: int = 512, num_workers: int = 0) -> tuple[t
 
 
 @torch.no_grad()
-def encode_pixels(model, pixels: torch.Tensor, batch_size: int = 256, corruption: Corruption | None = None,
-                  desc: str = "encoding images", project: bool = True) -> torch.Tensor:
-    """Unnormalised image features [N, D] (float32, on the CPU) of uint8 or [0, 1] float pixels [N, 3, H, W];
-    with `project=False` the representation before the projection into the joint space (`CLIP.encode_image`).
+def encode_pixels_both(model, pixels: torch.Tensor, batch_size: int = 256, corruption: Corruption | None = None,
+                       desc: str = "encoding images") -> tuple[torch.Tensor, torch.Tensor]:
+    """`(joint-space features [N, D], the representation before the projection [N, W])`, both float32 on the CPU,
+    of uint8 or [0, 1] float pixels [N, 3, H, W], from one pass through the image tower.
 
     Each batch is scaled to [0, 1], corrupted if `corruption` is given, normalised with CLIP's statistics and
-    encoded on the model's device."""
+    encoded on the model's device up to the last linear map, which `CLIP.project_image` then applies: the same
+    operations on the same numbers as `encode_image(x)`, so the joint features are those of a direct call."""
     device = next(model.parameters()).device
-    out = []
+    joint, before = [], []
     for start in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False):
         x = pixels[start:start + batch_size]
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if corruption is not None:
             x = corruption(x, start)
-        out.append(model.encode_image(normalize(x.to(device)), project).float().cpu())
-    return torch.cat(out)
+        representation = model.encode_image(normalize(x.to(device)), project=False)
+        joint.append(model.project_image(representation).float().cpu())
+        before.append(representation.float().cpu())
+    return torch.cat(joint), torch.cat(before)
+
+
+def encode_pixels(model, pixels: torch.Tensor, batch_size: int = 256, corruption: Corruption | None = None,
+                  desc: str = "encoding images", project: bool = True) -> torch.Tensor:
+    """Unnormalised image features [N, D] (float32, on the CPU) of uint8 or [0, 1] float pixels [N, 3, H, W];
+    with `project=False` the representation before the projection into the joint space (`CLIP.encode_image`)."""
+    joint, before = encode_pixels_both(model, pixels, batch_size, corruption, desc)
+    return joint if project else before
 
 
 def default_cache_dir() -> Path:
@@ -165,22 +179,31 @@ class FeatureCache:
         name = str(key.get("name", "features")).replace("/", "_").replace(":", "_")
         return self.directory / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.safetensors"
 
-    def get_or_compute(self, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """The tensors stored under `key`, or `compute()`'s, saved for next time (written to a temporary
-        name and renamed, so a killed run never leaves half a file under the real name)."""
+    def get(self, key: dict) -> dict[str, torch.Tensor] | None:
+        """The tensors stored under `key` (a hit), or None (a miss)."""
+        path = self.path(key)
+        tensors = self._load_checked(path, json.dumps(key, sort_keys=True, default=str)) if path.exists() else None
+        if tensors is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return tensors
+
+    def put(self, key: dict, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Store `tensors` under `key` (written to a temporary name and renamed, so a killed run never leaves
+        half a file under the real name) and return them."""
         path, key_text = self.path(key), json.dumps(key, sort_keys=True, default=str)
-        if path.exists():
-            tensors = self._load_checked(path, key_text)
-            if tensors is not None:
-                self.hits += 1
-                return tensors
-        self.misses += 1
-        tensors = {k: v.contiguous() for k, v in compute().items()}
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(tensors, str(tmp), metadata={"key": key_text, "sha256": tensors_fingerprint(tensors)})
         tmp.replace(path)
         return tensors
+
+    def get_or_compute(self, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The tensors stored under `key`, or `compute()`'s, saved for next time."""
+        tensors = self.get(key)
+        return tensors if tensors is not None else self.put(key, compute())
 
     @staticmethod
     def _load_checked(path: Path, key_text: str) -> dict[str, torch.Tensor] | None:
@@ -209,18 +232,22 @@ def cached_image_features(model, pixels_fn: Callable[[], tuple[torch.Tensor, tor
                           batch_size: int = 256, project: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """`(features, labels)` for the images `pixels_fn()` returns, from the cache when `key` (plus the
     model's fingerprint, and which representation) was seen before. `pixels_fn` is only called on a miss, so
-    cached runs decode nothing."""
+    cached runs decode nothing.
+
+    A miss encodes the images once and caches both representations, the joint-space features and those
+    before the projection (`project=False`), so a later call for the other one is a hit: the probe chapter reads
+    both of a test set that earlier chapters encoded for zero-shot."""
     cache = cache or FeatureCache()
-    full_key = {"model": model_fingerprint(model), **key}
-    if not project:  # a key of its own; the joint-space features keep the keys they always had
-        full_key["representation"] = "before projection"
-
-    def compute():
+    joint_key = {"model": model_fingerprint(model), **key}
+    before_key = {**joint_key, "representation": "before projection"}  # the joint keys stay what they always were
+    out = cache.get(joint_key if project else before_key)
+    if out is None:
         pixels, labels = pixels_fn()
-        desc = f"encoding {key.get('name', 'images')}"
-        return {"features": encode_pixels(model, pixels, batch_size, corruption, desc, project), "labels": labels}
-
-    out = cache.get_or_compute(full_key, compute)
+        joint, before = encode_pixels_both(model, pixels, batch_size, corruption,
+                                           f"encoding {key.get('name', 'images')}")
+        joint_out = cache.put(joint_key, {"features": joint, "labels": labels})
+        before_out = cache.put(before_key, {"features": before, "labels": labels})
+        out = joint_out if project else before_out
     return out["features"], out["labels"]
 
 
