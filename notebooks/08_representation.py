@@ -51,6 +51,10 @@
 # :pyobject: parametric_binary_search
 # ```
 #
+# The points of one round do not depend on each other, so they are fitted side by side, one per core. The
+# probes below go through `cached_linear_probe`, which keeps a probe's numbers beside the features it read, so
+# that Appendix D, asking the same question of the same features, reads the answer instead of refitting.
+#
 # Few-shot probes draw $k$ examples per class with several seeds and report a mean with a 95% t-interval over
 # seeds. With $k \ge 2$, $C$ is cross-validated *inside* the $k$-shot sample, so no extra labels leak in:
 #
@@ -102,7 +106,13 @@ from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes_text import STYLES
 from miniclip.eval.classnames import class_names as translated_class_names
 from miniclip.eval.features import FeatureCache, raw_pixel_features, test_set_features, test_set_pixels
-from miniclip.eval.probes import equivalent_shots, few_shot, linear_probe, stratified_split, zero_shot_accuracy
+from miniclip.eval.probes import (
+    cached_linear_probe,
+    equivalent_shots,
+    few_shot,
+    stratified_split,
+    zero_shot_accuracy,
+)
 from miniclip.eval.robustness import shapes_style_features
 from miniclip.eval.zeroshot import SCENE_TEMPLATES, classifier_weights
 
@@ -153,9 +163,9 @@ def shapes_task(kind="shape"):
  train_name) = real_or_shapes(cifar_task, shapes_task)
 
 train, val, test = stratified_split(labels.numpy())
-probe = linear_probe(features, labels, (train, val, test))
-before_probe = linear_probe(before, labels, (train, val, test))  # same split, same C search
-pixel_probe = linear_probe(pixels, labels, (train, val, test), normalize=False)  # same split, same C search
+probe = cached_linear_probe(features, labels, (train, val, test), cache=cache)
+before_probe = cached_linear_probe(before, labels, (train, val, test), cache=cache)  # same split, same C search
+pixel_probe = cached_linear_probe(pixels, labels, (train, val, test), normalize=False, cache=cache)  # the same
 zero_shot = zero_shot_accuracy(features[test], labels[test], zs_weights)
 chance = 1 / len(class_names)
 
@@ -271,7 +281,7 @@ if profile() != "ci":
 if scenes is not None:
     fs_features, fs_labels, fs_weights, fs_classes, fs_test_name, fs_train_name = scenes
     fs_train, fs_val, fs_test = stratified_split(fs_labels.numpy())
-    fs_probe = linear_probe(fs_features, fs_labels, (fs_train, fs_val, fs_test))["test_accuracy"]
+    fs_probe = cached_linear_probe(fs_features, fs_labels, (fs_train, fs_val, fs_test), cache=cache)["test_accuracy"]
     fs_zero_shot = zero_shot_accuracy(fs_features[fs_test], fs_labels[fs_test], fs_weights)
 else:  # the linear probe's own task, split and zero-shot classifier
     fs_features, fs_labels, fs_classes, fs_test_name, fs_train_name = (features, labels, len(class_names),

@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import sklearn
 import torch
 import torch.nn.functional as F
 from scipy import stats
@@ -51,6 +54,7 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
+from miniclip.eval.features import FeatureCache, tensors_fingerprint
 from miniclip.eval.zeroshot import encode_images, encode_texts
 
 # --------------------------------------------------------------------------------------------------------
@@ -145,36 +149,44 @@ def probe_accuracy(classifier, x: np.ndarray, y: np.ndarray) -> float:
         return float(classifier.score(x, y))
 
 
-def parametric_binary_search(score, lo: int, hi: int, start_step: int) -> tuple[int, dict[int, float]]:
+def parametric_binary_search(score, lo: int, hi: int, start_step: int, map_scores=map) -> tuple[int, dict[int, float]]:
     """Maximise `score(i)` over integers `lo..hi`: evaluate every `start_step`-th point, then repeatedly
     halve the step and evaluate the two neighbours of the best point so far, until the step is 1.
 
-    Returns the best index and every score evaluated. Ties go to the smaller index (for C: the stronger
-    regularisation)."""
+    The points of one round do not depend on each other, so each round is handed to `map_scores(score,
+    points)` at once: the built-in `map` evaluates them one after another, a thread pool's `map` side by side
+    (same points, same scores). Returns the best index and every score evaluated. Ties go to the smaller index
+    (for C: the stronger regularisation)."""
     scores: dict[int, float] = {}
 
     def best() -> int:
         return max(sorted(scores), key=lambda i: scores[i])  # max keeps the first (smallest) of equal scores
 
-    for i in range(lo, hi + 1, start_step):
-        scores[i] = score(i)
-    if hi not in scores:
-        scores[hi] = score(hi)
+    def evaluate(points: list[int]) -> None:
+        scores.update(zip(points, map_scores(score, points)))
+
+    evaluate(sorted(set(range(lo, hi + 1, start_step)) | {hi}))
     step = start_step
     while step > 1:
         step //= 2
         b = best()
-        for i in (b - step, b + step):
-            if lo <= i <= hi and i not in scores:
-                scores[i] = score(i)
+        evaluate([i for i in (b - step, b + step) if lo <= i <= hi and i not in scores])
     return best(), scores
+
+
+def probe_workers() -> int:
+    """How many probe fits run side by side: one per core this process may use (each fit is single-threaded,
+    see `fit_logistic`), at most 8, since a round of the C search has at most 7 independent points."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
 
 
 def sweep_regularisation(train_x, train_y, val_x, val_y, log10_range=LOG10_C_RANGE,
                          steps_per_decade: int = STEPS_PER_DECADE, max_iter: int = MAX_ITER) -> tuple[float, dict]:
     """The C with the best validation accuracy, found by `parametric_binary_search` on the grid
-    `log10 C = log10_range[0] + i / steps_per_decade`, starting two decades apart. Returns `(C, {C: val acc})`.
-    """
+    `log10 C = log10_range[0] + i / steps_per_decade`, starting two decades apart, the fits of each round in
+    threads (`probe_workers`; L-BFGS spends its time in BLAS and scikit-learn's loss, which release the GIL).
+    Returns `(C, {C: val acc})`."""
     lo_exp, hi_exp = log10_range
     n = int(round((hi_exp - lo_exp) * steps_per_decade))
 
@@ -184,7 +196,10 @@ def sweep_regularisation(train_x, train_y, val_x, val_y, log10_range=LOG10_C_RAN
     def score(i: int) -> float:
         return probe_accuracy(fit_logistic(train_x, train_y, c_of(i), max_iter), val_x, val_y)
 
-    best, scores = parametric_binary_search(score, 0, n, max(1, 2 * steps_per_decade))
+    # Single-threaded BLAS for the whole sweep, so that the threads' own limits (entered and left at different
+    # times) always restore one thread, never the process's default.
+    with single_threaded(), ThreadPoolExecutor(probe_workers()) as pool:
+        best, scores = parametric_binary_search(score, 0, n, max(1, 2 * steps_per_decade), pool.map)
     return c_of(best), {c_of(i): s for i, s in sorted(scores.items())}
 
 
@@ -210,6 +225,30 @@ def linear_probe(features, labels, split: tuple[np.ndarray, np.ndarray, np.ndarr
     classifier, C, sweep = train_probe(x[train], y[train], x[val], y[val], log10_range, steps_per_decade, max_iter)
     return dict(C=C, val_accuracy=sweep[C], test_accuracy=probe_accuracy(classifier, x[test], y[test]), sweep=sweep,
                 n_train=len(train), n_val=len(val), n_test=len(test), normalize=normalize, classifier=classifier)
+
+
+def cached_linear_probe(features, labels, split: tuple[np.ndarray, np.ndarray, np.ndarray], normalize: bool = True,
+                        cache: FeatureCache | None = None) -> dict:
+    """`linear_probe`'s numbers (all but the fitted classifier), kept in the feature cache: chapters that probe
+    the same features on the same split share one C search, the slow part of a probe (tens of seconds for
+    a 1,024-wide representation on 2 cores). The key is a SHA-256 of the features, labels and split, with the
+    protocol's constants and scikit-learn's version, so any change to what the search would see recomputes it."""
+    train, val, test = (torch.as_tensor(np.asarray(part, dtype=np.int64)) for part in split)
+    data = {"features": torch.as_tensor(features).float(), "labels": torch.as_tensor(np.asarray(labels)),
+            "train": train, "val": val, "test": test}
+    key = {"name": "linear-probe", "data": tensors_fingerprint(data), "normalize": normalize,
+           "protocol": [list(LOG10_C_RANGE), STEPS_PER_DECADE, MAX_ITER], "scikit-learn": sklearn.__version__}
+
+    def compute():
+        r = linear_probe(features, labels, split, normalize)
+        numbers = {k: torch.tensor(float(r[k]), dtype=torch.float64) for k in ("C", "val_accuracy", "test_accuracy")}
+        return {**numbers, "sweep_C": torch.tensor(list(r["sweep"]), dtype=torch.float64),
+                "sweep_accuracy": torch.tensor(list(r["sweep"].values()), dtype=torch.float64)}
+
+    out = (cache or FeatureCache()).get_or_compute(key, compute)
+    return dict(C=out["C"].item(), val_accuracy=out["val_accuracy"].item(), test_accuracy=out["test_accuracy"].item(),
+                sweep=dict(zip(out["sweep_C"].tolist(), out["sweep_accuracy"].tolist())), n_train=len(train),
+                n_val=len(val), n_test=len(test), normalize=normalize)
 
 
 # --------------------------------------------------------------------------------------------------------
