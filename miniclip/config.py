@@ -37,6 +37,7 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True  # random-resized-crop + flip on real photos
     crop_scale: tuple[float, float] = (0.5, 1.0)  # the area fraction a training crop keeps (real photos)
+    color_jitter: float = 0.0  # real photos: brightness, contrast, saturation x a factor in [1 - s, 1 + s] (0: off)
     train_images: int = 0  # Flickr8k: train on the first N training images only (0: all), for data scaling
     val_size: int = 512  # held-out pairs for the validation loss
     zeroshot: str = "auto"  # periodic zero-shot check: auto | none | shapes | cifar10 | intel-scenes
@@ -151,6 +152,7 @@ class Config:
              "must be 0 (every image) or, with data.dataset flickr8k, at least optim.batch_size"),
             ("data.crop_scale", 0 < self.data.crop_scale[0] <= self.data.crop_scale[1] <= 1,
              "must be [low, high] with 0 < low <= high <= 1"),
+            ("data.color_jitter", 0 <= self.data.color_jitter < 1, "must be in [0, 1)"),
             ("model.image_size", not self.model.is_vit or self.model.image_size % self.model.patch_size == 0,
              "must be a multiple of model.patch_size"),
             ("model.vision_width", (self.model.vision_width * (1 if self.model.is_vit else 32)) % self.model.head_width

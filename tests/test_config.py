@@ -41,6 +41,7 @@ def test_types_are_coerced_and_overrides_apply(tmp_path):
                                           "intel-scenes"),
     ("{}\n", ["optim.betas=[0.9]"], "optim.betas"),
     ("{}\n", ["data.crop_scale=[0.6,0.4]"], "data.crop_scale .* must be .low, high."),
+    ("{}\n", ["data.color_jitter=1.5"], "data.color_jitter = 1.5 must be in .0, 1."),
     ("{}\n", ["model.text_pool=cls"], "model.text_pool = 'cls' must be eot, first or mean"),
     ("{}\n", ["model.logit_scale_init=0.5"], "model.logit_scale_init = 0.5 must lie in .1, optim.max_logit_scale."),
     ("optim: 3\n", [], "optim must be a mapping"),

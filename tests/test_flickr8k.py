@@ -9,6 +9,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -16,7 +17,7 @@ from PIL import Image
 from miniclip.bench.data_path import benchmark_flickr8k
 from miniclip.data.flickr8k import FETCH_COMMAND, Flickr8k, derived_split
 from miniclip.data.paths import MissingDataError, data_root
-from miniclip.data.transforms import PairCollator, eval_transform, train_transform
+from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD, PairCollator, eval_transform, train_transform
 
 # --- the shared real copy ------------------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ def test_benchmark_returns_a_rate(tmp_path):
     assert result["samples"] >= 4 and result["samples_per_s"] > 0 and result["image_size"] == 16
 
 
-def test_training_crops_use_the_configs_crop_scale(tmp_path, monkeypatch):
+def test_training_crops_use_the_configs_crop_scale_and_colour_jitter(tmp_path, monkeypatch):
     from miniclip.config import load_config
     from miniclip.data import loaders
 
@@ -238,17 +239,38 @@ def test_training_crops_use_the_configs_crop_scale(tmp_path, monkeypatch):
     monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
     scales = []
 
-    def spy(image_size, scale=None):
-        scales.append(scale)
-        return train_transform(image_size, scale)
+    def spy(image_size, scale=None, color_jitter=0.0):
+        scales.append((scale, color_jitter))
+        return train_transform(image_size, scale, color_jitter)
 
     monkeypatch.setattr(loaders, "train_transform", spy)
-    config = load_config(None, ["data.dataset=flickr8k", "data.crop_scale=[0.3,0.9]", "model.image_size=32",
-                                "model.patch_size=16", "optim.batch_size=4", "optim.warmup_steps=0"])
+    config = load_config(None, ["data.dataset=flickr8k", "data.crop_scale=[0.3,0.9]", "data.color_jitter=0.4",
+                                "model.image_size=32", "model.patch_size=16", "optim.batch_size=4",
+                                "optim.warmup_steps=0"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         images, captions = next(loaders.train_batches(config))
-    assert scales == [(0.3, 0.9)] and images.shape == (4, 3, 32, 32) and len(captions) == 4
+    assert scales == [((0.3, 0.9), 0.4)] and images.shape == (4, 3, 32, 32) and len(captions) == 4
+
+
+def test_colour_jitter_changes_lighting_and_saturation_but_keeps_shape_and_grey():
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    grey = Image.fromarray(np.full((40, 50, 3), 128, dtype=np.uint8))
+    plain, jittered = train_transform(32, (1.0, 1.0)), train_transform(32, (1.0, 1.0), color_jitter=0.4)
+    torch.manual_seed(0)
+    a = plain(photo)
+    torch.manual_seed(0)
+    b = jittered(photo)
+    assert a.shape == b.shape == (3, 32, 32) and not torch.allclose(a, b)
+    # The jitter draws its factors from torch's generator, so a seeded item is augmented the same way every time.
+    torch.manual_seed(0)
+    assert torch.equal(jittered(photo), b)
+    # No hue shift: a grey picture stays grey (equal channels before normalisation) whatever the factors.
+    for seed in range(5):
+        torch.manual_seed(seed)
+        x = jittered(grey) * torch.tensor(OPENAI_STD).view(3, 1, 1) + torch.tensor(OPENAI_MEAN).view(3, 1, 1)
+        assert torch.allclose(x[0], x[1], atol=1e-5) and torch.allclose(x[1], x[2], atol=1e-5)
 
 
 def test_train_images_trains_on_the_first_n_training_images_only(tmp_path, monkeypatch):

@@ -332,8 +332,11 @@ def eval_transform(image_size: int) -> ImageTransform:
 DEFAULT_TRAIN_SCALE = DataConfig.crop_scale  # (0.5, 1.0); a config's data.crop_scale overrides it
 
 
-def train_transform(image_size: int, scale: tuple[float, float] = DEFAULT_TRAIN_SCALE) -> ImageTransform:
-    """Training augmentation: random resized crop (area fraction in `scale`), horizontal flip, normalise.
+def train_transform(image_size: int, scale: tuple[float, float] = DEFAULT_TRAIN_SCALE,
+                    color_jitter: float = 0.0) -> ImageTransform:
+    """Training augmentation: random resized crop (area fraction in `scale`), horizontal flip, optionally a
+    colour jitter of strength `color_jitter` (brightness, contrast and saturation each scaled by a random factor
+    in [1 - s, 1 + s]; never the hue), normalise.
 
     Decoding is drafted to `image_size` (the decoder only halves a JPEG when it stays at least that big), so
     the smallest crops are upsampled by up to 1/sqrt(scale[0]) (1.4x for 0.5): a slight softening of a few
@@ -347,8 +350,12 @@ def train_transform(image_size: int, scale: tuple[float, float] = DEFAULT_TRAIN_
         # 6,000 training images the extra variety is worth more than the few captions it contradicts (171 of
         # Flickr8k's 40,960 caption lines, 0.4%, say "left" or "right").
         T.RandomHorizontalFlip(),
-        ToNormalizedTensor(),
     ]
+    if color_jitter:
+        # SimCLR's colour distortion without its hue shift: captions name colours ("a girl in a pink dress"), and
+        # a hue shift would make them false, while lighting and saturation vary between photos of the same scene.
+        steps.append(T.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    steps.append(ToNormalizedTensor())
     return ImageTransform(steps, image_size, draft_size=image_size)
 
 
