@@ -99,15 +99,15 @@ glue("experiments_machine", ", ".join(sorted({machine_text(r["provenance"]["mach
 #
 # The book's Flickr8k model memorises its 6,000 training images long before its 1,200 steps are over (its training
 # loss keeps falling while the validation loss stops), so each change to its recipe is a bet on what helps a small
-# model generalise: more pixels, a smaller text tower, stronger crops, more weight decay, larger batches, label
-# smoothing, a moving average of the weights, a sharper or softer temperature. Three of those bets paid in trials of
-# one and two seeds and made the current recipe: 96 px instead of 64, a text tower of half the width and depth, and
-# label smoothing 0.1; a fourth, twice the steps, paid more than any of them. The opt-in `recipe` experiment trains
-# the book model, the former one without those four, each of the four taken back alone, and each other lever as one
-# change to `configs/cpu-flickr8k.yaml`, with two seeds, and scores every run on all of Flickr8k test (R@10 both ways)
-# and all of the Intel scenes test split (zero-shot with "a photo of {}.", with the eight scene templates, and with
-# the scene templates over each class's caption words). It is left out of `make experiments` because it costs about
-# twelve and a half hours on 2 cores:
+# model generalise: more pixels, a smaller text tower, stronger crops, colour jitter, more weight decay, larger
+# batches, label smoothing, a moving average of the weights, a sharper or softer temperature. Three of those bets paid
+# in trials of one and two seeds and made the current recipe: 96 px instead of 64, a text tower of half the width and
+# depth, and label smoothing 0.1; a fourth, twice the steps, paid more than any of them. The opt-in `recipe`
+# experiment trains the book model, the former one without those four, each of the four taken back alone, and each
+# other lever as one change to `configs/cpu-flickr8k.yaml`, with two seeds, and scores every run on all of Flickr8k
+# test (R@10 both ways) and all of the Intel scenes test split (zero-shot with "a photo of {}.", with the eight scene
+# templates, and with the scene templates over each class's caption words). It is left out of `make experiments`
+# because it costs about thirteen and a quarter hours on 2 cores:
 #
 # ```bash
 # python -m miniclip experiments recipe
@@ -142,7 +142,7 @@ if recipe is not None:
          "difference from noise.", markdown=True)
 else:
     glue("recipe_computed", "This build did not compute the table (`python -m miniclip experiments recipe`, about "
-         "twelve and a half hours on 2 cores), so the trials below are the record.", markdown=True)
+         "thirteen and a quarter hours on 2 cores), so the trials below are the record.", markdown=True)
 
 # %% [markdown]
 # {glue}`recipe_computed`
