@@ -361,15 +361,15 @@ glue("d_gap_verdict",
      "Here the zero-shot classifier reads nearly as much out of the features as a linear probe does.")
 
 # %% [markdown]
-# On {glue}`d_test_name`, our model's best zero-shot accuracy is {glue}`d_zs_best` (chance {glue}`d_chance`) and
-# a linear probe reaches {glue}`d_probe_before` on the representation before the projection, where the paper's
-# probes read, and {glue}`d_probe` on the joint embedding that zero-shot uses; on {glue}`d_rt_set`, a caption finds its image in the top 10 for
-# {glue}`d_t2i_10` of the captions. It saw {glue}`d_seen` image–caption pairs in training, {glue}`d_seen_ratio`
-# times fewer than CLIP. The rows are not like for like beyond that: Flickr8k is not Flickr30k (a test split of
-# 1,000 images like Flickr30k's, but our model was trained on Flickr8k's own training split, where CLIP's
-# numbers are zero-shot from web data), our CIFAR-10 images are resized to our model's {glue}`d_image_size`
-# px rather than CLIP's 224 or 336 px, and our robustness shifts are synthetic corruptions, where the paper's
-# are natural datasets. The table is a map of distances, not a scoreboard.
+# On {glue}`d_test_name`, our model's best zero-shot accuracy is {glue}`d_zs_best` (chance {glue}`d_chance`) and a
+# linear probe reaches {glue}`d_probe_before` on the representation before the projection, where the paper's probes
+# read, and {glue}`d_probe` on the joint embedding that zero-shot uses; on {glue}`d_rt_set`, a caption finds its image
+# in the top 10 for {glue}`d_t2i_10` of the captions. It saw {glue}`d_seen` image–caption pairs in training,
+# {glue}`d_seen_ratio` times fewer than CLIP. The rows are not like for like beyond that: Flickr8k is not Flickr30k (a
+# test split of 1,000 images like Flickr30k's, but our model was trained on Flickr8k's own training split, where
+# CLIP's numbers are zero-shot from web data), our CIFAR-10 images are resized to our model's {glue}`d_image_size` px
+# rather than CLIP's 224 or 336 px, and our robustness shifts are synthetic corruptions, where the paper's are natural
+# datasets. The table is a map of distances, not a scoreboard.
 #
 # ## Why the gap
 #

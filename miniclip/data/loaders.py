@@ -134,9 +134,8 @@ def _collate(batch) -> Batch:
 
 def training_transform(data_cfg, image_size: int, views: int = 1):
     """What a real photo goes through in training: `data.crop_scale` crops, flips and `data.color_jitter` with
-    `data.augment`, else
-    the evaluation transform; with `views=2`, two independent draws of it stacked (`TwoViews`, for the image SSL
-    loss), of which the first is the one the contrastive loss sees."""
+    `data.augment`, else the evaluation transform; with `views=2`, two independent draws of it stacked
+    (`TwoViews`, for the image SSL loss), of which the first is the one the contrastive loss sees."""
     transform = (train_transform(image_size, data_cfg.crop_scale, data_cfg.color_jitter) if data_cfg.augment
                  else eval_transform(image_size))
     return TwoViews(transform) if views == 2 else transform
