@@ -39,6 +39,10 @@ class DataConfig:
     crop_scale: tuple[float, float] = (0.5, 1.0)  # the area fraction a training crop keeps (real photos)
     color_jitter: float = 0.0  # real photos: brightness, contrast, saturation x a factor in [1 - s, 1 + s] (0: off)
     train_images: int = 0  # Flickr8k: train on the first N training images only (0: all), for data scaling
+    # Flickr8k: each training image comes with this many of its (five) captions, all of them its matches in the
+    # loss (1: one caption, a different one each epoch). The text tower then runs on K x batch_size captions.
+    captions_per_image: int = 1
+    word_dropout: float = 0.0  # Flickr8k: each word of a training caption left out with this probability (0: off)
     val_size: int = 512  # held-out pairs for the validation loss
     zeroshot: str = "auto"  # periodic zero-shot check: auto | none | shapes | cifar10 | intel-scenes
     zeroshot_size: int = 500
@@ -153,6 +157,12 @@ class Config:
             ("data.crop_scale", 0 < self.data.crop_scale[0] <= self.data.crop_scale[1] <= 1,
              "must be [low, high] with 0 < low <= high <= 1"),
             ("data.color_jitter", 0 <= self.data.color_jitter < 1, "must be in [0, 1)"),
+            ("data.captions_per_image", self.data.captions_per_image == 1 or (
+                2 <= self.data.captions_per_image <= 5 and self.data.dataset == "flickr8k"),
+             "must be 1, or 2 to 5 with data.dataset flickr8k (its images have five captions)"),
+            ("data.word_dropout", self.data.word_dropout == 0 or (0 < self.data.word_dropout < 1
+                                                                 and self.data.dataset == "flickr8k"),
+             "must be 0, or in (0, 1) with data.dataset flickr8k"),
             ("model.image_size", not self.model.is_vit or self.model.image_size % self.model.patch_size == 0,
              "must be a multiple of model.patch_size"),
             ("model.vision_width", (self.model.vision_width * (1 if self.model.is_vit else 32)) % self.model.head_width

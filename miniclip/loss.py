@@ -113,6 +113,10 @@ class ClipLoss(nn.Module):
     `1 - e` on the true match plus `e/K` on each of the row's `K` candidates, as in
     `F.cross_entropy(..., label_smoothing=e)`. With few training pairs it keeps the
     loss from paying for ever-sharper matches of pairs it has already memorised.
+
+    Several captions per image (`captions_per_image=K` in `forward`): a dataset with
+    `K` human captions of each photo (Flickr8k has five) can bring them all to one
+    step, for the price of the text tower alone; each image then has `K` matches.
     """
 
     def __init__(self, gather: bool = True, label_smoothing: float = 0.0) -> None:
@@ -134,8 +138,13 @@ class ClipLoss(nn.Module):
         image_features: torch.Tensor,
         text_features: torch.Tensor,
         logit_scale: torch.Tensor | float,
+        captions_per_image: int = 1,
     ) -> torch.Tensor:
         """Return the scalar loss for L2-normalised `[N, D]` features and `exp(t)`.
+
+        With `captions_per_image=K > 1`, `text_features` holds `K` captions of each image, image-major
+        (`[N·K, D]`: rows `iK … iK+K-1` describe image `i`), and all `K` are its matches
+        (`_multi_caption_loss`).
 
         Why the distributed gradients come out right: say there are `W` ranks and
         each computes the same global loss `L`. On rank `r` the backward pass
@@ -149,18 +158,39 @@ class ClipLoss(nn.Module):
         only `1/W` of their true gradient while the scale got all of it.)
         """
         n = image_features.shape[0]
-        if text_features.shape[0] != n and self.gather and is_distributed():
+        if captions_per_image > 1 and text_features.shape[0] != n * captions_per_image:
+            raise ValueError(f"{captions_per_image} captions per image need {n * captions_per_image} text rows "
+                             f"for {n} images, got {text_features.shape[0]}")
+        if text_features.shape[0] != n * captions_per_image and self.gather and is_distributed():
             raise ValueError("hard-negative captions are not supported with a gathered multi-process batch")
         image_features, text_features = _gather_if_distributed(
             image_features, text_features, self.gather
         )
         logits_per_image = clip_logits(image_features, text_features, logit_scale)
+        if captions_per_image > 1:
+            return self._multi_caption_loss(logits_per_image, captions_per_image)
         # Column softmax = row softmax of the transpose; no second matmul needed. Hard-negative
         # columns (if any) are left out: they have no image to be matched with.
         logits_per_text = logits_per_image[:, : logits_per_image.shape[0]].T
         labels = self._targets(logits_per_image.shape[0], logits_per_image.device)
         loss_img = F.cross_entropy(logits_per_image, labels, label_smoothing=self.label_smoothing)
         loss_txt = F.cross_entropy(logits_per_text, labels, label_smoothing=self.label_smoothing)
+        return (loss_img + loss_txt) / 2
+
+    def _multi_caption_loss(self, logits_per_image: torch.Tensor, k: int) -> torch.Tensor:
+        """Every caption of an image counts as its match. `logits_per_image` is `[N, N·K]`, image-major::
+
+            L_img = -(1/N)  Σ_i Σ_{c of i} (1/K) log softmax_row_i(c)     one softmax over all N·K captions
+            L_txt = -(1/NK) Σ_c log softmax_col_c(image of c)             N·K ordinary N-way classifications
+
+        The image's target spreads evenly over its `K` captions (with label smoothing, `1 - e` of it does), so no
+        caption of an image is pushed away as another image's would be; its best loss is log K, not 0. A
+        gathered batch keeps this layout: rank r's images are rows r·n …, its captions rows r·n·K …"""
+        n = logits_per_image.shape[0]
+        owner = torch.arange(n * k, device=logits_per_image.device) // k  # the image each caption describes
+        targets = (owner[None, :] == torch.arange(n, device=owner.device)[:, None]).to(logits_per_image.dtype) / k
+        loss_img = F.cross_entropy(logits_per_image, targets, label_smoothing=self.label_smoothing)
+        loss_txt = F.cross_entropy(logits_per_image.T, owner, label_smoothing=self.label_smoothing)
         return (loss_img + loss_txt) / 2
 
 

@@ -22,6 +22,7 @@ from miniclip.data.transforms import OPENAI_MEAN, OPENAI_STD, PairCollator, eval
 # --- the shared real copy ------------------------------------------------------------------------------
 
 REAL = data_root() / "flickr8k.zip"
+CI_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "ci.yaml"
 needs_real = pytest.mark.skipif(
     not REAL.exists(), reason=f"real Flickr8k zip not at {REAL} (set MINICLIP_DATA to the shared data folder)"
 )
@@ -305,3 +306,94 @@ def test_a_bad_train_images_is_a_one_line_config_error(overrides, why):
 
     with pytest.raises(ConfigError, match=why):
         load_config(None, overrides)
+
+
+def test_captions_per_image_brings_distinct_captions_of_each_image_image_major(tmp_path, monkeypatch):
+    from miniclip.config import ConfigError, load_config
+    from miniclip.data import loaders
+
+    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    base = ["data.dataset=flickr8k", "model.image_size=32", "model.patch_size=16", "optim.batch_size=4",
+            "optim.warmup_steps=0"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = Flickr8k(split="train")
+        one = next(loaders.train_batches(load_config(None, base)))
+        images, captions = next(loaders.train_batches(load_config(None, [*base, "data.captions_per_image=3"])))
+    assert images.shape[0] == 4 and len(captions) == 12
+    assert torch.equal(images, one[0])  # the same images and crops as with one caption each
+    owners = [train.captions.index(next(c for c in train.captions if caption in c)) for caption in captions]
+    for i in range(4):
+        mine = captions[3 * i:3 * i + 3]
+        assert len(set(mine)) == 3 and len(set(owners[3 * i:3 * i + 3])) == 1  # three of one image's captions
+        assert mine[0] == one[1][i]  # starting from the caption the one-caption run carries
+    seven = train.captions_for(0, 7, epoch=0)
+    assert len(set(seven[:5])) == 5 and seven[5:] == seven[:2]  # past its five, round again in the same order
+    for overrides in (["data.captions_per_image=2"], [*base, "data.captions_per_image=6"],
+                      [*base, "data.captions_per_image=0"]):
+        with pytest.raises(ConfigError, match="data.captions_per_image"):
+            load_config(None, overrides)
+
+
+def test_several_captions_per_image_train_and_chunk_like_the_full_batch(tmp_path, monkeypatch):
+    # A tiny Flickr8k stand-in: 8 training images with five captions each. Two captions per image reach the
+    # loss image-major, the step trains, and GradCache's chunks give the full batch's gradients.
+    from miniclip.config import load_config
+    from miniclip.data.loaders import train_batches
+    from miniclip.tokenizer import tokenize
+    from miniclip.train.trainer import Trainer
+
+    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    overrides = ["data.dataset=flickr8k", "data.captions_per_image=2", "optim.batch_size=4", "train.device=cpu",
+                 "data.zeroshot=none", "data.val_size=2", "data.num_workers=0"]
+    full = Trainer(load_config(CI_CONFIG, overrides), tmp_path / "a", progress=False)
+    chunked = Trainer(load_config(CI_CONFIG, [*overrides, "optim.grad_cache_chunks=2"]), tmp_path / "b", progress=False)
+    images, captions = next(train_batches(full.config))
+    assert len(images) == 4 and len(captions) == 8
+    tokens = tokenize(captions)
+    loss_full, loss_chunked = full.train_step(images, tokens), chunked.train_step(images, tokens)
+    assert torch.isfinite(loss_full) and torch.allclose(loss_full, loss_chunked, atol=1e-6)
+    for (name, a), b in zip(full.model.named_parameters(), chunked.model.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=1e-5, msg=name)
+
+
+def test_word_dropout_keeps_words_in_order_at_least_one_and_is_seeded():
+    from miniclip.data.transforms import drop_words
+
+    caption = "a black dog runs along the sandy beach near the sea"
+    words = caption.split()
+    torch.manual_seed(0)
+    dropped = [drop_words(caption, 0.3) for _ in range(400)]
+    for d in dropped:  # an ordered sub-sequence of the caption's words, never empty
+        it = iter(words)
+        assert d and all(w in it for w in d.split())
+    kept = sum(len(d.split()) for d in dropped) / (400 * len(words))
+    assert 0.64 < kept < 0.76  # about 1 - p of the words stay
+    assert drop_words(caption, 0.0) == caption and drop_words("", 0.5) == ""
+    assert all(len(drop_words("one two", 0.99).split()) == 1 for _ in range(50))  # at least one word
+    torch.manual_seed(5)
+    first = drop_words(caption, 0.5)
+    torch.manual_seed(5)
+    assert drop_words(caption, 0.5) == first
+
+
+def test_word_dropout_reaches_the_training_captions_and_a_bad_value_is_a_config_error(tmp_path, monkeypatch):
+    from miniclip.config import ConfigError, load_config
+    from miniclip.data import loaders
+
+    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    base = ["data.dataset=flickr8k", "model.image_size=32", "model.patch_size=16", "optim.batch_size=8",
+            "optim.warmup_steps=0"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = next(loaders.train_batches(load_config(None, base)))
+        dropped = next(loaders.train_batches(load_config(None, [*base, "data.word_dropout=0.5"])))
+        again = next(loaders.train_batches(load_config(None, [*base, "data.word_dropout=0.5"])))
+    assert torch.equal(plain[0], dropped[0]) and dropped[1] == again[1]  # same images and crops; seeded words
+    assert sum(len(c.split()) for c in dropped[1]) < sum(len(c.split()) for c in plain[1])
+    for overrides in (["data.word_dropout=0.3"], [*base, "data.word_dropout=1.0"]):
+        with pytest.raises(ConfigError, match="data.word_dropout"):
+            load_config(None, overrides)

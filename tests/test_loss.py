@@ -305,3 +305,29 @@ def test_hard_negative_captions_join_only_the_image_softmax():
     torch.testing.assert_close(got, (expected_img + expected_txt) / 2)
     # Without negatives it is the ordinary loss; with them, the image side's loss can only grow.
     assert ClipLoss()(img, txt[:n], scale) < got
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_several_captions_per_image_match_the_multi_positive_formula_and_pass_gradients(eps):
+    # Image direction: one softmax over all N*K captions, target 1/K on each of the image's own K (smoothed
+    # towards uniform by eps). Caption direction: an ordinary N-way cross-entropy towards the caption's image.
+    n, k = 5, 3
+    img, _ = _features(n, 8, seed=11)
+    _, txt = _features(n * k, 8, seed=12)
+    img.requires_grad_()
+    scale = 1 / 0.07
+    s = scale * img.double() @ txt.double().T  # [N, N*K]
+    owner = torch.arange(n * k) // k
+    logp_img = torch.log_softmax(s, dim=1)
+    logp_txt = torch.log_softmax(s.T, dim=1)
+    own = (owner[None, :] == torch.arange(n)[:, None]).double()
+    loss_img = ((1 - eps) * -(logp_img * own).sum(1) / k + eps * -logp_img.mean(1)).mean()
+    loss_txt = ((1 - eps) * -logp_txt[torch.arange(n * k), owner] + eps * -logp_txt.mean(1)).mean()
+    got = ClipLoss(label_smoothing=eps)(img, txt, torch.tensor(scale), captions_per_image=k)
+    assert math.isclose(got.item(), ((loss_img + loss_txt) / 2).item(), rel_tol=1e-5)
+    got.backward()
+    assert torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
+    # One caption each is the ordinary loss, and a batch with the wrong number of captions is refused.
+    assert torch.equal(ClipLoss()(img, txt[:n], scale, captions_per_image=1), ClipLoss()(img, txt[:n], scale))
+    with pytest.raises(ValueError, match="3 captions per image need 15 text rows for 5 images, got 14"):
+        ClipLoss()(img, txt[:-1], scale, captions_per_image=3)

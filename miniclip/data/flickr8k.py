@@ -246,9 +246,15 @@ class Flickr8k(Dataset):
 
     def caption_for(self, index: int, epoch: int | None = None) -> str:
         """The caption item `index` carries in training mode, in `epoch` (default: the current one)."""
+        return self.captions_for(index, 1, epoch)[0]
+
+    def captions_for(self, index: int, k: int, epoch: int | None = None) -> list[str]:
+        """`k` of image `index`'s captions in `epoch`: from the one `caption_for` picks on, in file order and
+        round the end, so they are distinct while the image has at least `k` (an image with fewer repeats some)."""
         options = self.captions[index]
         epoch = self._epoch.value if epoch is None else epoch
-        return options[_mix64(self.seed, epoch, index) % len(options)]
+        first = _mix64(self.seed, epoch, index) % len(options)
+        return [options[(first + j) % len(options)] for j in range(k)]
 
     def caption_texts(self) -> list[str]:
         """Every caption of every image, flattened in image order (five per image in the official data)."""

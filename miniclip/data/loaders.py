@@ -30,7 +30,7 @@ from miniclip.data.paths import data_root
 from miniclip.data.seeds import stable_seed
 from miniclip.data.shapes import ShapesConfig, ShapesDataset, ShapesWorld
 from miniclip.data.shards import ShardDataset
-from miniclip.data.transforms import TwoViews, eval_transform, train_transform
+from miniclip.data.transforms import TwoViews, drop_words, eval_transform, train_transform
 
 Batch = tuple[torch.Tensor, list[str]]
 
@@ -103,12 +103,15 @@ class StepBatchSampler(Sampler):
 
 class SeededPairs(Dataset):
     """Wraps Flickr8k so item (epoch, index) has its caption and augmentation fixed by (seed, epoch, index).
+    With `captions_per_image` k > 1 an item carries a list of k of the image's captions instead of one; with
+    `word_dropout` p > 0 each caption loses each word with probability p (`drop_words`), seeded the same way.
 
     An image that cannot be decoded is replaced by the next decodable one and counted in `.replaced`, so a
     batch keeps its size (a data-parallel gather needs equal batches on every rank)."""
 
-    def __init__(self, base, seed: int):
+    def __init__(self, base, seed: int, captions_per_image: int = 1, word_dropout: float = 0.0):
         self.base, self.seed, self.replaced = base, seed, 0
+        self.k, self.word_dropout = captions_per_image, word_dropout
 
     def __len__(self) -> int:
         return len(self.base)
@@ -125,11 +128,15 @@ class SeededPairs(Dataset):
             raise RuntimeError("no image of the training set could be decoded")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(stable_seed(self.seed, epoch, i))
-            return self.base.transform(image), self.base.caption_for(i, epoch)
+            image = self.base.transform(image)
+            captions = [drop_words(c, self.word_dropout) for c in self.base.captions_for(i, self.k, epoch)]
+        return image, (captions[0] if self.k == 1 else captions)
 
 
 def _collate(batch) -> Batch:
-    return torch.stack([image for image, _ in batch]), [caption for _, caption in batch]
+    """Images stacked; captions flattened image-major (an item's list of captions stays together, in order)."""
+    captions = [c for _, caption in batch for c in ([caption] if isinstance(caption, str) else caption)]
+    return torch.stack([image for image, _ in batch]), captions
 
 
 def training_transform(data_cfg, image_size: int, views: int = 1):
@@ -157,9 +164,10 @@ def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, star
                      world_size: int, pin_memory: bool = False, views: int = 1) -> Iterator[Batch]:
     base = flickr8k_training_set(data_cfg, seed, training_transform(data_cfg, image_size, views), warn=rank == 0)
     sampler = StepBatchSampler(len(base), batch_size, seed, start_step, rank, world_size)
-    loader = DataLoader(SeededPairs(base, seed), batch_sampler=sampler, collate_fn=_collate,
-                        num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
-                        pin_memory=pin_memory, generator=_loader_generator(seed, start_step, rank))
+    pairs = SeededPairs(base, seed, data_cfg.captions_per_image, data_cfg.word_dropout)
+    loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=_collate, num_workers=data_cfg.num_workers,
+                        persistent_workers=data_cfg.num_workers > 0, pin_memory=pin_memory,
+                        generator=_loader_generator(seed, start_step, rank))
     yield from loader
 
 

@@ -359,6 +359,19 @@ def train_transform(image_size: int, scale: tuple[float, float] = DEFAULT_TRAIN_
     return ImageTransform(steps, image_size, draft_size=image_size)
 
 
+def drop_words(caption: str, p: float) -> str:
+    """Text augmentation: each word of `caption` left out with probability `p` (from torch's RNG, so a seeded
+    caller gets the same draw every time), at least one word kept. "A dog runs on the beach" may come back as
+    "dog runs the beach": still true of the picture, in words the model has not memorised in that order."""
+    words = caption.split()
+    if not p or not words:
+        return caption
+    keep = torch.rand(len(words)) >= p
+    if not keep.any():
+        keep[torch.randint(len(words), ())] = True
+    return " ".join(w for w, k in zip(words, keep.tolist()) if k)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Batching
 # --------------------------------------------------------------------------------------------------------
@@ -405,6 +418,7 @@ __all__ = [
     "ToNormalizedTensor",
     "collate_pairs",
     "decode_failures",
+    "drop_words",
     "eval_transform",
     "load_image",
     "normalize",

@@ -246,10 +246,12 @@ class Trainer:
         # The loss itself runs in fp32 whatever the autocast: a softmax over the batch at temperature 1/100
         # is where bf16's 8 bits of mantissa would show.
         # With the SSL loss there are two views of each image, view-major (`_next_batch`): the contrastive loss
-        # sees the first; without it the images and captions are as many and the slice takes them all.
-        n = text_features.shape[0]
+        # sees the first; without it the slice takes every image. With `data.captions_per_image` = k each image
+        # brings k captions, image-major.
+        k = self.config.data.captions_per_image
+        n = text_features.shape[0] // k
         contrastive = self.loss_fn(F.normalize(image_features[:n].float(), dim=-1),
-                                   F.normalize(text_features.float(), dim=-1), logit_scale.float())
+                                   F.normalize(text_features.float(), dim=-1), logit_scale.float(), k)
         if ssl is None:
             return contrastive
         z = F.normalize(ssl.float(), dim=-1)
@@ -287,15 +289,15 @@ class Trainer:
         self.scaler.scale(loss).backward()
         # Under DDP the chunks' backward passes run unsynchronised and gradients are averaged once at the end.
         no_sync = self.ddp.no_sync if is_distributed() else nullcontext
-        offset = 0
+        image_row = text_row = 0  # (a chunk holds k captions per image with data.captions_per_image = k)
         with no_sync():
             for images, tokens in zip(image_chunks, token_chunks):
-                rows = slice(offset, offset + len(images))
-                offset += len(images)
                 with self.autocast:
                     fi, ft = self.towers(images, tokens)[:2]
                 torch.autograd.backward([fi.float(), ft.float()],
-                                        [image_features.grad[rows], text_features.grad[rows]])
+                                        [image_features.grad[image_row:image_row + len(images)],
+                                         text_features.grad[text_row:text_row + len(tokens)]])
+                image_row, text_row = image_row + len(images), text_row + len(tokens)
         if is_distributed():
             for p in self.model.parameters():
                 if p.grad is not None:
