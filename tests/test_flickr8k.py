@@ -274,12 +274,18 @@ def test_colour_jitter_changes_lighting_and_saturation_but_keeps_shape_and_grey(
         assert torch.allclose(x[0], x[1], atol=1e-5) and torch.allclose(x[1], x[2], atol=1e-5)
 
 
-def test_train_images_trains_on_the_first_n_training_images_only(tmp_path, monkeypatch):
+@pytest.fixture
+def kaggle_root(tmp_path, monkeypatch):
+    """The tiny Kaggle-layout Flickr8k zipped under a data root that MINICLIP_DATA points at."""
+    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    return tmp_path
+
+
+def test_train_images_trains_on_the_first_n_training_images_only(kaggle_root):
     from miniclip.config import ConfigError, load_config
     from miniclip.data import loaders
 
-    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
-    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         everything = Flickr8k(split="train")
@@ -308,19 +314,24 @@ def test_a_bad_train_images_is_a_one_line_config_error(overrides, why):
         load_config(None, overrides)
 
 
-def test_captions_per_image_brings_distinct_captions_of_each_image_image_major(tmp_path, monkeypatch):
-    from miniclip.config import ConfigError, load_config
+def _first_batch(batch_size: int, *overrides):
+    """The first training batch of a tiny Flickr8k config (the absent-images note silenced)."""
+    from miniclip.config import load_config
     from miniclip.data import loaders
 
-    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
-    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
-    base = ["data.dataset=flickr8k", "model.image_size=32", "model.patch_size=16", "optim.batch_size=4",
-            "optim.warmup_steps=0"]
+    config = load_config(None, ["data.dataset=flickr8k", "model.image_size=32", "model.patch_size=16",
+                                f"optim.batch_size={batch_size}", "optim.warmup_steps=0", *overrides])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train = Flickr8k(split="train")
-        one = next(loaders.train_batches(load_config(None, base)))
-        images, captions = next(loaders.train_batches(load_config(None, [*base, "data.captions_per_image=3"])))
+        return next(loaders.train_batches(config))
+
+
+def test_captions_per_image_brings_distinct_captions_of_each_image_image_major(kaggle_root):
+    from miniclip.config import ConfigError, load_config
+
+    train = _quiet(split="train")
+    one = _first_batch(4)
+    images, captions = _first_batch(4, "data.captions_per_image=3")
     assert images.shape[0] == 4 and len(captions) == 12
     assert torch.equal(images, one[0])  # the same images and crops as with one caption each
     owners = [train.captions.index(next(c for c in train.captions if caption in c)) for caption in captions]
@@ -330,13 +341,14 @@ def test_captions_per_image_brings_distinct_captions_of_each_image_image_major(t
         assert mine[0] == one[1][i]  # starting from the caption the one-caption run carries
     seven = train.captions_for(0, 7, epoch=0)
     assert len(set(seven[:5])) == 5 and seven[5:] == seven[:2]  # past its five, round again in the same order
-    for overrides in (["data.captions_per_image=2"], [*base, "data.captions_per_image=6"],
-                      [*base, "data.captions_per_image=0"]):
+    flickr8k = ["data.dataset=flickr8k"]
+    for overrides in (["data.captions_per_image=2"], [*flickr8k, "data.captions_per_image=6"],
+                      [*flickr8k, "data.captions_per_image=0"]):
         with pytest.raises(ConfigError, match="data.captions_per_image"):
             load_config(None, overrides)
 
 
-def test_several_captions_per_image_train_and_chunk_like_the_full_batch(tmp_path, monkeypatch):
+def test_several_captions_per_image_train_and_chunk_like_the_full_batch(kaggle_root):
     # A tiny Flickr8k stand-in: 8 training images with five captions each. Two captions per image reach the
     # loss image-major, the step trains, and GradCache's chunks give the full batch's gradients.
     from miniclip.config import load_config
@@ -344,12 +356,11 @@ def test_several_captions_per_image_train_and_chunk_like_the_full_batch(tmp_path
     from miniclip.tokenizer import tokenize
     from miniclip.train.trainer import Trainer
 
-    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
-    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
     overrides = ["data.dataset=flickr8k", "data.captions_per_image=2", "optim.batch_size=4", "train.device=cpu",
                  "data.zeroshot=none", "data.val_size=2", "data.num_workers=0"]
-    full = Trainer(load_config(CI_CONFIG, overrides), tmp_path / "a", progress=False)
-    chunked = Trainer(load_config(CI_CONFIG, [*overrides, "optim.grad_cache_chunks=2"]), tmp_path / "b", progress=False)
+    full = Trainer(load_config(CI_CONFIG, overrides), kaggle_root / "a", progress=False)
+    chunked = Trainer(load_config(CI_CONFIG, [*overrides, "optim.grad_cache_chunks=2"]), kaggle_root / "b",
+                      progress=False)
     images, captions = next(train_batches(full.config))
     assert len(images) == 4 and len(captions) == 8
     tokens = tokenize(captions)
@@ -379,21 +390,13 @@ def test_word_dropout_keeps_words_in_order_at_least_one_and_is_seeded():
     assert drop_words(caption, 0.5) == first
 
 
-def test_word_dropout_reaches_the_training_captions_and_a_bad_value_is_a_config_error(tmp_path, monkeypatch):
+def test_word_dropout_reaches_the_training_captions_and_a_bad_value_is_a_config_error(kaggle_root):
     from miniclip.config import ConfigError, load_config
-    from miniclip.data import loaders
 
-    _zip(_write_kaggle(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")
-    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
-    base = ["data.dataset=flickr8k", "model.image_size=32", "model.patch_size=16", "optim.batch_size=8",
-            "optim.warmup_steps=0"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plain = next(loaders.train_batches(load_config(None, base)))
-        dropped = next(loaders.train_batches(load_config(None, [*base, "data.word_dropout=0.5"])))
-        again = next(loaders.train_batches(load_config(None, [*base, "data.word_dropout=0.5"])))
+    plain = _first_batch(8)
+    dropped, again = _first_batch(8, "data.word_dropout=0.5"), _first_batch(8, "data.word_dropout=0.5")
     assert torch.equal(plain[0], dropped[0]) and dropped[1] == again[1]  # same images and crops; seeded words
     assert sum(len(c.split()) for c in dropped[1]) < sum(len(c.split()) for c in plain[1])
-    for overrides in (["data.word_dropout=0.3"], [*base, "data.word_dropout=1.0"]):
+    for overrides in (["data.word_dropout=0.3"], ["data.dataset=flickr8k", "data.word_dropout=1.0"]):
         with pytest.raises(ConfigError, match="data.word_dropout"):
             load_config(None, overrides)
