@@ -123,15 +123,25 @@ class ClipLoss(nn.Module):
         super().__init__()
         self.gather = gather
         self.label_smoothing = label_smoothing
-        # arange(N) is rebuilt on every step otherwise; batch size and device rarely
+        # The targets would be rebuilt on every step otherwise; batch size and device rarely
         # change, so keep the few tensors we have made.
-        self._labels: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._labels: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        self._soft_targets: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
-    def _targets(self, n: int, device: torch.device) -> torch.Tensor:
-        key = (n, device)
+    def _targets(self, n: int, device: torch.device, k: int = 1) -> torch.Tensor:
+        """The image each of the `N·K` captions describes: `arange(N)` for one caption per image."""
+        key = (n, k, device)
         if key not in self._labels:
-            self._labels[key] = torch.arange(n, device=device)
+            self._labels[key] = torch.arange(n * k, device=device) // k
         return self._labels[key]
+
+    def _multi_caption_targets(self, n: int, k: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """`[N, N·K]`: `1/K` where caption `c` describes image `i`, else 0 (each row sums to 1)."""
+        key = (n, k, device, dtype)
+        if key not in self._soft_targets:
+            owner = self._targets(n, device, k)
+            self._soft_targets[key] = (owner[None, :] == torch.arange(n, device=device)[:, None]).to(dtype) / k
+        return self._soft_targets[key]
 
     def forward(
         self,
@@ -187,8 +197,8 @@ class ClipLoss(nn.Module):
         caption of an image is pushed away as another image's would be; its best loss is log K, not 0. A
         gathered batch keeps this layout: rank r's images are rows r·n …, its captions rows r·n·K …"""
         n = logits_per_image.shape[0]
-        owner = torch.arange(n * k, device=logits_per_image.device) // k  # the image each caption describes
-        targets = (owner[None, :] == torch.arange(n, device=owner.device)[:, None]).to(logits_per_image.dtype) / k
+        owner = self._targets(n, logits_per_image.device, k)  # the image each caption describes
+        targets = self._multi_caption_targets(n, k, logits_per_image.device, logits_per_image.dtype)
         loss_img = F.cross_entropy(logits_per_image, targets, label_smoothing=self.label_smoothing)
         loss_txt = F.cross_entropy(logits_per_image.T, owner, label_smoothing=self.label_smoothing)
         return (loss_img + loss_txt) / 2
