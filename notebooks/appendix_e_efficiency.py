@@ -166,13 +166,13 @@ glue("bench_worst_speedup", min(speedups) if speedups else float("nan"), "×{:.2
 # %% [markdown]
 # ### Time to a given quality: open_clip's trainer against ours
 #
-# A faster step is only worth what it saves a reader waiting for a trained model. `python -m miniclip bench
-# recipe` (about an hour on 2 cores; it needs `open_clip_train`, in the `bench` extra) trains the book's
-# Flickr8k architecture three times for the same wall-clock budget: with open_clip's own training script fed a
-# CSV of image paths and captions, as its users run it; with our trainer and the book's recipe; and with our
-# trainer and open_clip's defaults (its crops, no label smoothing). Both trainers see the same (image, caption)
-# pairs, those our sampler draws, each in its own order; copies of the weights taken along each run are scored
-# by one evaluator.
+# A faster step is only worth what it saves a reader waiting for a trained model. `python -m miniclip bench recipe`
+# (about an hour on 2 cores; it needs `open_clip_train`, in the `bench` extra) trains the book's Flickr8k
+# architecture three times for the same wall-clock budget: with open_clip's own training script fed a CSV of image
+# paths and captions, as its users run it; with our trainer and the book's recipe; and with our trainer and
+# open_clip's defaults (its crops, no label smoothing, captions read whole). Both trainers see the same (image,
+# caption) pairs, those our sampler draws, each in its own order; copies of the weights taken along each run are
+# scored by one evaluator.
 #
 # ```{literalinclude} ../miniclip/bench/recipe.py
 # :pyobject: speed_ratio

@@ -52,14 +52,19 @@ def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch
     pytest.importorskip("open_clip_train.main", reason="open_clip_train (the bench extra) is not installed")
     from miniclip.data.paths import MissingDataError
 
-    ours_seen = []
-    original = loaders.SeededPairs.__getitem__
+    ours_seen, drawn = [], []
+    original, original_drop = loaders.SeededPairs.__getitem__, loaders.drop_words
+
+    def recording_drop(caption, p):
+        drawn.append(caption)  # the caption as drawn, before the book recipe's word dropout
+        return original_drop(caption, p)
 
     def recording(self, key):
         image, caption = original(self, key)
-        ours_seen.append((self.base.image_ids[key[1]], caption))
+        ours_seen.append((self.base.image_ids[key[1]], drawn.pop()))
         return image, caption
 
+    monkeypatch.setattr(loaders, "drop_words", recording_drop)
     monkeypatch.setattr(loaders.SeededPairs, "__getitem__", recording)
     bench = RecipeBenchConfig(overrides=TINY, snapshots=2, steps={"open_clip": 4, "miniclip": 4},
                               contenders=("open_clip", "miniclip"), open_clip_workers=0, retrieval_images=16,
