@@ -110,7 +110,7 @@ from miniclip.data.flickr8k import Flickr8k
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes_text import STYLES
 from miniclip.data.transforms import eval_transform, normalize
-from miniclip.eval.classnames import INTEL_SCENES_CAPTION_WORDS
+from miniclip.eval.classnames import CIFAR10_CAPTION_WORDS, INTEL_SCENES_CAPTION_WORDS
 from miniclip.eval.classnames import class_names as scene_class_names
 from miniclip.eval.features import FeatureCache, dataset_image_features, test_set_features
 from miniclip.eval.probes import (
@@ -148,14 +148,17 @@ if CI:
 
 
 def cifar_task():
-    """The Flickr8k model on all of CIFAR-10 test (features cached): zero-shot classifiers from one template and
-    from the paper's 18 CIFAR templates, and the one-template classifier chapter 8 compares probes with."""
+    """The Flickr8k model on all of CIFAR-10 test (features cached): zero-shot classifiers from one template, from
+    the paper's 18 CIFAR templates, and from those over the captions' words for each class (chapter 7), and the
+    one-template classifier chapter 8 compares probes with."""
     model = trained_model("flickr8k")
     features, labels, names = test_set_features(model, "cifar10", cache)
     before, _, _ = test_set_features(model, "cifar10", cache, project=False)  # where the paper's probes read
-    prompts = {"`a photo of a {}.`": ("a photo of a {}.",),
-               f"{len(TEMPLATE_SETS['cifar'])} CIFAR templates, ensembled": TEMPLATE_SETS["cifar"]}
-    classifiers = {name: classifier_weights(model, names, templates) for name, templates in prompts.items()}
+    prompts = {"`a photo of a {}.`": (names, ("a photo of a {}.",)),
+               f"{len(TEMPLATE_SETS['cifar'])} CIFAR templates, ensembled": (names, TEMPLATE_SETS["cifar"]),
+               f"{len(TEMPLATE_SETS['cifar'])} CIFAR templates, caption words": (CIFAR10_CAPTION_WORDS,
+                                                                                 TEMPLATE_SETS["cifar"])}
+    classifiers = {name: classifier_weights(model, n, templates) for name, (n, templates) in prompts.items()}
     return dict(model=model, features=features, before=before, labels=labels, names=names, classifiers=classifiers,
                 probe_weights=classifier_weights(model, names), test_name="CIFAR-10 test", train_name="flickr8k")
 

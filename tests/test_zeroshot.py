@@ -114,6 +114,20 @@ def test_a_class_given_by_synonyms_averages_every_name_in_every_template(tiny_mo
     assert len(INTEL_SCENES_CAPTION_WORDS) == 6 and all(isinstance(n, tuple) for n in INTEL_SCENES_CAPTION_WORDS)
 
 
+def test_caption_word_names_follow_the_folders_order_and_start_with_the_class_word():
+    from miniclip.eval.classnames import CAPTION_WORDS, CLASS_NAMES, INTEL_SCENES_CLASSES, caption_word_names
+
+    folders = ["truck", "car", "airplane", "bird", "cat", "deer", "dog", "frog", "horse", "ship"]  # "car": an alias
+    names = caption_word_names(folders)
+    assert names[0] == ("truck",) and names[1] == ("automobile", "car", "jeep") and names[-1] == ("ship", "boat")
+    for dataset, rows in CAPTION_WORDS.items():
+        keys = INTEL_SCENES_CLASSES if dataset == "intel-scenes" else CLASS_NAMES[dataset]["en"]
+        assert len(rows) == len(keys) and all(1 <= len(row) <= 3 for row in rows)
+        assert all(row[0].split()[-1].rstrip("s") == key.rstrip("s") for row, key in zip(rows, keys))
+    with pytest.raises(ValueError, match="CIFAR-10 and the Intel scenes only"):
+        caption_word_names(["apple", "pear"])
+
+
 def test_fusion_averages_normalised_class_vectors():
     rng = np.random.default_rng(1)
     raw = [rng.normal(size=(5, 8)) * scale for scale in (1.0, 3.0, 0.2)]  # lengths must not matter
@@ -334,7 +348,7 @@ def test_zeroshot_hits_mark_each_images_top1_and_agree_with_the_metrics():
 
 
 def test_cli_zeroshot_with_caption_word_names(ci_checkpoint, intel_scenes_roots, cifar_like_folder, capsys,
-                                              monkeypatch):
+                                              monkeypatch, tmp_path):
     monkeypatch.setenv("MINICLIP_DATA", str(intel_scenes_roots["folder"]))
     args = ["eval", "zeroshot", "--checkpoint", str(ci_checkpoint), "--data", "intel-scenes", "--json"]
     assert main(args + ["--names", "caption-words"]) == 0
@@ -343,8 +357,15 @@ def test_cli_zeroshot_with_caption_word_names(ci_checkpoint, intel_scenes_roots,
     assert result["classes"] == 6 and set(result["per_class"]) <= {"buildings", "forest", "glacier", "mountain",
                                                                    "sea", "street"}
     base = ["eval", "zeroshot", "--checkpoint", str(ci_checkpoint), "--names", "caption-words"]
+    assert main(base + ["--data", f"imagefolder:{cifar_like_folder}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["classes"] == 10 and result["n"] == 20 and set(result["per_class"]) <= set(CIFAR10_CLASSES)
+    other = tmp_path / "other"
+    for folder in ("apple", "pear"):
+        (other / folder).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(other / folder / "0.png")
     for extra, message in ((["--data", "intel-scenes", "--lang", "fr"], "English only"),
-                           (["--data", f"imagefolder:{cifar_like_folder}"], "Intel scenes only"),
-                           (["--data", "shapes:8"], "for the Intel scenes")):
+                           (["--data", f"imagefolder:{other}"], "CIFAR-10 and the Intel scenes only"),
+                           (["--data", "shapes:8"], "for CIFAR-10 and the Intel scenes")):
         assert main(base + extra) == 2
         assert message in capsys.readouterr().err

@@ -101,8 +101,8 @@ def run_zeroshot(args: argparse.Namespace) -> int:
         # checkpoint was trained on, named in that world's own caption grammar ("a photo of a red circle").
         template_set = args.templates or "shapes"
         if args.names != "plain":
-            raise UsageError("--names caption-words is for the Intel scenes; Shapes classes use the captions' "
-                             "own grammar already")
+            raise UsageError("--names caption-words is for CIFAR-10 and the Intel scenes; Shapes classes use the "
+                             "captions' own grammar already")
         if not template_set.startswith("shapes"):
             raise UsageError(f"Shapes class names carry their article; use a shapes* template set, "
                              f"not {template_set!r}")
@@ -186,8 +186,8 @@ def add_eval_commands(commands) -> None:
     zeroshot.add_argument("--lang", default="en",
                           help="en, fr, de, or languages joined by '+' (en+fr+de) to fuse their classifiers")
     zeroshot.add_argument("--names", default="plain", choices=("plain", "caption-words"),
-                          help="class names: plain, or caption-words (the Intel scenes only, English: each class "
-                               "also named by the words Flickr8k's captions use for it, all averaged)")
+                          help="class names: plain, or caption-words (CIFAR-10 and the Intel scenes, English: "
+                               "each class also named by the words Flickr8k's captions use for it, all averaged)")
     zeroshot.set_defaults(func=run_zeroshot)
 
     retrieval = subcommands.add_parser("retrieval", help="image-text retrieval recall on Flickr8k")

@@ -191,7 +191,26 @@ INTEL_SCENES_CAPTION_WORDS = (
     ("a street", "a road", "a sidewalk"),
 )
 
+# CIFAR-10 in the captions' words, by the same rule where a class has such words: the class word, then up to two
+# words the training captions use for the same thing (a synonym or a common kind of it), most used first, if at
+# least 10 captions use it (`caption_word_counts`: airplane 15, jet 18, plane 17; automobile 3, car 365, jeep 35;
+# bird 181, duck 46, pigeon 27; cat 51, kitty 5, kitten 4; deer 11; dog 7,140, puppy 70; frog 5; horse 261,
+# pony 7; ship 14, boat 230, sailboat 7; truck 66). Chosen once from those counts, not from accuracy.
+CIFAR10_CAPTION_WORDS = (
+    ("airplane", "jet", "plane"),
+    ("automobile", "car", "jeep"),
+    ("bird", "duck", "pigeon"),
+    ("cat",),
+    ("deer",),
+    ("dog", "puppy"),
+    ("frog",),
+    ("horse",),
+    ("ship", "boat"),
+    ("truck",),
+)
+
 CLASS_NAMES = {"cifar10": CIFAR10, "cifar100": CIFAR100, "intel-scenes": INTEL_SCENES}
+CAPTION_WORDS = {"cifar10": CIFAR10_CAPTION_WORDS, "intel-scenes": INTEL_SCENES_CAPTION_WORDS}
 # The readable folder names of each set, where they differ from its English prompt names.
 _FOLDER_NAMES = {"intel-scenes": INTEL_SCENES_CLASSES}
 # Sets whose English names carry their article, and the template set they are read with by default.
@@ -237,11 +256,12 @@ def names_for_folders(folders: list[str], lang: str = "en") -> list[str] | None:
 
 
 def caption_word_names(folders: list[str]) -> list[tuple[str, ...]]:
-    """Each class's names in the Flickr8k captions' own words (`INTEL_SCENES_CAPTION_WORDS`), in the folders'
-    order; ValueError unless the folders are the Intel scenes' (the only set with such names, English only)."""
-    if known_test_set(folders) != "intel-scenes":
-        raise ValueError("caption-word names exist for the Intel scenes only")
-    by_folder = dict(zip(INTEL_SCENES_CLASSES, INTEL_SCENES_CAPTION_WORDS))
+    """Each class's names in the Flickr8k captions' own words (`CAPTION_WORDS`), in the folders' order; ValueError
+    unless the folders are CIFAR-10's or the Intel scenes' (the sets with such names, English only)."""
+    dataset = known_test_set(folders)
+    if dataset not in CAPTION_WORDS:
+        raise ValueError("caption-word names exist for CIFAR-10 and the Intel scenes only")
+    by_folder = dict(zip(_FOLDER_NAMES.get(dataset, CLASS_NAMES[dataset]["en"]), CAPTION_WORDS[dataset]))
     return [by_folder[name] for name in _readable(folders)]
 
 
