@@ -302,6 +302,25 @@ def test_train_images_trains_on_the_first_n_training_images_only(kaggle_root):
         next(loaders.train_batches(config))
 
 
+def test_the_absent_images_note_gives_the_count_training_uses(tmp_path, monkeypatch):
+    from miniclip.config import load_config
+    from miniclip.data.loaders import flickr8k_training_set
+
+    _zip(_write_original(tmp_path / "src" / "Flickr8k"), tmp_path / "flickr8k.zip")  # 11 listed, 1 absent
+    monkeypatch.setenv("MINICLIP_DATA", str(tmp_path))
+    config = load_config(None, ["data.dataset=flickr8k", "data.train_images=4", "optim.batch_size=4"])
+    with pytest.warns(UserWarning, match=r"1 of 11 listed images are absent.*Using 10 images\. Training on the "
+                                         r"first 4 \(data\.train_images\)\.") as caught:
+        assert len(flickr8k_training_set(config.data, seed=0)) == 4
+    assert len(caught) == 1
+    config.data.train_images = 0
+    with pytest.warns(UserWarning, match=r"Using 10 images\.$"):
+        assert len(flickr8k_training_set(config.data, seed=0)) == 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warn=False: no note at all (the other ranks of a DDP run)
+        assert len(flickr8k_training_set(config.data, seed=0, warn=False)) == 10
+
+
 @pytest.mark.parametrize("overrides, why", [
     (["data.train_images=64"], "data.train_images .* with data.dataset flickr8k"),  # Shapes has no fixed set
     (["data.dataset=flickr8k", "data.train_images=8", "optim.batch_size=16"], "at least optim.batch_size"),

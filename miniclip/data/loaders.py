@@ -150,14 +150,19 @@ def training_transform(data_cfg, image_size: int, views: int = 1):
 
 def flickr8k_training_set(data_cfg, seed: int, transform=None, warn: bool = True) -> Flickr8k:
     """Flickr8k train as training draws from it: every image, or the first `data.train_images`. With `warn`, the
-    note about absent images is given (once per run: rank 0 only)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("default" if warn else "ignore")
+    note about absent images is given (once per run: rank 0 only), saying how many images training then uses."""
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
         base = Flickr8k(split="train", transform=transform, seed=seed)
     if data_cfg.train_images > len(base):
         raise ConfigError(f"data.train_images = {data_cfg.train_images} but Flickr8k train has {len(base):,} "
                           "images (give at most that many, or 0 for all of them)")
-    return base.keep_first(data_cfg.train_images) if data_cfg.train_images else base
+    if data_cfg.train_images:
+        base = base.keep_first(data_cfg.train_images)
+    for n in notes if warn else ():  # given after the cut, so that the count is the one training uses
+        kept = f" Training on the first {len(base):,} (data.train_images)." if data_cfg.train_images else ""
+        warnings.warn(f"{n.message}{kept}", n.category, stacklevel=2)
+    return base
 
 
 def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
