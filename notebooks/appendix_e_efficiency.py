@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -183,7 +183,12 @@ glue("bench_worst_speedup", min(speedups) if speedups else float("nan"), "×{:.2
 recipe_saved = ROOT / "runs" / "bench" / "recipe" / "recipe.json"
 if not recipe_saved.exists():
     recipe_saved = ROOT / "bench" / "recipe-cpu.json"
-RATIO_NAMES = ("recipe_total", "recipe_step", "recipe_recipe", "recipe_equal_time", "recipe_step_times")
+# The same bench at the default budget, about half the book model's training time, committed beside it.
+recipe_half_saved = ROOT / "bench" / "recipe-cpu-15min.json"
+RATIO_NAMES = ("recipe_total", "recipe_step", "recipe_recipe", "recipe_equal_time", "recipe_step_times",
+               "recipe_other_budget")
+RATIO_LABELS = ("open_clip -> miniclip", "faster step: open_clip -> miniclip, open_clip recipe",
+                "better recipe: miniclip, open_clip recipe -> miniclip")
 if profile() == "ci" or not recipe_saved.exists():
     reason = ("the ci profile does not run it (the tests run its plumbing)" if profile() == "ci"
               else "run `python -m miniclip bench recipe`")
@@ -204,18 +209,26 @@ else:
     ax.legend(fontsize=8)
     show(fig, "appendix_e_recipe")
 
-    def ratio_text(label: str) -> str:
-        r = recipe_result["ratios"].get(label)
+    def ratio_text(result: dict, label: str) -> str:
+        r = result["ratios"].get(label)
         if r is None:
             return "(not run)"
         if r["ratio"] is None:
             return f"not reached by the end of its run (target {r['target']:.1%})"
         return f"×{r['ratio']:.2f} ({r['slow_s'] / 60:.1f} against {r['fast_s'] / 60:.1f} minutes to {r['target']:.1%})"
 
-    for glue_name, label in zip(RATIO_NAMES, ("open_clip -> miniclip",
-                                              "faster step: open_clip -> miniclip, open_clip recipe",
-                                              "better recipe: miniclip, open_clip recipe -> miniclip")):
-        glue(glue_name, ratio_text(label))
+    for glue_name, label in zip(RATIO_NAMES, RATIO_LABELS):
+        glue(glue_name, ratio_text(recipe_result, label))
+    if recipe_half_saved.exists() and recipe_half_saved != recipe_saved:
+        half = json.loads(recipe_half_saved.read_text())
+        finals = ", ".join(f"{name} {c['curve'][-1]['R@10_mean']:.1%}" for name, c in half["contenders"].items())
+        glue("recipe_other_budget",
+             f"`{recipe_half_saved.relative_to(ROOT)}`{finished_text(half)}, a budget of "
+             f"{half['bench']['budget_s'] / 60:.0f} minutes per contender ({half['machine']['processor']}), "
+             f"ended at mean R@10 {finals}; its ratios: whole {ratio_text(half, RATIO_LABELS[0])}, faster step "
+             f"{ratio_text(half, RATIO_LABELS[1])}, better recipe {ratio_text(half, RATIO_LABELS[2])}", markdown=True)
+    else:
+        glue("recipe_other_budget", "(no second budget committed)")
     glue("recipe_source", f"`{recipe_saved.relative_to(ROOT)}`{finished_text(recipe_result)}: "
                           f"{recipe_result['wall_s'] / 60:.0f} minutes "
                           f"in all, with a training budget of {recipe_result['bench']['budget_s'] / 60:.0f} minutes "
@@ -247,3 +260,11 @@ else:
 # time estimated in a short calibration run, so the runs end at somewhat different times, and a ratio whose
 # faster run stopped first can read "not reached" only because it stopped. The like-for-like reading is every
 # curve at the end of the shortest run: {glue}`recipe_equal_time` (mean R@10, interpolated between copies).
+#
+# The same bench at another budget: {glue}`recipe_other_budget`. In the two runs committed with the repository
+# the budget decides where the gain comes from. In 15 minutes, about half the run the book's recipe was chosen
+# for, its regularisers (word dropout, label smoothing, crops of half the area or more) buy nothing yet and the
+# faster step carries the gain. In the 28 minutes the book's model trains for, both runs without them stop
+# improving at about 21-22% mean R@10, having learnt the 6,000 training images by heart (Appendix C): a faster
+# step reaches that ceiling sooner but no higher, and the recipe, which keeps learning, carries the gain. The
+# two ran on different machines (each JSON names its processor), one run per contender.
