@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from miniclip.bench import step as step_bench
 from miniclip.bench.flops import flop_counter, mfu, step_flops
 from miniclip.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
-from miniclip.bench.step import open_clip_from_config
+from miniclip.bench.step import StepBenchConfig, open_clip_from_config
 from miniclip.bench.suite import SuiteConfig, format_summary, run_all
 from miniclip.cli import build_parser
 from miniclip.loss import ClipLoss
@@ -134,6 +135,34 @@ def test_tiny_suite_writes_json_and_one_summary_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert table in out and out.count("speedup vs open_clip") == 1
     assert len(table.splitlines()) == len(rows) + 2  # header, rule, one line per row
+
+
+def test_resnet_step_is_timed_as_the_trainer_runs_it(monkeypatch):
+    """For a ModifiedResNet ours is timed in channels_last, as `Trainer` trains it, open_clip's in its default
+    layout as its users run it, and the variant `no channels_last` switches only that off."""
+    seen = {}
+
+    def record(model, loss_fn, images, text, precision, device, compile, context):
+        seen.setdefault("calls", []).append((model, images))
+        return lambda: None
+
+    monkeypatch.setattr(step_bench, "_make_step", record)
+    reference = open_clip_from_config(TINY_RESNET)
+    images = torch.randn(2, 3, 64, 64)
+    contenders, max_diff = step_bench._contenders(StepBenchConfig(arch=TINY_RESNET, batch_size=2), reference, images,
+                                                  tokenize(CAPTIONS[:2]), torch.device("cpu"))
+    names = [c.name for c in contenders]
+    assert names == ["miniclip", "open_clip", "no text trim", "explicit attention", "no channels_last"]
+    assert max_diff < 1e-4
+    layouts = {name: (model.visual.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+                      if name != "open_clip" else None,
+                      images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous())
+               for name, (model, images) in zip(names, seen["calls"])}
+    assert layouts["miniclip"] == (True, True)
+    assert layouts["open_clip"] == (None, False) and seen["calls"][1][0] is reference
+    assert layouts["no text trim"] == layouts["explicit attention"] == (True, True)
+    assert layouts["no channels_last"] == (False, False)
+    assert step_bench.VARIANTS["no channels_last"]["enabled"]  # its gain reads t(variant) / t(miniclip)
 
 
 def test_bench_command_line_parses_every_part():

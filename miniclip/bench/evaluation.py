@@ -25,7 +25,7 @@ from miniclip.model import CLIP, CLIPConfig
 
 # The cpu profile's Flickr8k model (a small ModifiedResNet): evaluated when its checkpoint exists, its
 # architecture with random weights when not; the suite also times its training step (the ResNet path, where
-# the channels_last trial applies).
+# ours runs in channels_last, as the trainer runs it).
 CPU_RESNET_CONFIG = "configs/cpu-flickr8k.yaml"
 CPU_CHECKPOINT = "runs/cpu/flickr8k/final.safetensors"
 
