@@ -135,18 +135,23 @@ markdown_table([[r["section"], r["item"], r["value"], r["note"]] for r in result
 # %%
 steps = [r for name, sec in results["sections"].items() if name.startswith("model") for r in sec.get("runs", [])
          if not r["config"]["compile"]]
-fig, ax = plt.subplots(figsize=(7, 3.6))
-for arch in sorted({r["config"]["arch"] for r in steps}):
-    for who, style in (("miniclip", "o-"), ("open_clip", "s--")):
-        points = sorted((r["config"]["batch_size"], r["contenders"][who]["samples_per_s"]) for r in steps
-                        if r["config"]["arch"] == arch and "samples_per_s" in r["contenders"].get(who, {}))
-        if points:
-            ax.plot(*zip(*points), style, label=f"{arch}: {who}")
-ax.set_xlabel("batch size (pairs)")
-ax.set_ylabel("training samples / s")
-ax.set_xscale("log", base=2)
-ax.set_title("One training step, fp32, eager")
-ax.legend(fontsize=8)
+# One panel per precision timed (bf16 only where the processor has bf16 matrix units); colour: architecture.
+precisions = sorted({r["config"]["precision"] for r in steps}, key=lambda p: p != "fp32")
+archs = sorted({r["config"]["arch"] for r in steps})
+fig, axes = plt.subplots(1, len(precisions), figsize=(4.2 * len(precisions), 3.6), squeeze=False)
+for ax, precision in zip(axes[0], precisions):
+    for colour, arch in zip(("C0", "C2", "C4"), archs):
+        for who, style in (("miniclip", "o-"), ("open_clip", "s--")):
+            points = sorted((r["config"]["batch_size"], r["contenders"][who]["samples_per_s"]) for r in steps
+                            if (r["config"]["arch"], r["config"]["precision"]) == (arch, precision)
+                            and "samples_per_s" in r["contenders"].get(who, {}))
+            if points:
+                ax.plot(*zip(*points), style, color=colour, label=f"{arch}: {who}")
+    ax.set_xlabel("batch size (pairs)")
+    ax.set_ylabel("training samples / s")
+    ax.set_xscale("log", base=2)
+    ax.set_title(f"One training step, {precision}, eager")
+    ax.legend(fontsize=7)
 show(fig, "appendix_e_throughput")
 speedups = [r["speedup"]["median"] for r in steps if "speedup" in r]
 glue("bench_best_speedup", max(speedups) if speedups else float("nan"), "×{:.2f}")
@@ -157,7 +162,7 @@ glue("bench_worst_speedup", min(speedups) if speedups else float("nan"), "×{:.2
 # :name: fig-throughput-batch
 #
 # Training-step throughput against batch size, miniclip and open_clip on identical architectures and weights,
-# fp32, measured in interleaved rounds in one run.
+# fp32 and (only on a processor with bf16 matrix units) bf16, measured in interleaved rounds in one run.
 # ```
 #
 # Across the eager steps timed, miniclip's step is between {glue}`bench_worst_speedup` and
