@@ -224,7 +224,7 @@ else:
 
     for glue_name, label in zip(RATIO_NAMES, RATIO_LABELS):
         glue(glue_name, ratio_text(recipe_result, label))
-    if recipe_half_saved.exists() and recipe_half_saved != recipe_saved:
+    if recipe_half_saved.exists():
         half = json.loads(recipe_half_saved.read_text())
         finals = ", ".join(f"{name} {c['curve'][-1]['R@10_mean']:.1%}" for name, c in half["contenders"].items())
         glue("recipe_other_budget",

@@ -39,6 +39,7 @@ from miniclip.errors import UsageError
 from miniclip.loss import ClipLoss
 from miniclip.model import CLIP, CLIPConfig, build_model, capture_attention, config_from_state_dict
 from miniclip.tokenizer import tokenize
+from miniclip.train.trainer import to_training_layout
 
 
 def flickr8k_captions(n: int) -> tuple[list[str], str]:
@@ -156,21 +157,20 @@ def _contenders(cfg: StepBenchConfig, reference, images, text, device) -> tuple[
         max_diff = max((ours.encode_image(few_images) - reference.encode_image(few_images)).abs().max().item(),
                        (ours.encode_text(few_text) - reference.encode_text(few_text)).abs().max().item())
 
-    # Ours as the trainer runs it: a ModifiedResNet's weights and images in channels_last (`Trainer.__init__`).
-    resnet = not ours.config.is_vit
+    # Ours as the trainer runs it: a ModifiedResNet's weights and images in channels_last.
+    resnet = to_training_layout(ours)
     our_images = images.contiguous(memory_format=torch.channels_last) if resnet else images
 
-    def our_model(channels_last: bool = resnet) -> CLIP:
+    def our_model() -> CLIP:
         model = build_model(sd, quick_gelu=quick_gelu)
-        if channels_last:
-            model.visual.to(memory_format=torch.channels_last)
+        to_training_layout(model)
         return model
 
     def make(model, loss_fn, x=our_images, context=nullcontext):
         return _make_step(model, loss_fn, x, text, cfg.precision, device, cfg.compile, context)
 
     full, trimmed = text.shape[1], ours.text_positions(text)
-    contenders = [Contender("miniclip", make(our_model(), ClipLoss()), trimmed),
+    contenders = [Contender("miniclip", make(ours, ClipLoss()), trimmed),
                   Contender("open_clip", make(reference, require_open_clip().loss.ClipLoss(), images), full)]
     if cfg.ablations and not cfg.compile:
         untrimmed = our_model()
@@ -179,8 +179,9 @@ def _contenders(cfg: StepBenchConfig, reference, images, text, device) -> tuple[
         contenders.append(Contender("explicit attention", make(our_model(), ClipLoss(), context=capture_attention),
                                     trimmed, "miniclip"))
         if resnet:
-            contenders.append(Contender("no channels_last", make(our_model(channels_last=False), ClipLoss(), images),
-                                        trimmed, "miniclip"))
+            default_layout = build_model(sd, quick_gelu=quick_gelu)
+            contenders.append(Contender("no channels_last", make(default_layout, ClipLoss(), images), trimmed,
+                                        "miniclip"))
     return contenders, max_diff
 
 

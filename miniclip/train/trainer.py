@@ -138,6 +138,18 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def to_training_layout(model: CLIP) -> bool:
+    """Put `model` in the memory layout training uses; True when that is channels_last, whose images must follow.
+
+    A ModifiedResNet trains faster with its weights and images in channels_last (NHWC) memory order: `bench all`
+    measures its step x1.2-1.5 faster (bench/README.md, the `no channels_last` ablation). A ViT's only
+    convolution is the patch embedding, so it is left alone."""
+    if model.config.is_vit:
+        return False
+    model.visual.to(memory_format=torch.channels_last)
+    return True
+
+
 class Trainer:
     """One training run of `config`, writing into `out_dir`: `Trainer(config, out).run()`."""
 
@@ -172,12 +184,7 @@ class Trainer:
         if t.init_from:
             self._load_initial_weights(t.init_from)
         self.model.set_grad_checkpointing(t.grad_checkpointing)
-        # A ModifiedResNet trains faster with its weights and images in channels_last (NHWC) memory order:
-        # `bench all` measured its step x1.14-1.29 faster on this CPU (bench/README.md). A ViT's only
-        # convolution is the patch embedding, so it is left alone.
-        self.channels_last = not self.config.model.is_vit
-        if self.channels_last:
-            self.model.visual.to(memory_format=torch.channels_last)
+        self.channels_last = to_training_layout(self.model)  # then the images follow (`_next_batch`)
         self.ema = WeightAverage(self.model, t.ema_decay) if t.ema_decay > 0 else None
         o = self.config.optim
         self.views = o.views  # images per caption in a batch
