@@ -43,6 +43,10 @@ class DataConfig:
     # loss (1: one caption, a different one each epoch). The text tower then runs on K x batch_size captions.
     captions_per_image: int = 1
     word_dropout: float = 0.0  # Flickr8k: each word of a training caption left out with this probability (0: off)
+    # Real photos: the first `low_res_steps` steps at `low_res_size` px, cheaper, and the rest at model.image_size
+    # (RECLIP's schedule; the position embeddings are resized to the smaller grid). 0 and 0: off.
+    low_res_size: int = 0
+    low_res_steps: int = 0
     val_size: int = 512  # held-out pairs for the validation loss
     zeroshot: str = "auto"  # periodic zero-shot check: auto | none | shapes | cifar10 | intel-scenes
     zeroshot_size: int = 500
@@ -163,6 +167,14 @@ class Config:
             ("data.word_dropout", self.data.word_dropout == 0 or (0 < self.data.word_dropout < 1
                                                                  and self.data.dataset == "flickr8k"),
              "must be 0, or in (0, 1) with data.dataset flickr8k"),
+            ("data.low_res_steps", (self.data.low_res_steps == 0) == (self.data.low_res_size == 0)
+             and 0 <= self.data.low_res_steps < self.optim.steps and (self.data.low_res_steps == 0
+                                                                     or self.data.dataset != "shapes"),
+             "must be 0 with data.low_res_size = 0, or else below optim.steps, with real photos"),
+            ("data.low_res_size", self.data.low_res_size == 0 or (
+                0 < self.data.low_res_size < self.model.image_size
+                and self.data.low_res_size % (self.model.patch_size if self.model.is_vit else 32) == 0),
+             "must be 0, or below model.image_size and a multiple of 32 (ResNet) or model.patch_size (ViT)"),
             ("model.image_size", not self.model.is_vit or self.model.image_size % self.model.patch_size == 0,
              "must be a multiple of model.patch_size"),
             ("model.vision_width", (self.model.vision_width * (1 if self.model.is_vit else 32)) % self.model.head_width

@@ -154,6 +154,19 @@ class Transformer(nn.Module):
 # ----------------------------------------------------------------------------- image encoders
 
 
+def grid_positional_embedding(embedding: torch.Tensor, grid: int) -> torch.Tensor:
+    """A [1 + g*g, C] position embedding (one leading token, then a g x g grid) for a `grid` x `grid` input.
+    At the native grid it is returned as is (so the model stays identical to the reference); at another one
+    the grid part is resized bicubically, which lets an encoder built for one resolution run at another:
+    trained at a lower one first (`data.low_res_steps`, RECLIP's schedule), or evaluated at a higher one."""
+    native = round((embedding.shape[0] - 1) ** 0.5)
+    if grid == native:
+        return embedding
+    spatial = embedding[1:].reshape(1, native, native, -1).permute(0, 3, 1, 2)
+    spatial = F.interpolate(spatial.float(), size=(grid, grid), mode="bicubic", align_corners=False)
+    return torch.cat([embedding[:1], spatial.to(embedding.dtype).permute(0, 2, 3, 1).reshape(grid * grid, -1)])
+
+
 class VisionTransformer(nn.Module):
     """ViT (Dosovitskiy et al. 2020) as CLIP uses it: patches by a strided conv, a learned class token,
     an extra LayerNorm before the transformer (`ln_pre`), and the class token's output projected."""
@@ -176,9 +189,11 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
         """[B, output_dim] features; with `project=False` the class token's [B, width] before `proj`."""
-        x = self.conv1(x).flatten(2).transpose(1, 2)  # [B, grid*grid, width]
+        x = self.conv1(x)
+        position = grid_positional_embedding(self.positional_embedding, x.shape[-1])
+        x = x.flatten(2).transpose(1, 2)  # [B, grid*grid, width]
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        x = torch.cat([cls, x], dim=1) + position.to(x.dtype)
         x = self.ln_post(self.transformer(self.ln_pre(x))[:, 0])
         return self.project(x) if project else x
 
@@ -225,8 +240,9 @@ class AttentionPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
         """[B, output_dim]; with `project=False` the pooled [B, C] before the output map `c_proj`."""
+        position = grid_positional_embedding(self.positional_embedding, x.shape[-1])
         x = x.flatten(2).transpose(1, 2)  # [B, HW, C]
-        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1) + self.positional_embedding.to(x.dtype)
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1) + position.to(x.dtype)
         B, L, C = x.shape
         heads = lambda t: t.view(B, -1, self.heads, C // self.heads).transpose(1, 2)  # noqa: E731
         # Only the mean token's output is used, so only it needs a query.

@@ -189,6 +189,21 @@ def test_bench_cost_is_step_flops_times_steps_at_the_assumed_rate(capsys):
     assert lines[2].startswith("together:") and "not a timing" in lines[2]
 
 
+def test_bench_cost_counts_low_res_steps_at_their_size():
+    import dataclasses
+
+    from miniclip.bench.flops import training_cost
+    from miniclip.config import load_config
+
+    config = load_config("configs/cpu-flickr8k.yaml", ["data.low_res_size=64", "data.low_res_steps=100"])
+    step = step_flops(config.model, config.optim.batch_size)["total"]
+    small = step_flops(dataclasses.replace(config.model, image_size=64), config.optim.batch_size)["total"]
+    assert small < step
+    cost = training_cost(config, 1.0)
+    assert cost["run_pflop"] == pytest.approx((small * 100 + step * (config.optim.steps - 100)) / 1e15)
+    assert cost["step_tflop"] == pytest.approx(step / 1e12)
+
+
 def test_bench_cost_without_configs_is_a_one_line_error(capsys):
     from miniclip.cli import main
 

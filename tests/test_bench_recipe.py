@@ -114,3 +114,31 @@ def test_a_missing_open_clip_train_is_one_error_line(monkeypatch):
                         lambda name, *a: None if name == "open_clip_train" else find_spec(name, *a))
     with pytest.raises(MissingDependency, match=r"needs open_clip_train .*pip install -e '\.\[bench\]'"):
         recipe.run_recipe_bench(RecipeBenchConfig(steps={"miniclip": 1}))
+
+
+def test_a_low_res_start_keeps_its_share_of_the_steps_and_is_calibrated_at_both_sizes(tmp_path, monkeypatch):
+    # The book recipe's low-resolution start scales with the budget's steps; open_clip's recipe has none; and a
+    # calibration times each size, weighted by its share of the run.
+    bench = RecipeBenchConfig(overrides={**TINY, "model.image_size": 64, "optim.steps": 30, "optim.warmup_steps": 3,
+                                         "data.low_res_size": 32, "data.low_res_steps": 20},
+                              contenders=("miniclip", "miniclip, open_clip recipe"), calibration_steps=6)
+    config = recipe.with_overrides(bench.config, bench.overrides)
+    assert recipe.low_res_fraction(config) == pytest.approx(2 / 3)
+    ours = recipe.ours_config(bench, config, 300, open_clip_recipe=False)
+    assert (ours.optim.steps, ours.data.low_res_steps, ours.data.low_res_size) == (300, 200, 32)
+    theirs = recipe.ours_config(bench, config, 300, open_clip_recipe=True)
+    assert (theirs.data.low_res_steps, theirs.data.low_res_size, theirs.model.image_size) == (0, 0, 64)
+    assert recipe.ours_config(bench, config, 1, open_clip_recipe=False).data.low_res_steps == 0
+    timed = []
+
+    def fake_run(run_config, out, marks, save_weights=True):
+        timed.append((out.name, run_config.model.image_size, run_config.data.low_res_steps))
+        step_s = 1.0 if run_config.model.image_size == 64 else 0.4
+        return [{"step": s, "train_s": s * step_s} for s in marks]
+
+    monkeypatch.setattr(recipe, "run_ours", fake_run)
+    timing = recipe.calibrate(bench, config, tmp_path)
+    assert timing["miniclip"] == pytest.approx(1 / 3 * 1.0 + 2 / 3 * 0.4)
+    assert timing["miniclip, open_clip recipe"] == pytest.approx(1.0)
+    assert sorted(timed) == [("calibrate-miniclip, open_clip recipe-64px", 64, 0), ("calibrate-miniclip-32px", 32, 0),
+                             ("calibrate-miniclip-64px", 64, 0)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import warnings
 import zipfile
 from pathlib import Path
@@ -419,3 +421,54 @@ def test_word_dropout_reaches_the_training_captions_and_a_bad_value_is_a_config_
     for overrides in (["data.word_dropout=0.3"], ["data.dataset=flickr8k", "data.word_dropout=1.0"]):
         with pytest.raises(ConfigError, match="data.word_dropout"):
             load_config(None, overrides)
+
+
+def test_low_res_steps_bring_smaller_images_first_and_switch_as_a_resume_would(kaggle_root):
+    # RECLIP's schedule: the first `low_res_steps` batches at `low_res_size`, then the model's size. The pairs are
+    # those of the run without it, and every step's batch is what a run resumed at that step gets.
+    from itertools import islice
+
+    from miniclip.config import ConfigError, load_config
+    from miniclip.data import loaders
+
+    base = ["data.dataset=flickr8k", "model.image_size=32", "model.patch_size=16", "optim.batch_size=4",
+            "optim.warmup_steps=0", "optim.steps=10"]
+    low_res = [*base, "data.low_res_size=16", "data.low_res_steps=2"]
+    config, plain = load_config(None, low_res), load_config(None, base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run, plain_run = list(islice(loaders.train_batches(config), 4)), list(islice(loaders.train_batches(plain), 4))
+        resumed = [next(loaders.train_batches(config, step)) for step in range(4)]
+    assert [images.shape[-1] for images, _ in run] == [16, 16, 32, 32]
+    assert [captions for _, captions in run] == [captions for _, captions in plain_run]
+    for step in range(4):
+        assert torch.equal(resumed[step][0], run[step][0]) and resumed[step][1] == run[step][1]
+    assert all(torch.equal(run[s][0], plain_run[s][0]) for s in (2, 3))  # past the switch: the plain run's crops
+    for overrides, key in ((["data.low_res_size=32", "data.low_res_steps=2"], "low_res_size"),
+                           (["data.low_res_size=8", "data.low_res_steps=2"], "low_res_size"),
+                           (["data.low_res_size=16"], "low_res_steps"),
+                           (["data.low_res_size=16", "data.low_res_steps=10"], "low_res_steps")):
+        with pytest.raises(ConfigError, match=f"data.{key}"):
+            load_config(None, [*base, *overrides])
+    with pytest.raises(ConfigError, match="data.low_res_steps"):
+        load_config(CI_CONFIG, ["data.low_res_size=16", "data.low_res_steps=2"])  # Shapes draws at one size
+
+
+def test_a_low_res_run_trains_at_both_sizes_and_validates_at_the_model_size(kaggle_root):
+    from miniclip.config import load_config
+    from miniclip.train.trainer import Trainer
+
+    config = load_config(CI_CONFIG, ["data.dataset=flickr8k", "optim.batch_size=4", "optim.steps=4",
+                                     "optim.warmup_steps=1", "train.device=cpu", "data.zeroshot=none",
+                                     "data.val_size=2", "data.num_workers=1", "data.low_res_size=16",
+                                     "data.low_res_steps=2", "train.val_every=1", "train.log_every=1"])
+    trainer = Trainer(config, kaggle_root / "run", progress=False)
+    sizes, train_step = [], trainer.train_step
+    trainer.train_step = lambda images, tokens: sizes.append(images.shape[-1]) or train_step(images, tokens)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = trainer.run()
+    assert result["status"] == "completed" and sizes == [16, 16, 32, 32]
+    records = [json.loads(line) for line in (kaggle_root / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r.get("kind") == "val"] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["val_loss"]) for r in records if r.get("kind") == "val")

@@ -16,6 +16,7 @@ from miniclip.model import (
     build_model,
     capture_attention,
     eot_trim_length,
+    grid_positional_embedding,
     trimmed_tokens,
 )
 
@@ -126,6 +127,45 @@ def test_the_image_representation_before_the_projection_is_what_the_last_linear_
         assert before.shape == (3, 32 * width)
         projected = v.attnpool.c_proj(before)
     assert torch.allclose(projected, model.encode_image(images), atol=1e-6)
+
+
+@pytest.mark.parametrize("vision_layers,width", [(2, 64), ((1, 1, 1, 1), 8)])
+def test_an_image_encoder_runs_at_another_resolution_with_its_position_embeddings_resized(vision_layers, width):
+    # What `data.low_res_steps` trains with: a model built for 64 px run on 32 px images uses its position grid
+    # resized to the smaller one, and is then the model built for 32 px with that resized grid as its own.
+    torch.manual_seed(0)
+    config = CLIPConfig(embed_dim=32, image_size=64, vision_layers=vision_layers, vision_width=width,
+                        patch_size=16, text_width=64, text_layers=1)
+    model = CLIP(config).eval()
+    small = CLIP(dataclasses.replace(config, image_size=32)).eval()
+    pool = "attnpool." if not config.is_vit else ""
+    state = model.state_dict()
+    grid = 2 if config.is_vit else 1  # 32 px: 2 x 2 patches of 16, or a ResNet's 32x downsampled 1 x 1 map
+    state[f"visual.{pool}positional_embedding"] = grid_positional_embedding(
+        state[f"visual.{pool}positional_embedding"], grid)
+    small.load_state_dict(state)
+    images = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(model.encode_image(images), small.encode_image(images), rtol=0, atol=1e-6)
+    assert model.encode_image(torch.randn(2, 3, 96, 96)).shape == (2, 32)  # and at a larger one
+    model.train().encode_image(images).sum().backward()  # the native grid learns from the smaller images
+    assert state[f"visual.{pool}positional_embedding"].shape[0] == grid * grid + 1
+    embedding = model.state_dict()[f"visual.{pool}positional_embedding"]
+    native_grad = dict(model.named_parameters())[f"visual.{pool}positional_embedding"].grad
+    assert native_grad is not None and native_grad[1:].abs().sum() > 0
+    assert grid_positional_embedding(embedding, round((embedding.shape[0] - 1) ** 0.5)) is embedding
+
+
+def test_resized_position_embeddings_keep_the_leading_token_constants_and_what_varies_along_one_axis_only():
+    torch.manual_seed(0)
+    lead = torch.randn(1, 4)
+    constant = torch.cat([lead, torch.ones(9, 4) * torch.tensor([1.0, -2.0, 0.5, 3.0])])
+    for grid in (2, 5):
+        resized = grid_positional_embedding(constant, grid)
+        assert resized.shape == (grid * grid + 1, 4) and torch.equal(resized[0], lead[0])
+        torch.testing.assert_close(resized[1:], constant[1:2].expand(grid * grid, 4))
+    by_column = torch.cat([lead, torch.randn(1, 3, 4).expand(3, 3, 4).reshape(9, 4)])  # rows all alike
+    rows = grid_positional_embedding(by_column, 5)[1:].reshape(5, 5, 4)
+    torch.testing.assert_close(rows, rows[:1].expand(5, 5, 4))  # still alike: no mixing across the other axis
 
 
 def test_text_padding_beyond_the_longest_eot_is_never_computed():

@@ -4,6 +4,8 @@ utilisation (`mfu`) the two give."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
@@ -111,9 +113,12 @@ def flop_counter():
 def training_cost(config, tflops: float) -> dict:
     """What training `config` costs in FLOPs (`step_flops` over the full text context, an upper bound: the
     trainer runs only as far as each batch's longest caption), and the minutes that takes at a sustained
-    `tflops` TFLOP/s: an estimate for a machine not at hand, never a measurement."""
+    `tflops` TFLOP/s: an estimate for a machine not at hand, never a measurement. `step_tflop` is a step at the
+    model's resolution; `run_pflop` counts the steps of `data.low_res_steps` at their smaller size."""
     per_step = step_flops(config.model, config.optim.batch_size)["total"]
-    total = per_step * config.optim.steps
+    low = config.data.low_res_steps  # steps at data.low_res_size px (RECLIP's schedule), if any
+    low_res_model = dataclasses.replace(config.model, image_size=config.data.low_res_size or config.model.image_size)
+    total = per_step * (config.optim.steps - low) + step_flops(low_res_model, config.optim.batch_size)["total"] * low
     return {"name": config.name, "profile": config.profile, "batch_size": config.optim.batch_size,
             "steps": config.optim.steps, "step_tflop": per_step / 1e12, "run_pflop": total / 1e15,
             "assumed_tflops": tflops, "minutes": total / (tflops * 1e12) / 60}

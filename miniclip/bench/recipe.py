@@ -11,12 +11,14 @@ wall-clock budget on the same machine:
   smoothing, tokens padded to 77).
 - `miniclip`: our trainer with the book's recipe.
 - `miniclip, open_clip recipe`: our trainer with open_clip's defaults where ours differ (crops of 90-100% of the
-  area, no label smoothing; our flips stay, having no switch), so the gain splits into "a faster step" (this
+  area, no label smoothing, whole captions, one resolution from the first step; our flips stay, having no
+  switch), so the gain splits into "a faster step" (this
   against `open_clip`) and "a better recipe" (this against `miniclip`).
 
 The CSV holds exactly the (image, caption) pairs our trainer draws for its first steps (`trained_pairs`), so
 both see the same pictures and captions, each in its own order. A contender's number of steps fills the budget
-at its step time, measured first in short calibration runs (alternated between the trainers); its weights are
+at its step time, measured first in short calibration runs (alternated between the trainers; a recipe that starts
+at a lower resolution is timed at both sizes and weighted by its share of steps at each); its weights are
 copied at fixed fractions of the run, and every copy is scored by the same evaluator (Flickr8k test R@1/5/10
 both ways, Intel scenes zero-shot when the test photos are present). The clock counts training only: it leaves
 out the copies and the evaluations.
@@ -60,7 +62,9 @@ from miniclip.train.trainer import Trainer
 MODEL_NAME = "miniclip-bench"
 # Where our trainer's defaults differ from open_clip_train's: its training crop keeps 90-100% of the area
 # (open_clip.transform's RandomResizedCrop scale), its loss has no label smoothing, and it reads captions whole.
-OPEN_CLIP_RECIPE = {"data.crop_scale": [0.9, 1.0], "optim.label_smoothing": 0.0, "data.word_dropout": 0.0}
+# (open_clip_train also trains at one resolution from the first step: no low-resolution start.)
+OPEN_CLIP_RECIPE = {"data.crop_scale": [0.9, 1.0], "optim.label_smoothing": 0.0, "data.word_dropout": 0.0,
+                    "data.low_res_size": 0, "data.low_res_steps": 0}
 OURS, OURS_OC, OPEN_CLIP = "miniclip", "miniclip, open_clip recipe", "open_clip"
 # The ratios reported, (label, slower contender, faster contender): the whole gain, then its two parts.
 RATIOS = (("open_clip -> miniclip", OPEN_CLIP, OURS),
@@ -161,12 +165,23 @@ def with_overrides(path: str, overrides: dict) -> Config:
     return derived_config(str(Path(path).resolve()), overrides)
 
 
-def ours_config(bench: RecipeBenchConfig, config: Config, steps: int, open_clip_recipe: bool) -> Config:
+def low_res_fraction(config: Config) -> float:
+    """The share of a run's steps taken at `data.low_res_size` (0 without a low-resolution start)."""
+    return config.data.low_res_steps / config.optim.steps
+
+
+def ours_config(bench: RecipeBenchConfig, config: Config, steps: int, open_clip_recipe: bool,
+                image_size: int | None = None) -> Config:
     """The bench's config run for `steps` steps, validated and saved only at the end (open_clip, run on a CSV
-    without validation data, does neither either)."""
+    without validation data, does neither either). A low-resolution start keeps its share of the steps; with
+    `image_size` (calibration) every step is at that size instead."""
     overrides = {**bench.overrides, "optim.steps": steps, "optim.warmup_steps": min(config.optim.warmup_steps, steps),
                  "train.val_every": steps, "train.save_every": steps, "data.zeroshot": "none",
                  "data.val_size": min(64, config.data.val_size)}
+    low = min(round(low_res_fraction(config) * steps), steps - 1)
+    overrides.update({"data.low_res_steps": low, "data.low_res_size": config.data.low_res_size if low else 0})
+    if image_size is not None:
+        overrides.update({"model.image_size": image_size, "data.low_res_steps": 0, "data.low_res_size": 0})
     if open_clip_recipe:
         overrides.update(OPEN_CLIP_RECIPE)
     return with_overrides(bench.config, overrides)
@@ -301,10 +316,15 @@ def calibrate(bench: RecipeBenchConfig, config: Config, work: Path) -> dict[str,
         if name == OPEN_CLIP:
             records = run_open_clip(config, n, work / "calibrate-open_clip", every, bench.open_clip_workers,
                                     save_weights=False)
-        else:
-            records = run_ours(ours_config(bench, config, n, name == OURS_OC), work / f"calibrate-{name}", every,
-                               save_weights=False)
-        timing[name] = seconds_per_step(records)
+            timing[name] = seconds_per_step(records)
+            continue
+        # Ours: a step at the model's size, and, with a low-resolution start, one at the smaller size too, in
+        # the proportion the run takes them.
+        low = 0.0 if name == OURS_OC else low_res_fraction(config)
+        sizes = {config.model.image_size: 1 - low, **({config.data.low_res_size: low} if low else {})}
+        timing[name] = sum(share * seconds_per_step(run_ours(
+            ours_config(bench, config, n, name == OURS_OC, image_size=size), work / f"calibrate-{name}-{size}px",
+            every, save_weights=False)) for size, share in sizes.items())
     return timing
 
 

@@ -204,10 +204,29 @@ def train_batches(config, start_step: int = 0, rank: int = 0, world_size: int = 
     """This rank's (images, captions) batches for steps start_step, start_step + 1, … of `config`. With
     `pin_memory` (for a CUDA model) the images arrive in page-locked memory, so that copying them to the GPU
     with `non_blocking=True` overlaps the step before. With the image SSL loss (`optim.views` == 2) each real
-    photo comes as two views, `[B, 2, 3, H, W]`."""
+    photo comes as two views, `[B, 2, 3, H, W]`. With `data.low_res_steps` the images of the steps before it are
+    `data.low_res_size` pixels square, the later ones `model.image_size`."""
     data, optim = config.data, config.optim
-    args = (data, config.model.image_size, config.train.seed, optim.batch_size, start_step, rank, world_size,
-            pin_memory)
-    if data.dataset == "shapes":  # its curriculum may be a fraction of the run
-        return shapes_batches(*args, steps=optim.steps)
-    return {"flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)(*args, views=optim.views)
+
+    def batches_from(step: int, image_size: int) -> Iterator[Batch]:
+        args = (data, image_size, config.train.seed, optim.batch_size, step, rank, world_size, pin_memory)
+        if data.dataset == "shapes":  # its curriculum may be a fraction of the run
+            return shapes_batches(*args, steps=optim.steps)
+        return {"flickr8k": flickr8k_batches}.get(data.dataset, shard_batches)(*args, views=optim.views)
+
+    if start_step >= data.low_res_steps:
+        return batches_from(start_step, config.model.image_size)
+    return _low_res_first(batches_from(start_step, data.low_res_size), data.low_res_steps - start_step,
+                          lambda: batches_from(data.low_res_steps, config.model.image_size))
+
+
+def _low_res_first(low_res: Iterator[Batch], n: int, full_res) -> Iterator[Batch]:
+    """`n` batches of the low-resolution stream, then the full-resolution one from where it stops. The switch is a
+    resume at step `low_res_steps`: the batches are those a run resumed there would get, and the first stream's
+    loader (and its worker processes) is closed first."""
+    try:
+        for _ in range(n):
+            yield next(low_res)
+    finally:
+        low_res.close()
+    yield from full_res()
