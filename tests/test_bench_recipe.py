@@ -17,8 +17,10 @@ from miniclip.data import loaders
 from miniclip.errors import MissingDependency, UsageError
 from miniclip.model import CLIPConfig
 
+# (At 32 px a ResNet has no smaller size to start from: the book's low-resolution start is turned off.)
 TINY = {"model.image_size": 32, "model.vision_width": 8, "model.embed_dim": 32, "model.text_width": 64,
-        "model.text_layers": 1, "optim.batch_size": 8, "data.val_size": 8, "data.num_workers": 0}
+        "model.text_layers": 1, "optim.batch_size": 8, "data.val_size": 8, "data.num_workers": 0,
+        "data.low_res_size": 0, "data.low_res_steps": 0}
 
 
 def test_time_to_reach_interpolates_between_copies():
