@@ -318,9 +318,9 @@ def calibrate(bench: RecipeBenchConfig, config: Config, work: Path) -> dict[str,
                                     save_weights=False)
             timing[name] = seconds_per_step(records)
             continue
-        # Ours: a step at the model's size, and, with a low-resolution start, one at the smaller size too, in
-        # the proportion the run takes them.
-        low = 0.0 if name == OURS_OC else low_res_fraction(config)
+        # Ours: a step at the model's size, and, with a low-resolution start (open_clip's recipe has none), one at
+        # the smaller size too, in the proportion the run takes them.
+        low = low_res_fraction(ours_config(bench, config, config.optim.steps, name == OURS_OC))
         sizes = {config.model.image_size: 1 - low, **({config.data.low_res_size: low} if low else {})}
         timing[name] = sum(share * seconds_per_step(run_ours(
             ours_config(bench, config, n, name == OURS_OC, image_size=size), work / f"calibrate-{name}-{size}px",
