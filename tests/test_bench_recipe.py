@@ -71,6 +71,9 @@ def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch
     bench = RecipeBenchConfig(overrides=TINY, snapshots=2, steps={"open_clip": 4, "miniclip": 4},
                               contenders=("open_clip", "miniclip"), open_clip_workers=0, retrieval_images=16,
                               scenes_images=12, record_seen=True, out=tmp_path / "recipe")
+    for name in ("open_clip", "miniclip"):  # an earlier, longer run's copy, at a step this run does not copy at
+        (tmp_path / "recipe" / name).mkdir(parents=True)
+        (tmp_path / "recipe" / name / "step999.safetensors").write_bytes(b"stale")
     try:
         result = recipe.run_recipe_bench(bench)
     except MissingDataError as e:
@@ -89,6 +92,8 @@ def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch
     assert set(saved["contenders"]) == {"open_clip", "miniclip"}
     for name, c in saved["contenders"].items():
         assert c["steps"] == 4 and [p["step"] for p in c["curve"]] == [2, 4]
+        kept = sorted(p.name for p in (tmp_path / "recipe" / name).glob("step*.safetensors"))
+        assert kept == ["step2.safetensors", "step4.safetensors"]
         assert 0 < c["curve"][0]["train_s"] < c["curve"][1]["train_s"]
         for point in c["curve"]:
             assert 0 <= point["text_to_image_R@10"] <= 1 and 0 <= point["image_to_text_R@10"] <= 1
@@ -100,6 +105,13 @@ def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch
     assert ratio["target"] == saved["contenders"]["open_clip"]["curve"][-1]["R@10_mean"]
     assert ratio["ratio"] is None or ratio["ratio"] > 0
     assert saved["finished"].endswith("+00:00") and "commit" in saved  # when, and from what code
+
+
+def test_clear_snapshots_removes_an_earlier_runs_copies_only(tmp_path):
+    for name in ("step288.safetensors", "step1730.safetensors", "snapshots.json", "spec.json", "train.csv"):
+        (tmp_path / name).write_text("x")
+    recipe.clear_snapshots(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.json", "train.csv"]
 
 
 def test_quality_at_reads_a_curve_at_any_time():

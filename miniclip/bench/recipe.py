@@ -146,8 +146,8 @@ def run_open_clip(config: Config, steps: int, out: Path, marks: list[int], worke
     spec = {"model_name": MODEL_NAME, "model_config": open_clip_config(config.model), "argv": argv,
             "out": str(out), "snapshot_steps": marks, "record_seen": record_seen, "save_weights": save_weights}
     (out / "spec.json").write_text(json.dumps(spec, indent=1))
-    for stale in ("seen.txt", "snapshots.json"):
-        (out / stale).unlink(missing_ok=True)
+    clear_snapshots(out)
+    (out / "seen.txt").unlink(missing_ok=True)
     shutil.rmtree(out / "logs", ignore_errors=True)  # open_clip refuses to start over an earlier run's log
     log = out / "open_clip.log"
     with open(log, "w") as f:
@@ -187,6 +187,14 @@ def ours_config(bench: RecipeBenchConfig, config: Config, steps: int, open_clip_
     return with_overrides(bench.config, overrides)
 
 
+def clear_snapshots(out: Path) -> None:
+    """Remove an earlier run's copies from `out`: a run of another length copies at other steps, and its
+    files would otherwise stay beside the new run's (about 50 MB each for the book's model)."""
+    (out / "snapshots.json").unlink(missing_ok=True)
+    for stale in out.glob("step*.safetensors"):
+        stale.unlink()
+
+
 class Snapshots:
     """Copies of a model's weights at chosen steps (safetensors, CLIP's parameter names), each stamped with the
     training seconds spent to reach it, listed in `snapshots.json`. The clock runs from `start()` and leaves
@@ -218,7 +226,7 @@ class Snapshots:
 def run_ours(config: Config, out: Path, marks: list[int], save_weights: bool = True) -> list[dict]:
     """Our trainer from scratch in `out`; the weights after each step in `marks`, stamped like open_clip's."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "snapshots.json").unlink(missing_ok=True)
+    clear_snapshots(out)
     snapshots = Snapshots(out, marks, save_weights)
 
     def after_step(trainer: Trainer) -> None:
