@@ -54,13 +54,13 @@ book-profile:
 ## make book: the book in the cpu profile (PROFILE=gpu: the gpu one), executed, with warnings as errors. The models and the experiments'
 ## results come from the cached `make train` and `make experiments` (each runs only what is missing or
 ## changed). A chapter is re-executed only when its code changed (execute_notebooks: cache), or, since
-## jupyter-cache looks only at a notebook's own code, when miniclip/, configs/ or the results in runs/ changed
-## after the last successful build (the `.built` stamp it leaves): then every chapter is re-executed and every
-## page rebuilt (`--all`).
+## jupyter-cache looks only at a notebook's own code, when miniclip/, configs/, the committed bench results in
+## bench/ or the results in runs/ (the profile's and runs/bench/) changed after the last successful build (the
+## `.built` stamp it leaves): then every chapter is re-executed and every page rebuilt (`--all`).
 define refresh_book_cache
-	@if [ ! -f $(2)/.built ] || find miniclip configs $(1) -newer $(2)/.built \( -name '*.py' -o -name '*.yaml' \
-	    -o -name '*.json' -o -name '*.safetensors' \) 2>/dev/null | grep -q .; then \
-	  echo "no successful build recorded, or miniclip/, configs/ or $(1) changed since: re-executing every chapter"; \
+	@if [ ! -f $(2)/.built ] || find miniclip configs bench runs/bench $(1) -newer $(2)/.built \( -name '*.py' \
+	    -o -name '*.yaml' -o -name '*.json' -o -name '*.safetensors' \) 2>/dev/null | grep -q .; then \
+	  echo "no successful build recorded, or miniclip/, configs/, bench/ or $(1) changed: re-executing every chapter"; \
 	  rm -rf $(2)/.jupyter_cache; fi
 endef
 
