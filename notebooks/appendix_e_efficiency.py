@@ -266,13 +266,13 @@ else:
 # faster run stopped first can read "not reached" only because it stopped. The like-for-like reading is every
 # curve at the end of the shortest run: {glue}`recipe_equal_time` (mean R@10, interpolated between copies).
 #
-# The same bench at another budget: {glue}`recipe_other_budget`. That run, and an earlier one with the book's
-# budget (`bench/README.md` gives its numbers), timed the book's former recipe, 96 px from the first step to the
-# last; the run above is the first to time the low-resolution start (Appendix C), which the bench scales with its
-# budget. In the former recipe's two runs the budget decided where the gain came from: in 15 minutes, about half
-# the run that recipe was chosen for, its regularisers (word dropout, label smoothing, crops of half the area or
-# more) bought nothing yet and the faster step carried the gain; in 28 minutes the runs without them stopped
-# improving, having learnt the 6,000 training images by heart (Appendix C), and the recipe carried it.
+# The same bench at another budget: {glue}`recipe_other_budget`. Both committed runs time the book's current
+# recipe, its low-resolution start scaled with the budget (Appendix C). The runs before them timed the former
+# recipe, 96 px from the first step to the last (`bench/README.md` gives their numbers); in those the budget
+# decided where the gain came from: in 15 minutes, about half the run that recipe was chosen for, its regularisers
+# (word dropout, label smoothing, crops of half the area or more) bought nothing yet and the faster step carried
+# the gain; in 28 minutes the runs without them stopped improving, having learnt the 6,000 training images by
+# heart (Appendix C), and the recipe carried it.
 #
 # Read the ratios as one run each. open_clip's trainer, run twice on the same config with the book's budget,
 # differed by one to two points of R@10 along the way, and a ratio divides by the time its slow run needs to
