@@ -23,6 +23,8 @@ RUNS_gpu-1m := runs/gpu runs/gpu-1m
 # and figure folder (_build/<profile>/, _build/figures-<profile>/), so they never overwrite the committed book.
 BOOK_OUT := $(if $(filter cpu,$(PROFILE)),,--path-output _build/$(PROFILE))
 BOOK_BUILD := $(if $(filter cpu,$(PROFILE)),_build,_build/$(PROFILE)/_build)
+# What every chapter reads besides its own code and its profile's runs/: a change here re-executes them all.
+BOOK_INPUTS := miniclip configs bench runs/bench
 
 .PHONY: book-profile print-models gpu-check install lint test test-unit test-notebooks book book-ci publish train bench bench-data clean experiments
 
@@ -58,9 +60,9 @@ book-profile:
 ## bench/ or the results in runs/ (the profile's and runs/bench/) changed after the last successful build (the
 ## `.built` stamp it leaves): then every chapter is re-executed and every page rebuilt (`--all`).
 define refresh_book_cache
-	@if [ ! -f $(2)/.built ] || find miniclip configs bench runs/bench $(1) -newer $(2)/.built \( -name '*.py' \
-	    -o -name '*.yaml' -o -name '*.json' -o -name '*.safetensors' \) 2>/dev/null | grep -q .; then \
-	  echo "no successful build recorded, or miniclip/, configs/, bench/ or $(1) changed: re-executing every chapter"; \
+	@if [ ! -f $(2)/.built ] || find $(BOOK_INPUTS) $(1) -newer $(2)/.built \( -name '*.py' -o -name '*.yaml' \
+	    -o -name '*.json' -o -name '*.safetensors' \) 2>/dev/null | grep -q .; then \
+	  echo "no successful build recorded, or $(BOOK_INPUTS) $(1) changed since: re-executing every chapter"; \
 	  rm -rf $(2)/.jupyter_cache; fi
 endef
 
