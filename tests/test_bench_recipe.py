@@ -105,6 +105,20 @@ def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch
     assert ratio["target"] == saved["contenders"]["open_clip"]["curve"][-1]["R@10_mean"]
     assert ratio["ratio"] is None or ratio["ratio"] > 0
     assert saved["finished"].endswith("+00:00") and "commit" in saved  # when, and from what code
+    argv = json.loads((folder / "spec.json").read_text())["argv"]  # open_clip warms up for its share of the run
+    config = recipe.with_overrides(bench.config, bench.overrides)
+    assert argv[argv.index("--warmup") + 1] == str(recipe.warmup_steps(config, 4))
+
+
+def test_every_contender_warms_up_for_the_same_share_of_its_run():
+    # The book's config warms up for a tenth of its 2,500 steps; a contender that runs 852 steps in the budget
+    # warms up for a tenth of those, not for the config's 250 (29% of its run).
+    bench = RecipeBenchConfig(overrides={**TINY, "optim.steps": 2500, "optim.warmup_steps": 250})
+    config = recipe.with_overrides(bench.config, bench.overrides)
+    for steps, warmup in ((852, 85), (1452, 145), (2500, 250), (2845, 284), (3, 0)):
+        assert recipe.warmup_steps(config, steps) == warmup
+        for open_clip_recipe in (False, True):
+            assert recipe.ours_config(bench, config, steps, open_clip_recipe).optim.warmup_steps == warmup
 
 
 def test_clear_snapshots_removes_an_earlier_runs_copies_only(tmp_path):
