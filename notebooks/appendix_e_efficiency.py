@@ -215,9 +215,9 @@ else:
         ax.plot([0] + [p["train_s"] / 60 for p in curve], [0] + [p["R@10_mean"] for p in curve], style,
                 label=f"{name} ({c['steps']} steps)")
     if repeat_result is not None:
-        curve = repeat_result["contenders"]["open_clip"]["curve"]
-        ax.plot([0] + [p["train_s"] / 60 for p in curve], [0] + [p["R@10_mean"] for p in curve], "s--",
-                color="grey", alpha=0.6, label="open_clip, the same run repeated")
+        again = repeat_result["contenders"]["open_clip"]
+        ax.plot([0] + [p["train_s"] / 60 for p in again["curve"]], [0] + [p["R@10_mean"] for p in again["curve"]],
+                "s--", color="grey", alpha=0.6, label=f"open_clip again ({again['steps']} steps, another sitting)")
     if "open_clip" in runs:
         target = runs["open_clip"]["curve"][-1]["R@10_mean"]
         ax.axhline(target, color="grey", lw=0.8, ls=":", label="open_clip's final quality")
@@ -260,7 +260,7 @@ else:
         steps = runs["open_clip"]["steps"]
         glue("recipe_repeat",
              f"`{recipe_repeat_saved.relative_to(ROOT)}`{finished_text(repeat_result)}: the same "
-             f"{steps} steps in {again[-1]['train_s'] / 60:.1f} minutes ({again[-1]['train_s'] / steps:.2f} s a step "
+             f"{steps:,} steps in {again[-1]['train_s'] / 60:.1f} minutes ({again[-1]['train_s'] / steps:.2f} s a step "
              f"against the first run's {first[-1]['train_s'] / steps:.2f} s), ending at mean R@10 "
              f"{again[-1]['R@10_mean']:.1%} against {first[-1]['R@10_mean']:.1%}, its copies "
              f"{min(gaps) * 100:+.1f} to {max(gaps) * 100:+.1f} points from the first run's at the same steps; "
