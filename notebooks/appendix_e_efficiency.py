@@ -210,14 +210,16 @@ else:
             and repeat_result["contenders"]["open_clip"]["steps"] == runs["open_clip"]["steps"]):
         repeat_result = None
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for (name, c), style in zip(recipe_result["contenders"].items(), ("s--", "o-", "^:")):
-        curve = c["curve"]
-        ax.plot([0] + [p["train_s"] / 60 for p in curve], [0] + [p["R@10_mean"] for p in curve], style,
-                label=f"{name} ({c['steps']} steps)")
+    # (contender, line style, label, colour and opacity): each run, then the repeat in grey when there is one
+    lines = [(c, style, f"{name} ({c['steps']} steps)", {})
+             for (name, c), style in zip(runs.items(), ("s--", "o-", "^:"))]
     if repeat_result is not None:
         again = repeat_result["contenders"]["open_clip"]
-        ax.plot([0] + [p["train_s"] / 60 for p in again["curve"]], [0] + [p["R@10_mean"] for p in again["curve"]],
-                "s--", color="grey", alpha=0.6, label=f"open_clip again ({again['steps']} steps, another sitting)")
+        lines.append((again, "s--", f"open_clip again ({again['steps']} steps, another sitting)",
+                      {"color": "grey", "alpha": 0.6}))
+    for c, style, label, look in lines:
+        ax.plot([0] + [p["train_s"] / 60 for p in c["curve"]], [0] + [p["R@10_mean"] for p in c["curve"]], style,
+                label=label, **look)
     if "open_clip" in runs:
         target = runs["open_clip"]["curve"][-1]["R@10_mean"]
         ax.axhline(target, color="grey", lw=0.8, ls=":", label="open_clip's final quality")
