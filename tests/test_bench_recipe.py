@@ -108,6 +108,7 @@ def test_recipe_bench_runs_both_trainers_on_the_same_pairs(tmp_path, monkeypatch
     argv = json.loads((folder / "spec.json").read_text())["argv"]  # open_clip warms up for its share of the run
     config = recipe.with_overrides(bench.config, bench.overrides)
     assert argv[argv.index("--warmup") + 1] == str(recipe.warmup_steps(config, 4))
+    assert all(c["warmup_steps"] == recipe.warmup_steps(config, 4) for c in saved["contenders"].values())
 
 
 def test_every_contender_warms_up_for_the_same_share_of_its_run():

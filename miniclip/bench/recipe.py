@@ -375,8 +375,9 @@ def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:
         curve = [{"step": r["step"], "fraction": r["step"] / steps[name], "train_s": r["train_s"],
                   **score(folder / r["file"], config, bench.retrieval_images, bench.scenes_images)}
                  for r in records]
-        contenders[name] = {"steps": steps[name], "calibrated_step_s": step_s.get(name),
-                            "load_before": load_before, "load_after": load_after, "curve": curve}
+        contenders[name] = {"steps": steps[name], "warmup_steps": warmup_steps(config, steps[name]),
+                            "calibrated_step_s": step_s.get(name), "load_before": load_before,
+                            "load_after": load_after, "curve": curve}
     ratios = {label: speed_ratio(contenders[slow]["curve"], contenders[fast]["curve"])
               for label, slow, fast in RATIOS if slow in contenders and fast in contenders}
     # Calibration only approximates each trainer's step time, so the runs' lengths differ somewhat; every
