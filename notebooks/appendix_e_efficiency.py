@@ -333,12 +333,11 @@ else:
 # decodes and augments its images in loader workers on the same cores, which the step benchmark leaves out.
 #
 # The same bench at another budget: {glue}`recipe_other_budget`. Both committed runs time the book's current
-# recipe, its low-resolution start scaled with the budget (Appendix C). The runs before them timed the former
-# recipe, 96 px from the first step to the last (`bench/README.md` gives their numbers); in those the budget
-# decided where the gain came from: in 15 minutes, about half the run that recipe was chosen for, its regularisers
-# (word dropout, label smoothing, crops of half the area or more) bought nothing yet and the faster step carried
-# the gain; in 28 minutes the runs without them stopped improving, having learnt the 6,000 training images by
-# heart (Appendix C), and the recipe carried it.
+# recipe, its low-resolution start scaled with the budget (Appendix C). In them, as in the runs of the former
+# recipe before them (`bench/README.md` gives their numbers), the budget decides where the gain comes from: in 15
+# minutes, about half the run the recipe was chosen for, its regularisers (word dropout, label smoothing, crops of
+# half the area or more) buy nothing yet and the faster step carries the gain; in 28 minutes the runs without them
+# level off, having learnt the 6,000 training images by heart (Appendix C), and the recipe carries it.
 #
 # **Warmup.** A trainer that spends a larger share of its run warming up learns less in the same time, so the
 # bench gives each contender the config's warmup scaled to its own steps, the same share of every run:
