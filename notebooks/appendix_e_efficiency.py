@@ -305,7 +305,7 @@ else:
     per_step = {name: c["curve"][-1]["train_s"] / c["steps"] for name, c in runs.items()}
     glue("recipe_step_in_runs", per_step["open_clip"] / per_step["miniclip, open_clip recipe"]
          if {"open_clip", "miniclip, open_clip recipe"} <= set(per_step) else float("nan"), "×{:.2f}")
-    glue("recipe_step_times", ", ".join(f"{name} {c['curve'][-1]['train_s'] / c['steps']:.2f} s ({c['steps']} steps, "
+    glue("recipe_step_times", ", ".join(f"{name} {per_step[name]:.2f} s ({c['steps']} steps, "
                                         f"{c['curve'][-1]['train_s'] / 60:.1f} min)" for name, c in runs.items()))
 
 # %% [markdown]
