@@ -160,8 +160,11 @@ def test_a_low_res_start_keeps_its_share_of_the_steps_and_is_calibrated_at_both_
     assert recipe.ours_config(bench, config, 1, open_clip_recipe=False).data.low_res_steps == 0
     timed = []
 
+    lengths = set()
+
     def fake_run(run_config, out, marks, save_weights=True):
         timed.append((out.name, run_config.model.image_size, run_config.data.low_res_steps))
+        lengths.add((run_config.optim.steps, len(marks)))
         step_s = 1.0 if run_config.model.image_size == 64 else 0.4
         return [{"step": s, "train_s": s * step_s} for s in marks]
 
@@ -171,3 +174,9 @@ def test_a_low_res_start_keeps_its_share_of_the_steps_and_is_calibrated_at_both_
     assert timing["miniclip, open_clip recipe"] == pytest.approx(1.0)
     assert sorted(timed) == [("calibrate-miniclip, open_clip recipe-64px", 64, 0), ("calibrate-miniclip-32px", 32, 0),
                              ("calibrate-miniclip-64px", 64, 0)]
+    # The book config caches the decoded photos: a first epoch decodes them, and only the steps after it are timed
+    # (the fake runs' times are even, so the medians above are the same either way).
+    assert config.data.cache_images
+    first = recipe.steps_per_epoch(config)
+    assert first == len(recipe.training_set(config)) // config.optim.batch_size > 0
+    assert lengths == {(first + 6, first + 6)}

@@ -248,7 +248,7 @@ def run_ours(config: Config, out: Path, marks: list[int], save_weights: bool = T
 
 
 def seconds_per_step(records: list[dict], skip: int = 4) -> float:
-    """The median step time of a calibration run, leaving out its first `skip` steps (start-up)."""
+    """The median step time of a calibration run, leaving out its first `skip` steps (start-up, or a first epoch)."""
     times = [r["train_s"] for r in sorted(records, key=lambda r: r["step"])]
     return statistics.median(b - a for a, b in zip(times[skip:], times[skip + 1:]))
 
@@ -335,13 +335,21 @@ def calibrate(bench: RecipeBenchConfig, config: Config, work: Path) -> dict[str,
             timing[name] = seconds_per_step(records)
             continue
         # Ours: a step at the model's size, and, with a low-resolution start (open_clip's recipe has none), one at
-        # the smaller size too, in the proportion the run takes them.
+        # the smaller size too, in the proportion the run takes them. With `data.cache_images` the first epoch
+        # decodes every photo and the later ones only crop them: the steps timed are the later ones.
         low = low_res_fraction(ours_config(bench, config, config.optim.steps, name == OURS_OC))
         sizes = {config.model.image_size: 1 - low, **({config.data.low_res_size: low} if low else {})}
+        first = steps_per_epoch(config) if config.data.cache_images else 0
         timing[name] = sum(share * seconds_per_step(run_ours(
-            ours_config(bench, config, n, name == OURS_OC, image_size=size), work / f"calibrate-{name}-{size}px",
-            every, save_weights=False)) for size, share in sizes.items())
+            ours_config(bench, config, first + n, name == OURS_OC, image_size=size),
+            work / f"calibrate-{name}-{size}px", list(range(1, first + n + 1)), save_weights=False), skip=first + 4)
+            for size, share in sizes.items())
     return timing
+
+
+def steps_per_epoch(config: Config) -> int:
+    """Steps our trainer takes to see every training image once (the last partial batch is dropped)."""
+    return len(training_set(config)) // config.optim.batch_size
 
 
 def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:

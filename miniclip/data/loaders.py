@@ -107,11 +107,26 @@ class SeededPairs(Dataset):
     `word_dropout` p > 0 each caption loses each word with probability p (`drop_words`), seeded the same way.
 
     An image that cannot be decoded is replaced by the next decodable one and counted in `.replaced`, so a
-    batch keeps its size (a data-parallel gather needs equal batches on every rank)."""
+    batch keeps its size (a data-parallel gather needs equal batches on every rank).
 
-    def __init__(self, base, seed: int, captions_per_image: int = 1, word_dropout: float = 0.0):
+    With `cache_images` each image is decoded once, in its first epoch, and kept in memory (in the process that
+    reads it: a loader worker's lives as long as the worker), so later epochs only crop and flip. The pixels are
+    the same either way: the transforms never change the image they are given."""
+
+    def __init__(self, base, seed: int, captions_per_image: int = 1, word_dropout: float = 0.0,
+                 cache_images: bool = False):
         self.base, self.seed, self.replaced = base, seed, 0
         self.k, self.word_dropout = captions_per_image, word_dropout
+        self.decoded: dict | None = {} if cache_images else None
+
+    def _decode(self, i: int):
+        """Image `i` as a PIL image, from the cache when it holds it; `None` if it cannot be decoded."""
+        if self.decoded is not None and i in self.decoded:
+            return self.decoded[i]
+        image = self.base.pil_image(i, draft_size=self.base.decode_size)
+        if self.decoded is not None and image is not None:
+            self.decoded[i] = image
+        return image
 
     def __len__(self) -> int:
         return len(self.base)
@@ -120,14 +135,16 @@ class SeededPairs(Dataset):
         epoch, index = key
         for attempt in range(len(self.base)):
             i = (index + attempt) % len(self.base)
-            image = self.base.pil_image(i, draft_size=self.base.decode_size)
+            image = self._decode(i)
             if image is not None:
                 break
             self.replaced += 1
         else:
             raise RuntimeError("no image of the training set could be decoded")
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(stable_seed(self.seed, epoch, i))
+            # The CPU generator alone: `torch.manual_seed` would also queue a seed for every GPU backend, taking
+            # a stack trace each time (half of this method's time on a CPU), and move a GPU's RNG in this process.
+            torch.default_generator.manual_seed(stable_seed(self.seed, epoch, i))
             image = self.base.transform(image)
             captions = [drop_words(c, self.word_dropout) for c in self.base.captions_for(i, self.k, epoch)]
         return image, (captions[0] if self.k == 1 else captions)
@@ -169,7 +186,7 @@ def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, star
                      world_size: int, pin_memory: bool = False, views: int = 1) -> Iterator[Batch]:
     base = flickr8k_training_set(data_cfg, seed, training_transform(data_cfg, image_size, views), warn=rank == 0)
     sampler = StepBatchSampler(len(base), batch_size, seed, start_step, rank, world_size)
-    pairs = SeededPairs(base, seed, data_cfg.captions_per_image, data_cfg.word_dropout)
+    pairs = SeededPairs(base, seed, data_cfg.captions_per_image, data_cfg.word_dropout, data_cfg.cache_images)
     loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=_collate, num_workers=data_cfg.num_workers,
                         persistent_workers=data_cfg.num_workers > 0, pin_memory=pin_memory,
                         generator=_loader_generator(seed, start_step, rank))
