@@ -318,12 +318,21 @@ def changed_sections(saved: dict, config: Config) -> list[str]:
     try:
         saved = _build(Config, saved, "").to_json()
     except ConfigError:
-        saved = dict(saved)  # compared as saved: the section holding the unknown key differs
-    for section, key in (option.split(".") for option in SPEED_ONLY):
-        for sections in (ours, saved):
-            if isinstance(sections.get(section), dict):
-                sections[section] = {k: v for k, v in sections[section].items() if k != key}
+        pass  # compared as saved: the section holding the unknown key differs
+    ours, saved = without_speed_only(ours), without_speed_only(saved)
     return sorted(k for k in ours.keys() | saved.keys() if saved.get(k) != ours.get(k))
+
+
+def without_speed_only(sections: dict) -> dict:
+    """A config's sections (as its YAML or a checkpoint's JSON holds them) less the `SPEED_ONLY` options, a copy; a
+    section that held nothing else goes too, so a YAML that adds one reads as the YAML without it."""
+    sections = {name: dict(values) if isinstance(values, dict) else values for name, values in sections.items()}
+    for section, key in (option.split(".") for option in SPEED_ONLY):
+        if isinstance(sections.get(section), dict) and key in sections[section]:
+            del sections[section][key]
+            if not sections[section]:
+                del sections[section]
+    return sections
 
 
 def dump_config(config: Config) -> str:

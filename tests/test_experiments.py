@@ -230,6 +230,10 @@ def test_cache_follows_the_base_config(runs, monkeypatch, tmp_path):
     base.write_text("optim: {lr: 2.0e-3}\n")
     runner.run_experiment("fake", "ci", settings=settings, verbose=False)
     assert len(calls) == 2
+    # An option that changes only how fast batches arrive (config.SPEED_ONLY) leaves the results as they are.
+    base.write_text("optim: {lr: 2.0e-3}\ndata: {cache_images: true}\n")
+    runner.run_experiment("fake", "ci", settings=settings, verbose=False)
+    assert len(calls) == 2
 
 
 # ----------------------------------------------------------------------------- every experiment, ci profile

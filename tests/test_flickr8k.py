@@ -369,6 +369,72 @@ def test_captions_per_image_brings_distinct_captions_of_each_image_image_major(k
             load_config(None, overrides)
 
 
+def test_cached_images_give_the_same_batches_and_each_photo_is_decoded_once(kaggle_root, monkeypatch):
+    # 12 training images, batches of 4: three steps an epoch, four epochs. With the cache each photo is decoded in
+    # the first epoch only, and every batch is bit for bit the one decoded afresh.
+    from miniclip.config import load_config
+    from miniclip.data import loaders
+
+    decoded = []
+    pil_image = Flickr8k.pil_image
+    monkeypatch.setattr(Flickr8k, "pil_image", lambda self, i, **kw: decoded.append(i) or pil_image(self, i, **kw))
+
+    def batches(*overrides):
+        decoded.clear()
+        config = load_config(None, ["data.dataset=flickr8k", "model.image_size=32", "model.patch_size=16",
+                                    "optim.batch_size=4", "optim.warmup_steps=0", "data.word_dropout=0.2", *overrides])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stream = loaders.train_batches(config)
+            return [next(stream) for _ in range(12)], list(decoded)
+
+    (fresh, fresh_decodes), (cached, cached_decodes) = batches(), batches("data.cache_images=true")
+    assert len(fresh_decodes) == 48 and sorted(cached_decodes) == list(range(12))
+    for (a, captions_a), (b, captions_b) in zip(fresh, cached):
+        assert torch.equal(a, b) and captions_a == captions_b
+
+
+def test_a_training_item_seeds_the_cpu_generator_only_and_leaves_it_as_it_was(kaggle_root, monkeypatch):
+    # `torch.manual_seed` would also seed (or queue a seed for) every GPU backend, taking a stack trace each time on
+    # a machine without one; the item's crop and caption need the CPU generator alone, restored afterwards.
+    from miniclip.data import loaders
+
+    gpu_seeds = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: gpu_seeds.append(seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pairs = loaders.SeededPairs(Flickr8k(split="train", transform=train_transform(32)), seed=0, word_dropout=0.2)
+    torch.manual_seed(1)
+    gpu_seeds.clear()
+    state = torch.get_rng_state()
+    first, again = pairs[(0, 3)], pairs[(0, 3)]
+    assert torch.equal(torch.get_rng_state(), state) and not gpu_seeds
+    assert torch.equal(first[0], again[0]) and first[1] == again[1]
+    assert len({pairs[(epoch, 3)][1] for epoch in range(4)}) > 1  # other epochs, other captions and dropped words
+
+
+def test_the_training_feed_bench_times_each_size_three_ways(kaggle_root, monkeypatch):
+    # `bench data`'s whole-run measurement on the tiny set (12 training images, batches of 4: three steps an epoch):
+    # each size of a low-resolution run, fed with ready batches, read photos and cached photos. The ready trainer
+    # makes four batches and no more; the cached one decodes each photo once.
+    from miniclip.bench.data_path import training_feed
+
+    decoded = []
+    pil_image = Flickr8k.pil_image
+    monkeypatch.setattr(Flickr8k, "pil_image", lambda self, i, **kw: decoded.append(i) or pil_image(self, i, **kw))
+    overrides = ("data.dataset=flickr8k", "optim.batch_size=4", "train.device=cpu", "data.num_workers=0",
+                 "data.val_size=2", "data.low_res_size=16", "data.low_res_steps=2")
+    feed = training_feed(CI_CONFIG, steps=2, overrides=overrides)
+    assert feed["batch_size"] == 4 and feed["steps_timed"] == 2 and list(feed["sizes"]) == ["16", "32"]
+    for r in feed["sizes"].values():
+        rates = r["samples_per_s"]
+        assert set(rates) == {"ready", "read", "read, cached"} and min(rates.values()) > 0
+        assert r["read_of_ready"] == pytest.approx(rates["read"] / rates["ready"])
+        assert r["cache_gain"] == pytest.approx(rates["read, cached"] / rates["read"])
+    # Per size: ready 4 batches, read 7 steps, cached 12 distinct photos (plus validation's own reads elsewhere).
+    assert len(decoded) == 2 * (4 * 4 + 7 * 4 + 12)
+
+
 def test_several_captions_per_image_train_and_chunk_like_the_full_batch(kaggle_root):
     # A tiny Flickr8k stand-in: 8 training images with five captions each. Two captions per image reach the
     # loss image-major, the step trains, and GradCache's chunks give the full batch's gradients.

@@ -4,6 +4,7 @@ would pay, beside how many samples per second a cpu-profile training step consum
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import tempfile
@@ -20,6 +21,7 @@ from miniclip.bench.results import RESULTS_DIR, write_results
 from miniclip.bench.step import flickr8k_captions
 from miniclip.config import load_config
 from miniclip.data.flickr8k import Flickr8k
+from miniclip.data.loaders import flickr8k_training_set
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes import benchmark_render
 from miniclip.data.shards import ShardDataset, write_shards
@@ -46,6 +48,48 @@ def training_consumption(config_path: str | Path, steps: int = 3) -> dict:
                 times.append(time.perf_counter() - t0)
     return {"config": str(config_path), "batch_size": b, "image_size": s,
             "samples_per_s": b / statistics.median(times)}
+
+
+class _ReadyBatches(Trainer):
+    """A trainer fed the same few batches over and over, all made before its first step: its steps without the data
+    path, for `training_feed` to compare with a run that reads its photos."""
+
+    def _batches(self):
+        made = super()._batches()
+        ready = [next(made) for _ in range(4)]
+        return itertools.cycle(ready)
+
+
+def training_feed(config_path: str | Path, steps: int = 60, overrides: tuple[str, ...] = ()) -> dict:
+    """Samples per second of whole training runs of a Flickr8k config at each size it trains at (a low-resolution
+    start's and the model's), fed three ways: batches made before the run ("ready", the data path's cost left out),
+    read as the run reads them ("read"), and read with `data.cache_images` ("read, cached", timed after the first
+    epoch, the one that decodes). Unlike `benchmark_flickr8k`, the loader here shares the cores with the step,
+    as it does in training: on two cores that, not the loader's own rate, is what it costs."""
+    base = load_config(config_path, list(overrides))
+    first_epoch = len(flickr8k_training_set(base.data, base.train.seed, warn=False)) // base.optim.batch_size
+    ways = (("ready", _ReadyBatches, "false", 4), ("read", Trainer, "false", 4),
+            ("read, cached", Trainer, "true", first_epoch))
+    result = {"config": str(config_path), "batch_size": base.optim.batch_size, "steps_timed": steps, "sizes": {}}
+    for size in [s for s in (base.data.low_res_size, base.model.image_size) if s]:
+        rates = {}
+        for way, trainer_class, cache, warm in ways:
+            total = warm + steps + 1
+            config = load_config(config_path, [*overrides, f"model.image_size={size}", "data.low_res_size=0",
+                                               "data.low_res_steps=0", f"data.cache_images={cache}",
+                                               f"optim.steps={total}", "optim.warmup_steps=1", "data.zeroshot=none",
+                                               f"train.val_every={total}", f"train.save_every={total}",
+                                               f"data.val_size={min(64, base.data.val_size)}"])
+            times: list[float] = []
+            with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the note about absent images, given by every run
+                trainer_class(config, tmp, progress=False).run(after_step=lambda t: times.append(time.perf_counter()))
+            rates[way] = config.optim.batch_size * steps / (times[warm + steps] - times[warm])
+        result["sizes"][str(size)] = {"samples_per_s": rates,
+                                      "read_of_ready": rates["read"] / rates["ready"],
+                                      "cached_of_ready": rates["read, cached"] / rates["ready"],
+                                      "cache_gain": rates["read, cached"] / rates["read"]}
+    return result
 
 
 def benchmark_flickr8k(
@@ -155,7 +199,7 @@ def benchmark_decoded_cache(image_size: int = 64, num_images: int = 512, root=No
     """Would a uint8 cache of decoded Flickr8k images pay? The same training augmentation (random resized
     crop, flip, normalise) timed from the JPEG bytes (what the dataset does every epoch) and from the decoded
     images held in memory as uint8 arrays (what a cache, filled once, would do), on the same images, in one
-    thread. The cache's memory is reported too; the dataset does not use one (see bench/README.md)."""
+    thread. The cache's memory is reported too. `data.cache_images` keeps such a cache (of PIL images)."""
     transform = train_transform(image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -187,10 +231,12 @@ def benchmark_decoded_cache(image_size: int = 64, num_images: int = 512, root=No
 
 def run_data_bench(configs=("configs/cpu-shapes.yaml", "configs/cpu-flickr8k.yaml"), out_dir: Path | None = RESULTS_DIR,
                    seconds: float = 4.0, device: str = "cpu", shard_samples: int = 2000,
-                   cache_images: int = 512, render_size: int = 64) -> dict:
+                   cache_images: int = 512, render_size: int = 64, feed_steps: int = 60) -> dict:
     """Data-path throughput (Shapes rendering on `device` at `render_size`, Flickr8k decode+augment with and
-    without a decoded cache, shard reading) beside what the cpu-profile training steps consume, at 64 px."""
-    results = {"environment": machine(), "producers": {}, "consumers": {}, "ablations": {}}
+    without a decoded cache, shard reading) beside what the cpu-profile training steps consume, at 64 px; and, for
+    each Flickr8k config, whole training runs fed with and without reading their photos (`training_feed`, over
+    `feed_steps` steps; 0 leaves it out)."""
+    results = {"environment": machine(), "producers": {}, "consumers": {}, "ablations": {}, "feed": {}}
     results["producers"]["shapes_render"] = benchmark_render(batch_size=256, image_size=render_size, seconds=seconds,
                                                              device=device)
     try:
@@ -203,6 +249,11 @@ def run_data_bench(configs=("configs/cpu-shapes.yaml", "configs/cpu-flickr8k.yam
     for path in configs:
         if Path(path).exists():
             results["consumers"][Path(path).stem] = training_consumption(path)
+            if feed_steps and load_config(path).data.dataset == "flickr8k":
+                try:
+                    results["feed"][Path(path).stem] = training_feed(path, feed_steps)
+                except MissingDataError as e:
+                    results["feed"][Path(path).stem] = {"skipped": str(e)}
     rate = {"shapes_render": "samples_per_s", "flickr8k_decode_augment": "samples_per_s",
             "shard_read": "read_samples_per_s"}
     feeds = {"shapes_render": "cpu-shapes", "flickr8k_decode_augment": "cpu-flickr8k", "shard_read": "cpu-flickr8k"}
@@ -223,6 +274,12 @@ def run_data_bench(configs=("configs/cpu-shapes.yaml", "configs/cpu-flickr8k.yam
         print(f"Flickr8k augment from a uint8 cache: {cache['cache_samples_per_s']:.0f} samples/s against "
               f"{cache['jpeg_samples_per_s']:.0f} from JPEG (x{cache['gain']:.2f}; the train split would take "
               f"{cache['cache_mb_train_split']:.0f} MiB)")
+    for name, feed in results["feed"].items():
+        for size, r in feed.get("sizes", {}).items():
+            rates = r["samples_per_s"]
+            print(f"{name} training at {size} px: {rates['ready']:.0f} samples/s with its batches ready, "
+                  f"{rates['read']:.0f} reading its photos ({r['read_of_ready']:.0%}), {rates['read, cached']:.0f} "
+                  f"with data.cache_images ({r['cached_of_ready']:.0%})")
     if out_dir is not None:
         results["path"] = str(write_results(results, out_dir, f"data-{device}.json"))
     return results

@@ -41,6 +41,7 @@ class SuiteConfig:
     data_configs: tuple = ("configs/cpu-shapes.yaml", "configs/cpu-flickr8k.yaml")
     shard_samples: int = 2000
     cache_images: int = 512
+    feed_steps: int = 60  # whole training runs of each Flickr8k config, fed with and without reading its photos
     eval_checkpoint: str | CLIPConfig = CPU_CHECKPOINT
     zeroshot_images: int = 1000
     retrieval_images: int | None = None
@@ -92,7 +93,8 @@ def run_all(suite: SuiteConfig | None = None, out_dir: Path | None = RESULTS_DIR
                 peaks=results["matmul_gflops"], out_dir=out_dir))
     if "data" in suite.sections:
         section("data", lambda: run_data_bench(suite.data_configs, out_dir, suite.data_seconds, suite.device,
-                                               suite.shard_samples, suite.cache_images, suite.render_size))
+                                               suite.shard_samples, suite.cache_images, suite.render_size,
+                                               suite.feed_steps))
     if "eval" in suite.sections:
         section("eval", lambda: run_eval_bench(suite.eval_checkpoint, suite.zeroshot_images, suite.retrieval_images,
                                                suite.device, out_dir))
@@ -194,7 +196,13 @@ def _data_rows(sec: dict, add):
     cache = sec["ablations"].get("flickr8k_uint8_cache", {})
     if "gain" in cache:
         add("ablation", "flickr8k uint8 decoded cache", f"x{cache['gain']:.2f}",
-            f"{cache['cache_samples_per_s']:.0f} vs {cache['jpeg_samples_per_s']:.0f} samples/s/thread; not enabled")
+            f"{cache['cache_samples_per_s']:.0f} vs {cache['jpeg_samples_per_s']:.0f} samples/s/thread "
+            "(data.cache_images)")
+    for name, feed in sec.get("feed", {}).items():
+        for size, r in feed.get("sizes", {}).items():
+            add("data", f"{name} training at {size} px, photos read", f"{r['read_of_ready']:.0%} of ready batches",
+                f"{r['cached_of_ready']:.0%} with data.cache_images "
+                f"({r['samples_per_s']['ready']:.0f} samples/s ready)")
 
 
 def _eval_rows(sec: dict, add):

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from miniclip.config import Config, load_config
+from miniclip.config import Config, load_config, without_speed_only
 from miniclip.env import ROOT, git_commit, machine, runs_dir
 from miniclip.errors import UsageError, warn_damaged
 
@@ -145,13 +145,14 @@ def provenance(settings: dict, wall_s: float, load_before: list[float] | None = 
 def base_configs(settings) -> dict:
     """Every base training config the settings name (any `base:` key, at any depth), as its YAML content.
     They are part of what a cached result depends on: editing configs/cpu-shapes.yaml makes every
-    experiment built on it stale, though its own settings did not change."""
+    experiment built on it stale, though its own settings did not change (its `SPEED_ONLY` options aside)."""
     found = {}
     if isinstance(settings, dict):
         for key, value in settings.items():
             if key == "base" and isinstance(value, str):
                 path = ROOT / value
-                found[value] = yaml.safe_load(path.read_text()) if path.exists() else None
+                content = yaml.safe_load(path.read_text()) if path.exists() else None
+                found[value] = without_speed_only(content) if isinstance(content, dict) else content
             else:
                 found.update(base_configs(value))
     return found
