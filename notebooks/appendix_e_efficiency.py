@@ -330,14 +330,21 @@ else:
 # curve at the end of the shortest run: {glue}`recipe_equal_time` (mean R@10, interpolated between copies).
 # Our trainer on open_clip's recipe took its steps {glue}`recipe_step_in_runs` as fast as open_clip's trainer;
 # compare the step benchmark's {glue}`bench_worst_speedup` to {glue}`bench_best_speedup` above: a whole run also
-# decodes and augments its images in loader workers on the same cores, which the step benchmark leaves out.
+# decodes and augments its images in loader workers on the same cores, which the step benchmark leaves out. On two
+# cores the loader's work comes out of the step's time, however fast the loader is on a core of its own;
+# `python -m miniclip bench data` times whole runs of the book's model fed with and without reading their photos.
+# Such runs found the loader taking a large share of a 64 px step, much of it in seeding each photo's crop; since
+# then each photo is seeded on the CPU generator alone and decoded once (`data.cache_images`), the same pixels.
 #
 # The same bench at another budget: {glue}`recipe_other_budget`. Both committed runs time the book's current
-# recipe, its low-resolution start scaled with the budget (Appendix C). In them, as in the runs of the former
-# recipe before them (`bench/README.md` gives their numbers), the budget decides where the gain comes from: in 15
+# recipe, its low-resolution start scaled with the budget (Appendix C); the 28-minute run is the first with the
+# faster data path above, the 15-minute one is from before it (`bench/README.md` gives both runs' numbers and the
+# earlier 28-minute one's). Before the data path changed, the budget decided where the gain came from: in 15
 # minutes, about half the run the recipe was chosen for, its regularisers (word dropout, label smoothing, crops of
-# half the area or more) buy nothing yet and the faster step carries the gain; in 28 minutes the runs without them
-# level off, having learnt the 6,000 training images by heart (Appendix C), and the recipe carries it.
+# half the area or more) bought nothing yet and the faster step carried the gain; in 28 minutes the runs without
+# them levelled off, having learnt the 6,000 training images by heart (Appendix C), and the recipe carried it.
+# In 28 minutes they still level off; a ratio measured against a curve that has stopped rising depends on where
+# it stopped, so read it beside the curves at the end of the shortest run.
 #
 # **Warmup.** A trainer that spends a larger share of its run warming up learns less in the same time, so the
 # bench gives each contender the config's warmup scaled to its own steps, the same share of every run:
