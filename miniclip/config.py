@@ -170,6 +170,8 @@ class Config:
             ("data.word_dropout", self.data.word_dropout == 0 or (0 < self.data.word_dropout < 1
                                                                  and self.data.dataset == "flickr8k"),
              "must be 0, or in (0, 1) with data.dataset flickr8k"),
+            ("data.cache_images", not self.data.cache_images or self.data.dataset == "flickr8k",
+             "works with data.dataset flickr8k only (Shapes are drawn afresh, shards are streamed)"),
             ("data.low_res_steps", (self.data.low_res_steps == 0) == (self.data.low_res_size == 0)
              and 0 <= self.data.low_res_steps < self.optim.steps and (self.data.low_res_steps == 0
                                                                      or self.data.dataset != "shapes"),

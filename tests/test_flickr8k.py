@@ -394,6 +394,30 @@ def test_cached_images_give_the_same_batches_and_each_photo_is_decoded_once(kagg
         assert torch.equal(a, b) and captions_a == captions_b
 
 
+def test_a_speed_only_option_keeps_a_run_up_to_date_and_is_for_flickr8k_only(kaggle_root):
+    from miniclip.config import SPEED_ONLY, ConfigError, load_config
+    from miniclip.train.runs import train_if_changed
+    from miniclip.train.trainer import Trainer
+
+    assert "data.cache_images" in SPEED_ONLY
+
+    def config(*overrides):
+        return load_config(CI_CONFIG, ["data.dataset=flickr8k", "optim.batch_size=4", "optim.steps=2",
+                                       "optim.warmup_steps=1", "train.device=cpu", "data.zeroshot=none",
+                                       "data.val_size=2", "data.num_workers=0", *overrides])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = kaggle_root / "run"
+        train_if_changed(config(), run, progress=False)
+        assert train_if_changed(config("data.cache_images=true"), run, progress=False)["status"] == "up to date"
+        assert Trainer(config("data.cache_images=true"), run, resume=True, progress=False).step == 2  # resumable
+        other = config("data.cache_images=true", "optim.lr=3e-3")
+        assert train_if_changed(other, run, progress=False)["status"] != "up to date"
+    with pytest.raises(ConfigError, match="data.cache_images"):
+        load_config(CI_CONFIG, ["data.cache_images=true"])  # Shapes are drawn afresh each step
+
+
 def test_a_training_item_seeds_the_cpu_generator_only_and_leaves_it_as_it_was(kaggle_root, monkeypatch):
     # `torch.manual_seed` would also seed (or queue a seed for) every GPU backend, taking a stack trace each time on
     # a machine without one; the item's crop and caption need the CPU generator alone, restored afterwards.

@@ -141,20 +141,6 @@ def test_a_run_saved_before_an_option_existed_is_still_up_to_date(tmp_path):
     assert train_if_changed(config, tmp_path, progress=False)["status"] != "up to date"
 
 
-def test_a_speed_only_option_does_not_make_a_run_out_of_date(tmp_path):
-    from miniclip.config import SPEED_ONLY
-    from miniclip.train.runs import train_if_changed
-
-    assert "data.cache_images" in SPEED_ONLY
-    config = ci_config("optim.steps=2", "optim.warmup_steps=1")
-    train_if_changed(config, tmp_path, progress=False)
-    cached = ci_config("optim.steps=2", "optim.warmup_steps=1", "data.cache_images=true")
-    assert train_if_changed(cached, tmp_path, progress=False)["status"] == "up to date"
-    assert Trainer(cached, tmp_path, resume=True, progress=False).step == 2  # and resumable
-    other = ci_config("optim.steps=2", "optim.warmup_steps=1", "data.cache_images=true", "optim.lr=3e-3")
-    assert train_if_changed(other, tmp_path, progress=False)["status"] != "up to date"
-
-
 def test_non_finite_losses_are_skipped_counted_and_stop_the_run(tmp_path):
     trainer = Trainer(ci_config("optim.steps=10", "train.max_bad_steps=3"), tmp_path, progress=False)
     real_loss = trainer._loss
