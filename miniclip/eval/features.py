@@ -117,7 +117,8 @@ def load_pixels(dataset, batch_size: int = 512, num_workers: int = 0) -> tuple[t
     collate = PairCollator()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
     pixels, labels = [], []
-    for images, y in tqdm(loader, desc="decoding images", leave=False):
+    # disable=None: a bar in a terminal, none in a redirected log (where every update would be a line)
+    for images, y in tqdm(loader, desc="decoding images", leave=False, disable=None):
         if len(images):
             pixels.append(images)
             labels.append(torch.as_tensor(y))
@@ -139,7 +140,7 @@ def encode_pixels_both(model, pixels: torch.Tensor, batch_size: int = 256, corru
     operations on the same numbers as `encode_image(x)`, so the joint features are those of a direct call."""
     device = next(model.parameters()).device
     joint, before = [], []
-    for start in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False):
+    for start in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False, disable=None):
         x = pixels[start:start + batch_size]
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if corruption is not None:
@@ -309,7 +310,7 @@ def encode_dataset_images(model, dataset, batch_size: int = 128, desc: str = "en
     Unlike `miniclip.eval.zeroshot.encode_dataset`, nothing may be dropped: row i must be item i, because
     the caller pairs rows with the dataset's captions. An undecodable image is an error that names it."""
     features = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, leave=False):
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, leave=False, disable=None):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         bad = [start + j for j, item in enumerate(items) if item is None]
         if bad:

@@ -249,8 +249,9 @@ def encode_dataset(model, dataset, batch_size: int = 256) -> tuple[torch.Tensor,
     fail to decode (None) are dropped by the collate function and counted there."""
     collate = PairCollator()
     feats, labels = [], []
+    # disable=None: a bar in a terminal, none in a redirected log (where every update would be a line)
     for images, y in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collate), desc="encoding images",
-                          leave=False):
+                          leave=False, disable=None):
         if len(images):
             feats.append(encode_images(model, images, batch_size))
             labels.append(torch.as_tensor(y))
