@@ -177,6 +177,6 @@ def test_a_low_res_start_keeps_its_share_of_the_steps_and_is_calibrated_at_both_
     # The book config caches the decoded photos: a first epoch decodes them, and only the steps after it are timed
     # (the fake runs' times are even, so the medians above are the same either way).
     assert config.data.cache_images
-    first = recipe.steps_per_epoch(config)
+    first = recipe.flickr8k_steps_per_epoch(config.data, config.train.seed, config.optim.batch_size)
     assert first == len(recipe.training_set(config)) // config.optim.batch_size > 0
     assert lengths == {(first + 6, first + 6)}

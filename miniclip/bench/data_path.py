@@ -21,7 +21,7 @@ from miniclip.bench.results import RESULTS_DIR, write_results
 from miniclip.bench.step import flickr8k_captions
 from miniclip.config import load_config
 from miniclip.data.flickr8k import Flickr8k
-from miniclip.data.loaders import flickr8k_training_set
+from miniclip.data.loaders import flickr8k_steps_per_epoch
 from miniclip.data.paths import MissingDataError
 from miniclip.data.shapes import benchmark_render
 from miniclip.data.shards import ShardDataset, write_shards
@@ -67,7 +67,7 @@ def training_feed(config_path: str | Path, steps: int = 60, overrides: tuple[str
     epoch, the one that decodes). Unlike `benchmark_flickr8k`, the loader here shares the cores with the step,
     as it does in training: on two cores that, not the loader's own rate, is what it costs."""
     base = load_config(config_path, list(overrides))
-    first_epoch = len(flickr8k_training_set(base.data, base.train.seed, warn=False)) // base.optim.batch_size
+    first_epoch = flickr8k_steps_per_epoch(base.data, base.train.seed, base.optim.batch_size)
     ways = (("ready", _ReadyBatches, "false", 4), ("read", Trainer, "false", 4),
             ("read, cached", Trainer, "true", first_epoch))
     result = {"config": str(config_path), "batch_size": base.optim.batch_size, "steps_timed": steps, "sizes": {}}

@@ -50,7 +50,7 @@ from miniclip.bench.reference import open_clip_config, require_open_clip
 from miniclip.bench.results import RESULTS_DIR, finished_stamp, write_results
 from miniclip.config import Config
 from miniclip.data.flickr8k import Flickr8k
-from miniclip.data.loaders import StepBatchSampler, flickr8k_training_set
+from miniclip.data.loaders import StepBatchSampler, flickr8k_steps_per_epoch, flickr8k_training_set
 from miniclip.data.paths import MissingDataError
 from miniclip.env import machine
 from miniclip.errors import MissingDependency
@@ -339,17 +339,13 @@ def calibrate(bench: RecipeBenchConfig, config: Config, work: Path) -> dict[str,
         # decodes every photo and the later ones only crop them: the steps timed are the later ones.
         low = low_res_fraction(ours_config(bench, config, config.optim.steps, name == OURS_OC))
         sizes = {config.model.image_size: 1 - low, **({config.data.low_res_size: low} if low else {})}
-        first = steps_per_epoch(config) if config.data.cache_images else 0
+        first = (flickr8k_steps_per_epoch(config.data, config.train.seed, config.optim.batch_size)
+                 if config.data.cache_images else 0)
         timing[name] = sum(share * seconds_per_step(run_ours(
             ours_config(bench, config, first + n, name == OURS_OC, image_size=size),
             work / f"calibrate-{name}-{size}px", list(range(1, first + n + 1)), save_weights=False), skip=first + 4)
             for size, share in sizes.items())
     return timing
-
-
-def steps_per_epoch(config: Config) -> int:
-    """Steps our trainer takes to see every training image once (the last partial batch is dropped)."""
-    return len(training_set(config)) // config.optim.batch_size
 
 
 def run_recipe_bench(bench: RecipeBenchConfig | None = None) -> dict:

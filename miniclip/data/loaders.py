@@ -182,6 +182,11 @@ def flickr8k_training_set(data_cfg, seed: int, transform=None, warn: bool = True
     return base
 
 
+def flickr8k_steps_per_epoch(data_cfg, seed: int, batch_size: int) -> int:
+    """Steps a Flickr8k run takes to see every training image once (`StepBatchSampler` drops the last partial batch)."""
+    return len(flickr8k_training_set(data_cfg, seed, warn=False)) // batch_size
+
+
 def flickr8k_batches(data_cfg, image_size: int, seed: int, batch_size: int, start_step: int, rank: int,
                      world_size: int, pin_memory: bool = False, views: int = 1) -> Iterator[Batch]:
     base = flickr8k_training_set(data_cfg, seed, training_transform(data_cfg, image_size, views), warn=rank == 0)
