@@ -81,7 +81,7 @@ import json
 
 import matplotlib.pyplot as plt
 
-from miniclip.bench.recipe import quality_at, speed_ratio
+from miniclip.bench.recipe import OPEN_CLIP, OURS, OURS_OC, RATIOS, quality_at, speed_ratio
 from miniclip.bench.suite import SuiteConfig, run_all
 from miniclip.book import ROOT, glue, markdown_table, not_computed, note, profile, show
 from miniclip.model import CLIPConfig
@@ -196,8 +196,7 @@ recipe_unscaled_saved = ROOT / "bench" / "recipe-cpu-before-warmup-fix.json"
 recipe_repeat_saved = ROOT / "bench" / "recipe-cpu-open_clip-repeat.json"
 RATIO_NAMES = ("recipe_total", "recipe_step", "recipe_recipe", "recipe_equal_time", "recipe_step_times",
                "recipe_other_budget", "recipe_repeat", "recipe_warmup", "recipe_other_warmup", "recipe_step_in_runs")
-RATIO_LABELS = ("open_clip -> miniclip", "faster step: open_clip -> miniclip, open_clip recipe",
-                "better recipe: miniclip, open_clip recipe -> miniclip")
+RATIO_LABELS = tuple(label for label, _, _ in RATIOS)  # whole, faster step, better recipe
 if profile() == "ci" or not recipe_saved.exists():
     reason = ("the ci profile does not run it (the tests run its plumbing)" if profile() == "ci"
               else "run `python -m miniclip bench recipe`")
@@ -209,9 +208,9 @@ else:
 
     def repeats(result: dict) -> bool:
         """Whether the repeat reran `result`'s open_clip trainer: the same processor and the same steps."""
-        return ("open_clip" in result["contenders"] and "miniclip" in result["contenders"]
+        return (OPEN_CLIP in result["contenders"] and OURS in result["contenders"]
                 and repeat_result["machine"] == result["machine"]
-                and repeat_result["contenders"]["open_clip"]["steps"] == result["contenders"]["open_clip"]["steps"])
+                and repeat_result["contenders"][OPEN_CLIP]["steps"] == result["contenders"][OPEN_CLIP]["steps"])
 
     # The run the repeat reran: the one shown, or else the committed run from before the warmup fix.
     repeated = None
@@ -223,14 +222,14 @@ else:
     lines = [(c, style, f"{name} ({c['steps']} steps)", {})
              for (name, c), style in zip(runs.items(), ("s--", "o-", "^:"))]
     if repeated is recipe_result:
-        again = repeat_result["contenders"]["open_clip"]
+        again = repeat_result["contenders"][OPEN_CLIP]
         lines.append((again, "s--", f"open_clip again ({again['steps']} steps, another sitting)",
                       {"color": "grey", "alpha": 0.6}))
     for c, style, label, look in lines:
         ax.plot([0] + [p["train_s"] / 60 for p in c["curve"]], [0] + [p["R@10_mean"] for p in c["curve"]], style,
                 label=label, **look)
-    if "open_clip" in runs:
-        target = runs["open_clip"]["curve"][-1]["R@10_mean"]
+    if OPEN_CLIP in runs:
+        target = runs[OPEN_CLIP]["curve"][-1]["R@10_mean"]
         ax.axhline(target, color="grey", lw=0.8, ls=":", label="open_clip's final quality")
     ax.set_xlabel("training time (minutes, this machine)")
     ax.set_ylabel("Flickr8k test R@10 (mean of both directions)")
@@ -266,10 +265,10 @@ else:
                           f"in all, with a training budget of {recipe_result['bench']['budget_s'] / 60:.0f} minutes "
                           "per contender", markdown=True)
     if repeated is not None:
-        first = repeated["contenders"]["open_clip"]["curve"]
-        again = repeat_result["contenders"]["open_clip"]["curve"]
+        first = repeated["contenders"][OPEN_CLIP]["curve"]
+        again = repeat_result["contenders"][OPEN_CLIP]["curve"]
         gaps = [b["R@10_mean"] - a["R@10_mean"] for a, b in zip(first, again)]
-        steps = repeated["contenders"]["open_clip"]["steps"]
+        steps = repeated["contenders"][OPEN_CLIP]["steps"]
         which = "the run shown" if repeated is recipe_result else f"`{recipe_unscaled_saved.relative_to(ROOT)}`"
         glue("recipe_repeat",
              f"`{recipe_repeat_saved.relative_to(ROOT)}`{finished_text(repeat_result)}, against {which}: the same "
@@ -278,7 +277,7 @@ else:
              f"{again[-1]['R@10_mean']:.1%} against {first[-1]['R@10_mean']:.1%}, its copies "
              f"{min(gaps) * 100:+.1f} to {max(gaps) * 100:+.1f} points from the first run's at the same steps; "
              f"that run's book recipe against this repeat: "
-             f"{ratio_words(speed_ratio(again, repeated['contenders']['miniclip']['curve']))}",
+             f"{ratio_words(speed_ratio(again, repeated['contenders'][OURS]['curve']))}",
              markdown=True)
     else:
         glue("recipe_repeat", "(no repeat committed)")
@@ -303,8 +302,8 @@ else:
     glue("recipe_equal_time", f"after {common / 60:.1f} minutes of training (the shortest run), "
          + ", ".join(f"{name} {quality_at(c['curve'], common):.1%}" for name, c in runs.items()))
     per_step = {name: c["curve"][-1]["train_s"] / c["steps"] for name, c in runs.items()}
-    glue("recipe_step_in_runs", per_step["open_clip"] / per_step["miniclip, open_clip recipe"]
-         if {"open_clip", "miniclip, open_clip recipe"} <= set(per_step) else float("nan"), "×{:.2f}")
+    glue("recipe_step_in_runs", per_step[OPEN_CLIP] / per_step[OURS_OC]
+         if {OPEN_CLIP, OURS_OC} <= set(per_step) else float("nan"), "×{:.2f}")
     glue("recipe_step_times", ", ".join(f"{name} {per_step[name]:.2f} s ({c['steps']} steps, "
                                         f"{c['curve'][-1]['train_s'] / 60:.1f} min)" for name, c in runs.items()))
 
