@@ -336,14 +336,14 @@ else:
 # then each photo is seeded on the CPU generator alone and decoded once (`data.cache_images`), the same pixels.
 #
 # The same bench at another budget: {glue}`recipe_other_budget`. Both committed runs time the book's current
-# recipe, its low-resolution start scaled with the budget (Appendix C); the 28-minute run is the first with the
-# faster data path above, the 15-minute one is from before it (`bench/README.md` gives both runs' numbers and the
-# earlier 28-minute one's). Before the data path changed, the budget decided where the gain came from: in 15
-# minutes, about half the run the recipe was chosen for, its regularisers (word dropout, label smoothing, crops of
-# half the area or more) bought nothing yet and the faster step carried the gain; in 28 minutes the runs without
-# them levelled off, having learnt the 6,000 training images by heart (Appendix C), and the recipe carried it.
-# In 28 minutes they still level off; a ratio measured against a curve that has stopped rising depends on where
-# it stopped, so read it beside the curves at the end of the shortest run.
+# recipe, its low-resolution start scaled with the budget (Appendix C), with the faster data path above
+# (`bench/README.md` gives both runs' numbers and those of the runs from before it). In 15 minutes, about half
+# the run the recipe was chosen for, every curve is still rising and the faster step alone comes close to the
+# whole gain. In 28 minutes open_clip's trainer levels off over the second half of its run, having learnt the
+# 6,000 training images by heart (Appendix C), while the book's recipe, whose regularisers (word dropout, label
+# smoothing, crops of half the area or more) were chosen against that, keeps rising: the whole ratio grows well
+# past the step's. A ratio measured against a curve that has stopped rising depends on where it stopped, so read
+# it beside the curves at the end of the shortest run.
 #
 # **Warmup.** A trainer that spends a larger share of its run warming up learns less in the same time, so the
 # bench gives each contender the config's warmup scaled to its own steps, the same share of every run:
