@@ -60,6 +60,14 @@ class _ReadyBatches(Trainer):
         return itertools.cycle(ready)
 
 
+def timed_run_overrides(steps: int, val_size: int) -> dict:
+    """What a timed run of `steps` steps changes in its config: no zero-shot set, a small validation set (at most
+    64 pairs), and one validation and one checkpoint, at the end, so that the clock times training. Shared by
+    `training_feed` and the recipe bench's runs of our trainer."""
+    return {"optim.steps": steps, "train.val_every": steps, "train.save_every": steps, "data.zeroshot": "none",
+            "data.val_size": min(64, val_size)}
+
+
 def training_feed(config_path: str | Path, steps: int = 60, overrides: tuple[str, ...] = ()) -> dict:
     """Samples per second of whole training runs of a Flickr8k config at each size it trains at (a low-resolution
     start's and the model's), fed three ways: batches made before the run ("ready", the data path's cost left out),
@@ -75,11 +83,10 @@ def training_feed(config_path: str | Path, steps: int = 60, overrides: tuple[str
         rates = {}
         for way, trainer_class, cache, warm in ways:
             total = warm + steps + 1
+            timed = {**timed_run_overrides(total, base.data.val_size), "optim.warmup_steps": 1}
             config = load_config(config_path, [*overrides, f"model.image_size={size}", "data.low_res_size=0",
                                                "data.low_res_steps=0", f"data.cache_images={cache}",
-                                               f"optim.steps={total}", "optim.warmup_steps=1", "data.zeroshot=none",
-                                               f"train.val_every={total}", f"train.save_every={total}",
-                                               f"data.val_size={min(64, base.data.val_size)}"])
+                                               *(f"{key}={value}" for key, value in timed.items())])
             times: list[float] = []
             with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the note about absent images, given by every run

@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from miniclip.bench.data_path import timed_run_overrides
 from miniclip.bench.reference import open_clip_config, require_open_clip
 from miniclip.bench.results import RESULTS_DIR, finished_stamp, write_results
 from miniclip.config import Config
@@ -183,9 +184,8 @@ def ours_config(bench: RecipeBenchConfig, config: Config, steps: int, open_clip_
     """The bench's config run for `steps` steps, validated and saved only at the end (open_clip, run on a CSV
     without validation data, does neither either). A low-resolution start keeps its share of the steps; with
     `image_size` (calibration) every step is at that size instead."""
-    overrides = {**bench.overrides, "optim.steps": steps, "optim.warmup_steps": warmup_steps(config, steps),
-                 "train.val_every": steps, "train.save_every": steps, "data.zeroshot": "none",
-                 "data.val_size": min(64, config.data.val_size)}
+    overrides = {**bench.overrides, **timed_run_overrides(steps, config.data.val_size),
+                 "optim.warmup_steps": warmup_steps(config, steps)}
     low = min(round(low_res_fraction(config) * steps), steps - 1)
     overrides.update({"data.low_res_steps": low, "data.low_res_size": config.data.low_res_size if low else 0})
     if image_size is not None:
