@@ -91,8 +91,8 @@ train: book-profile install
 	  echo "$(PY) -m miniclip train --config $$config --if-changed"; \
 	  $(PY) -m miniclip train --config $$config --if-changed || exit 1; done
 
-## make experiments: the paper's experiments at small scale (configs/experiments/cpu.yaml; 19.8 min on 2 cores
-## in the last fresh clone, 2026-12-06, 10.7 of them the encoders grid; `bench build --book` times each), cached as
+## make experiments: the paper's experiments at small scale (configs/experiments/cpu.yaml; 17.5 min on 2 cores
+## in the last fresh clone, 2026-12-06, 8.2 of them the encoders grid; `bench build --book` times each), cached as
 ## runs/cpu/experiments/<name>.json; an experiment whose settings are unchanged is not rerun.
 experiments: book-profile install
 	MINICLIP_PROFILE=$(PROFILE) $(PY) -m miniclip experiments
