@@ -433,3 +433,18 @@ def test_the_image_ssl_loss_trains_its_head_on_two_views_and_resumes_bit_exactly
 def test_the_image_ssl_loss_needs_real_photos():
     with pytest.raises(Exception, match="optim.ssl_weight"):
         ci_config("optim.ssl_weight=1.0")  # the ci config trains on Shapes
+
+
+def test_validation_leaves_the_weights_alone(tmp_path):
+    """The zero-shot check and how often it runs are monitoring: a run validated (with the Shapes zero-shot check)
+    after every step ends with the weights of one validated only at its end, bit for bit (configs/cpu-flickr8k.yaml
+    moved its check and its frequency on the strength of this)."""
+    common = ("optim.steps=4", "optim.warmup_steps=1", "train.save_every=4")
+    Trainer(ci_config(*common, "train.val_every=1", "data.zeroshot=shapes", "data.zeroshot_size=16"),
+            tmp_path / "often", progress=False).run()
+    Trainer(ci_config(*common, "train.val_every=100"), tmp_path / "once", progress=False).run()
+    often, once = weights(tmp_path / "often", "final"), weights(tmp_path / "once", "final")
+    checks = [json.loads(line) for line in (tmp_path / "often" / "metrics.jsonl").read_text().splitlines()
+              if '"kind": "val"' in line]
+    assert len(checks) == 4 and all("zeroshot_shapes_heldout_top1" in c for c in checks)
+    assert often.keys() == once.keys() and all(torch.equal(often[k], once[k]) for k in often)
