@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -235,7 +235,7 @@ glue("max_diff", max(max(a, b) for _, a, b in rows), "{:.1e}")
 # comparison to `rtol=atol=1e-5` and also compare gradients.
 
 # %% [markdown]
-# ### ViT or ResNet, GPT- or BERT-style text? (encoder variants at equal cost)
+# ### ViT or ResNet, GPT- or BERT-style text? (encoder variants at equal steps)
 #
 # The paper trained five ResNets and three Vision Transformers and found the ViTs about three times more
 # compute-efficient at its scale (§3.2, Fig. 10). Its text tower is GPT-style: causal attention, read at the
